@@ -1,0 +1,1 @@
+"""The `prag` command line: thin Typer commands over the engine."""

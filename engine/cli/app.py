@@ -1,0 +1,46 @@
+"""The `prag` Typer app. Each command lives in its own module and registers itself here.
+
+Heavy imports (torch, transformers, textual) happen inside commands, so `prag --help`
+answers at once.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from engine.cli import ask
+
+app = typer.Typer(
+    name="prag",
+    help="Explore parametric RAG: vanilla, RAG, PRAG and DyPRAG side by side.",
+    context_settings={"help_option_names": ["-h", "--help"]},
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+
+@app.callback()
+def root(
+    version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True),
+) -> None:
+    """Explore parametric RAG: vanilla, RAG, PRAG and DyPRAG side by side."""
+    if version:
+        from engine import __version__
+
+        typer.echo(f"prag-explorer {__version__}")
+        raise typer.Exit()
+
+
+COMMAND_MODULES = (ask,)
+for module in COMMAND_MODULES:
+    module.register(app)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""`prag ask`: one question, the retrieved passages, and every method's answer side by side."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from engine.cli.common import console, handle_errors, progress_bar, quiet_libraries, settings_from
+
+
+def _norm_summary(norms: list[dict] | None) -> str:
+    if not norms:
+        return "-"
+    total = sum(float(row[m]) ** 2 for row in norms for m in ("gate_proj", "up_proj", "down_proj")) ** 0.5
+    return f"{total:.3g}"
+
+
+def render_comparison(comparison) -> None:
+    """Passages, then a table of answers (shared with other commands that show one question)."""
+    from rich.table import Table
+
+    passages = Table(title=f"Passages for: {comparison.question}", show_lines=True, expand=True)
+    passages.add_column("#", justify="right", width=3)
+    passages.add_column("BM25", justify="right", width=6)
+    passages.add_column("Title", ratio=1)
+    passages.add_column("Text", ratio=4)
+    for hit in comparison.hits:
+        passages.add_row(str(hit.rank), f"{hit.score:.2f}", hit.passage.title, hit.passage.text)
+    if not comparison.hits:
+        passages.add_row("-", "-", "-", "no passage matched the question")
+    console.print(passages)
+    answers = Table(title=f"Answers ({comparison.model})", expand=True)
+    answers.add_column("Method", no_wrap=True)
+    answers.add_column("Answer", ratio=3)
+    answers.add_column("Tokens", justify="right")
+    answers.add_column("Latency", justify="right")
+    answers.add_column("||ΔW||", justify="right")
+    for answer in comparison.answers:
+        text = f"[red]{answer.error}[/]" if answer.error else (answer.text or "[dim](empty)[/]")
+        if answer.status == "cancelled":
+            text += " [yellow](cancelled)[/]"
+        answers.add_row(answer.label, text, str(answer.tokens), f"{answer.latency_s:.2f}s", _norm_summary(answer.norms))
+    console.print(answers)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    @handle_errors
+    def ask(
+        question: Annotated[str, typer.Argument(help="The question to answer.")],
+        methods: Annotated[str, typer.Option("--methods", "-m", help="Comma list of methods, or 'all'.")] = "all",
+        top_k: Annotated[Optional[int], typer.Option("--top-k", "-k", help="Passages to retrieve.")] = None,
+        corpus: Annotated[Optional[Path], typer.Option(help="Corpus JSONL or folder of .txt (default: sample corpus).")] = None,
+        model: Annotated[Optional[str], typer.Option(help="Local Hugging Face model directory (default: embedded SmolLM2).")] = None,
+        translator: Annotated[Optional[Path], typer.Option(help="DyPRAG translator (.safetensors or reference .pt).")] = None,
+        store: Annotated[Optional[Path], typer.Option(help="PRAG LoRA store directory.")] = None,
+        max_new_tokens: Annotated[Optional[int], typer.Option(help="New tokens per answer.")] = None,
+        encode: Annotated[bool, typer.Option("--encode/--no-encode", help="Encode missing PRAG LoRAs before answering.")] = False,
+        as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")] = False,
+    ) -> None:
+        """Answer QUESTION with each method on the same model, side by side."""
+        from engine.explorer import Explorer, validate_question
+        from engine.methods import parse_methods
+
+        chosen = parse_methods(methods)
+        validate_question(question)
+        settings = settings_from(top_k=top_k, corpus=corpus, model=model, translator=translator, store=store, max_new_tokens=max_new_tokens)
+        quiet_libraries()
+        with progress_bar(enabled=not as_json) as progress:
+            explorer = Explorer.open(settings, progress)
+            hits = explorer.retrieve(question, settings.top_k)
+            comparison = explorer.compare(question, hits, chosen, settings.max_new_tokens, encode_missing=encode)
+        if as_json:
+            typer.echo(json.dumps(comparison.to_json(), ensure_ascii=False))
+        else:
+            render_comparison(comparison)

@@ -1,0 +1,91 @@
+"""Shared CLI plumbing: one console, settings from flags, rich progress from engine events, error exits."""
+
+from __future__ import annotations
+
+import functools
+import sys
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator, TypeVar
+
+import typer
+from rich.console import Console
+
+from engine.config import Settings, load_settings
+from engine.errors import PragError
+from engine.progress import Progress, ProgressCallback
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def fail(message: str, code: int = 2) -> "typer.Exit":
+    err_console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    return typer.Exit(code)
+
+
+def handle_errors(func: F) -> F:
+    """PragError -> one red line and exit 2; Ctrl-C -> one line and exit 2 (work so far is kept)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except PragError as exc:
+            raise fail(exc.one_line()) from None
+        except KeyboardInterrupt:
+            raise fail("interrupted; finished work is saved, run the same command again to resume") from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def settings_from(**flags: Any) -> Settings:
+    return load_settings({k: v for k, v in flags.items() if v is not None})
+
+
+def quiet_libraries() -> None:
+    """transformers prints its own bars and warnings; ours replace them."""
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+@contextmanager
+def progress_bar(enabled: bool = True, transient: bool = True) -> Iterator[ProgressCallback]:
+    """A rich progress display fed by engine `Progress` events (one task per label)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    if not enabled:
+        yield lambda event: None
+        return
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[info]}"), TimeElapsedColumn())
+    lock = threading.Lock()
+    with RichProgress(*columns, console=err_console, transient=transient) as bar:
+        tasks: dict[str, Any] = {}
+
+        def callback(event: Progress) -> None:
+            with lock:
+                if event.label not in tasks:
+                    tasks[event.label] = bar.add_task(event.label, total=event.total, info=event.info)
+                bar.update(tasks[event.label], completed=event.done, total=event.total, info=event.info)
+
+        yield callback
+
+
+def existing_path(value: Path | None, what: str) -> Path | None:
+    if value is not None and not Path(value).expanduser().exists():
+        raise PragError(f"{what} {value} does not exist", f"check the path given to --{what}")
+    return value
+
+
+def is_interactive() -> bool:
+    return sys.stderr.isatty()

