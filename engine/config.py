@@ -35,6 +35,8 @@ class Settings:
     """DyPRAG translator checkpoint; None = the one shipped in assets/ for the default model, if any."""
     store: Path | None = None
     """PRAG LoRA store; None = `<home>/loras`."""
+    model_cache: Path | None = None
+    """Where converted models are cached; None = `<home>/models`."""
     top_k: int = 3
     max_new_tokens: int = 32
     threads: int | None = None
@@ -46,10 +48,10 @@ class Settings:
 
     @property
     def models_dir(self) -> Path:
-        return self.home / "models"
+        return self.model_cache if self.model_cache is not None else self.home / "models"
 
 
-_PATH_FIELDS = {"home", "corpus", "translator", "store"}
+_PATH_FIELDS = {"home", "corpus", "translator", "store", "model_cache"}
 _INT_FIELDS = {"top_k", "max_new_tokens", "threads"}
 
 
