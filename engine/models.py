@@ -88,7 +88,10 @@ def decoder_layers(model: "nn.Module") -> list["nn.Module"]:
     if layers is None and hasattr(model, "get_decoder"):
         layers = getattr(model.get_decoder(), "layers", None)
     if layers is None:
-        raise ModelError(f"{type(model).__name__} has no decoder layers at .model.layers", "use a Llama/Qwen2/Mistral-style causal LM")
+        raise ModelError(
+            f"unsupported architecture {type(model).__name__}: no decoder layers with mlp.gate_proj/up_proj/down_proj",
+            "use a Llama/Qwen2/Mistral-style causal LM",
+        )
     return list(layers)
 
 
@@ -120,7 +123,7 @@ def _check_local_dir(path: Path) -> None:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ModelError(f"{path}/config.json is not valid JSON: {exc}", "fix or re-download the model") from None
     architectures = config.get("architectures") or []
-    if architectures and not any(a.endswith("ForCausalLM") for a in architectures):
+    if architectures and not any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in architectures):
         raise ModelError(f"{path} is a {', '.join(architectures)}, not a causal LM", "pass a *ForCausalLM model directory")
     if not any(path.glob("*.safetensors")) and not any(path.glob("*.bin")):
         raise ModelError(f"{path} has no weight files (*.safetensors or *.bin)", "download the model's weights into that folder")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from engine.cli import ask
+from engine.cli import ask, eval_cmd
 
 app = typer.Typer(
     name="prag",
@@ -33,7 +33,7 @@ def root(
         raise typer.Exit()
 
 
-COMMAND_MODULES = (ask,)
+COMMAND_MODULES = (ask, eval_cmd)
 for module in COMMAND_MODULES:
     module.register(app)
 

@@ -1,0 +1,83 @@
+"""`prag eval`: every method on a QA file, EM/F1 table, predictions that resume after an interruption."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Optional
+
+import typer
+
+from engine.cli.common import console, existing_path, handle_errors, is_interactive, progress_bar, quiet_libraries, settings_from
+from engine.errors import InputError
+
+if TYPE_CHECKING:
+    from engine.evaluate import EvalResult
+
+
+def render_result(result: "EvalResult") -> None:
+    """The method x score table, then why methods failed and where the predictions are."""
+    from rich.table import Table
+
+    headers, rows = result.table()
+    table = Table(
+        title=f"{result.data.stem}: {result.n} questions ({result.model}, top-{result.top_k}, {result.max_new_tokens} new tokens)",
+    )
+    for index, header in enumerate(headers):
+        table.add_column(header, justify="left" if index == 0 else "right", no_wrap=index == 0)
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+    for scores in result.methods.values():
+        if scores.first_error:
+            console.print(f"[red]{scores.label}[/]: {scores.errors} errors, e.g. {scores.first_error}", soft_wrap=True)
+    pace = f", {result.seconds_per_question:.2f} s/question" if result.seconds_per_question is not None else ""
+    console.print(
+        f"[dim]{result.computed} answered now, {result.n - result.computed} resumed{pace}; "
+        f"Context/Memory = share of conflict answers containing the passage's / the original answer. "
+        f"Predictions: {result.to_json()['predictions']}[/]",
+        soft_wrap=True,
+    )
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("eval")
+    @handle_errors
+    def eval_command(
+        data: Annotated[Optional[Path], typer.Option("--data", "-d", help="QA file (JSONL: id, question, answers, passages?, conflict?).")] = None,
+        methods: Annotated[str, typer.Option("--methods", "-m", help="Comma list of methods, or 'all'.")] = "all",
+        limit: Annotated[Optional[int], typer.Option(help="Evaluate only the first N questions.")] = None,
+        top_k: Annotated[int, typer.Option("--top-k", "-k", help="Passages per question (BM25 top-k when a row has more).")] = 3,
+        corpus: Annotated[Optional[Path], typer.Option(help="Retrieve from this corpus instead of the passages in the file.")] = None,
+        out: Annotated[Optional[Path], typer.Option(help="Predictions folder (default: $PRAG_HOME/eval).")] = None,
+        model: Annotated[Optional[str], typer.Option(help="Local Hugging Face model directory (default: embedded SmolLM2).")] = None,
+        translator: Annotated[Optional[Path], typer.Option(help="DyPRAG translator (.safetensors or reference .pt).")] = None,
+        store: Annotated[Optional[Path], typer.Option(help="PRAG LoRA store directory.")] = None,
+        max_new_tokens: Annotated[int, typer.Option(help="New tokens per answer (the reference uses 20).")] = 20,
+        encode: Annotated[bool, typer.Option("--encode/--no-encode", help="Encode missing PRAG LoRAs on demand (slow).")] = False,
+        as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of the table.")] = False,
+    ) -> None:
+        """Run each method on each question of a QA file and print EM / F1 per method.
+
+        Predictions are appended per question, so an interrupted run picks up where it stopped.
+        Failed answers (e.g. no PRAG LoRA yet) count as empty and are asked again on the next run.
+        """
+        from engine.evaluate import EvalOptions, evaluate
+        from engine.methods import parse_methods
+
+        if data is None:
+            raise InputError("no QA file given", "pass --data FILE.jsonl (e.g. one from shared/data)")
+        existing_path(corpus, "corpus")
+        existing_path(translator, "translator")
+        options = EvalOptions(
+            data=data, methods=tuple(parse_methods(methods)), limit=limit, top_k=top_k, max_new_tokens=max_new_tokens,
+            corpus=corpus, out_dir=out, encode_missing=encode,
+        )
+        settings = settings_from(model=model, translator=translator, store=store)
+        quiet_libraries()
+        with progress_bar(enabled=not as_json or is_interactive()) as progress:
+            result = evaluate(options, settings, progress=progress)
+        if as_json:
+            typer.echo(json.dumps(result.to_json(), ensure_ascii=False))
+        else:
+            render_result(result)

@@ -1,0 +1,496 @@
+"""Dataset evaluation: every selected method on every question, resumable, scored like the papers.
+
+Why it is built this way:
+
+- One `Explorer.compare` call per question runs all selected methods in one
+  batched generation, so a six-method table costs about one pass per question.
+- Predictions go to one JSONL file per (data file, settings, method), one line
+  per question, appended, flushed and fsynced as soon as the question is done.
+  A killed run (Ctrl-C or SIGKILL) loses at most the question in flight; the next
+  run reads the files, drops a torn last line, and skips what is finished.
+- The file name carries every setting that changes an answer (model, top-k,
+  max-new-tokens, given passages or a corpus, translator, PRAG LoRA recipe), so
+  runs with different settings never mix. `<prefix>.settings.json` spells the
+  fingerprint out; `<prefix>.results.json` keeps the last table.
+- A stored answer that failed (e.g. no PRAG LoRA yet) is not final: the next run
+  asks again, so `prag encode` then `prag eval` fills the PRAG rows in.
+- Scores are recomputed from the stored predictions against the data file's
+  answers at the end, so the table never depends on how a run was split.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, Iterator, Sequence
+
+from engine.atomic import write_text
+from engine.config import Settings, load_settings
+from engine.errors import Cancelled, InputError
+from engine.methods import METHODS, Method
+from engine.metrics import contains_any, exact_match, f1_score
+from engine.progress import ProgressCallback, report
+from engine.qa import QAItem, load_qa
+from engine.retrieval import BM25Retriever, Hit, hits_from_passages
+
+if TYPE_CHECKING:
+    from engine.explorer import AnswerUpdate, Explorer
+
+REFERENCE_MAX_NEW_TOKENS = 20
+"""The reference's generation budget for direct answers."""
+REFERENCE_TOP_K = 3
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """What to evaluate and how; `Settings` says which model, translator and LoRA store."""
+
+    data: Path
+    """QA file in the shared JSONL format."""
+    methods: tuple[Method, ...] = tuple(METHODS.values())
+    limit: int | None = None
+    """Evaluate only the first N questions of the file; None = all."""
+    top_k: int = REFERENCE_TOP_K
+    max_new_tokens: int = REFERENCE_MAX_NEW_TOKENS
+    corpus: Path | None = None
+    """Retrieve from this corpus instead of the passages given in the file."""
+    out_dir: Path | None = None
+    """Where prediction files go; None = `<PRAG_HOME>/eval`."""
+    encode_missing: bool = False
+    """Encode missing PRAG LoRAs on demand (slow) instead of reporting an error."""
+
+
+@dataclass
+class MethodScores:
+    """One row of the results table; means over the evaluated questions."""
+
+    method: str
+    label: str
+    n: int = 0
+    """Questions with a stored prediction for this method."""
+    em: float = 0.0
+    f1: float = 0.0
+    precision: float = 0.0
+    recall: float = 0.0
+    latency_s: float | None = None
+    """Mean seconds per answer, over answers without an error; None when all failed."""
+    tokens: float | None = None
+    """Mean new tokens per answer, over answers without an error."""
+    errors: int = 0
+    """Answers that failed; each scores as an empty prediction (EM and F1 0)."""
+    first_error: str | None = None
+    """The first failure's message, to tell the user what to do."""
+    conflict_n: int = 0
+    """Questions with a `conflict` field among the evaluated ones."""
+    context_rate: float | None = None
+    """Share of conflict answers containing the passage's (substituted) answer."""
+    memory_rate: float | None = None
+    """Share of conflict answers containing the original (memory) answer."""
+
+    def to_json(self) -> dict[str, Any]:
+        row: dict[str, Any] = {
+            "em": _round(self.em), "f1": _round(self.f1), "precision": _round(self.precision), "recall": _round(self.recall),
+            "latency_s": _round(self.latency_s), "tokens": _round(self.tokens), "errors": self.errors,
+        }
+        if self.conflict_n:
+            row["context_rate"] = _round(self.context_rate)
+            row["memory_rate"] = _round(self.memory_rate)
+        return row
+
+
+@dataclass
+class EvalResult:
+    """The table of one evaluation run, plus where its predictions live."""
+
+    data: Path
+    n: int
+    """Questions evaluated (after --limit)."""
+    methods: dict[str, MethodScores]
+    predictions: dict[str, Path]
+    """Method name -> its predictions file."""
+    model: str = ""
+    top_k: int = REFERENCE_TOP_K
+    max_new_tokens: int = REFERENCE_MAX_NEW_TOKENS
+    computed: int = 0
+    """Questions answered by this run (the others were resumed from the files)."""
+    repaired: int = 0
+    """Lines dropped from the prediction files on load (torn, invalid, or failed answers to retry)."""
+    wall_s: float = 0.0
+    seconds_per_question: float | None = None
+    """Mean wall time of one compare call (all methods of one question) in this run."""
+
+    @property
+    def has_conflicts(self) -> bool:
+        return any(s.conflict_n for s in self.methods.values())
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "data": str(self.data),
+            "n": self.n,
+            "methods": {name: scores.to_json() for name, scores in self.methods.items()},
+            "predictions": str(next(iter(self.predictions.values())).parent) if self.predictions else None,
+        }
+
+    def table(self) -> tuple[list[str], list[list[str]]]:
+        """Headers and formatted rows, for any renderer (rich in the CLI, a DataTable in the TUI)."""
+        headers = ["Method", "EM", "F1", "Precision", "Recall", "Latency", "Tokens", "Errors"]
+        if self.has_conflicts:
+            headers += ["Context", "Memory"]
+        rows = []
+        for s in self.methods.values():
+            row = [s.label, f"{s.em:.3f}", f"{s.f1:.3f}", f"{s.precision:.3f}", f"{s.recall:.3f}",
+                   "-" if s.latency_s is None else f"{s.latency_s:.2f}s", "-" if s.tokens is None else f"{s.tokens:.1f}",
+                   str(s.errors)]
+            if self.has_conflicts:
+                row += ["-" if s.context_rate is None else f"{s.context_rate:.3f}", "-" if s.memory_rate is None else f"{s.memory_rate:.3f}"]
+            rows.append(row)
+        return headers, rows
+
+
+def _round(value: float | None, digits: int = 4) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+# --- scoring ---------------------------------------------------------------------------
+
+
+def score_record(prediction: str, error: str | None, answers: Sequence[str]) -> tuple[float, float]:
+    """(EM, F1) of one stored answer; a failed answer is an empty prediction."""
+    text = "" if error else prediction
+    return exact_match(text, answers), f1_score(text, answers).f1
+
+
+def summarize(items: Sequence[QAItem], methods: Sequence[Method], records: dict[str, dict[str, dict[str, Any]]]) -> dict[str, MethodScores]:
+    """Per-method means over the items that have a record; `records[method][id]` is one prediction line."""
+    table: dict[str, MethodScores] = {}
+    for method in methods:
+        scores = MethodScores(method.name, method.label)
+        sums = {"em": 0.0, "f1": 0.0, "precision": 0.0, "recall": 0.0}
+        latency: list[float] = []
+        tokens: list[int] = []
+        context = memory = 0
+        for item in items:
+            record = records.get(method.name, {}).get(item.id)
+            if record is None:
+                continue
+            scores.n += 1
+            error = record.get("error")
+            prediction = "" if error else str(record.get("prediction") or "")
+            if error:
+                scores.errors += 1
+                scores.first_error = scores.first_error or str(error)
+            else:
+                latency.append(float(record.get("latency_s") or 0.0))
+                tokens.append(int(record.get("tokens") or 0))
+            overlap = f1_score(prediction, item.answers)
+            sums["em"] += exact_match(prediction, item.answers)
+            sums["f1"] += overlap.f1
+            sums["precision"] += overlap.precision
+            sums["recall"] += overlap.recall
+            if item.conflict is not None:
+                scores.conflict_n += 1
+                context += contains_any(prediction, item.conflict.substituted_answers)
+                memory += contains_any(prediction, item.conflict.original_answers)
+        if scores.n:
+            scores.em, scores.f1 = sums["em"] / scores.n, sums["f1"] / scores.n
+            scores.precision, scores.recall = sums["precision"] / scores.n, sums["recall"] / scores.n
+        if latency:
+            scores.latency_s = sum(latency) / len(latency)
+            scores.tokens = sum(tokens) / len(tokens)
+        if scores.conflict_n:
+            scores.context_rate = context / scores.conflict_n
+            scores.memory_rate = memory / scores.conflict_n
+        table[method.name] = scores
+    return table
+
+
+# --- prediction files ------------------------------------------------------------------
+
+
+def _valid_record(row: Any, method: str) -> bool:
+    return (
+        isinstance(row, dict)
+        and isinstance(row.get("id"), str)
+        and row.get("method") == method
+        and isinstance(row.get("prediction"), str)
+        and (row.get("error") is None or isinstance(row.get("error"), str))
+    )
+
+
+class PredictionFile:
+    """One method's predictions: JSONL, one line per question, append-only while a run lasts."""
+
+    def __init__(self, path: Path, method: str) -> None:
+        self.path = path
+        self.method = method
+        self.records: dict[str, dict[str, Any]] = {}
+        """Question id -> its line in the file (after `load`, only error-free ones: failed answers are asked again)."""
+        self._fh: IO[str] | None = None
+
+    def load(self) -> int:
+        """Read finished records; rewrite the file without torn, invalid or failed lines. Returns lines dropped."""
+        if not self.path.is_file():
+            return 0
+        raw = self.path.read_bytes()
+        lines = raw.split(b"\n")
+        # Everything after the last newline is a line a killed writer did not finish.
+        dropped = 1 if lines[-1].strip() else 0
+        for line in lines[:-1]:
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line.decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                dropped += 1
+                continue
+            if not _valid_record(row, self.method) or row.get("error") is not None:
+                dropped += 1
+                continue
+            if row["id"] in self.records:
+                dropped += 1
+            self.records[row["id"]] = row
+        if dropped:
+            write_text(self.path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in self.records.values()))
+        return dropped
+
+    def append(self, record: dict[str, Any]) -> None:
+        """Write one line and push it to disk before the next question starts."""
+        if self._fh is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = open(self.path, "a", encoding="utf-8")
+        self._fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        self.records[record["id"]] = record
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+
+@contextmanager
+def _exclusive(lock_path: Path) -> Iterator[None]:
+    """Refuse a second run writing the same prediction files (the kernel frees the lock if we die)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks; one run at a time is up to the user
+        yield
+        return
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a") as fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise InputError(f"another `prag eval` is writing {lock_path.with_suffix('').name}*", "wait for it to finish, or pass a different --out") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+# --- settings fingerprint --------------------------------------------------------------
+
+
+def _segment(text: str, limit: int = 48) -> str:
+    safe = _UNSAFE.sub("_", text).strip("._") or "x"
+    if len(safe) > limit:
+        safe = f"{safe[: limit - 9]}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
+    return safe
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:12]
+
+
+def fingerprint(explorer: "Explorer", options: EvalOptions, translator_path: Path | None) -> dict[str, Any]:
+    """Every setting that changes an answer, as plain data (hashed into the file names)."""
+    corpus: dict[str, Any] | None = None
+    if options.corpus is not None:
+        passages = getattr(explorer.retriever, "passages", None)
+        keys = sorted(p.key for p in passages) if passages else [str(options.corpus)]
+        corpus = {"path": str(options.corpus), "passages": len(keys),
+                  "digest": hashlib.sha256("\n".join(keys).encode()).hexdigest()[:12]}
+    translator: dict[str, Any] | None = None
+    if explorer.translator is not None:
+        if translator_path is not None and Path(translator_path).is_file():
+            translator = {"path": str(translator_path), "digest": _file_digest(Path(translator_path))}
+        else:
+            translator = {"path": None, "digest": f"object-{id(explorer.translator):x}"}
+    return {
+        "model": explorer.loaded.model_id,
+        "top_k": options.top_k,
+        "max_new_tokens": options.max_new_tokens,
+        "corpus": corpus,
+        "translator": translator,
+        "prag_lora": explorer.store.config.key(),
+    }
+
+
+def file_prefix(data: Path, fp: dict[str, Any]) -> str:
+    """`<data stem>__<model>__k<k>__n<new tokens>__<given|corpus-NAME>__<tr-none|tr-NAME>__<hash>`."""
+    corpus = "given" if fp["corpus"] is None else f"corpus-{_segment(Path(fp['corpus']['path']).stem, 24)}"
+    tr = fp["translator"]
+    translator = "tr-none" if tr is None else f"tr-{_segment(Path(tr['path']).stem, 24) if tr['path'] else 'loaded'}"
+    digest = hashlib.sha256(json.dumps(fp, sort_keys=True).encode()).hexdigest()[:8]
+    return "__".join([_segment(data.stem), _segment(fp["model"]), f"k{fp['top_k']}", f"n{fp['max_new_tokens']}", corpus, translator, digest])
+
+
+# --- the run ---------------------------------------------------------------------------
+
+
+def _answer_one(
+    explorer: "Explorer", item: QAItem, options: EvalOptions, files: dict[str, PredictionFile],
+    progress: ProgressCallback | None, label: str, done: int, total: int, cancel: threading.Event | None,
+) -> float | None:
+    """All methods still missing for `item`, in one compare call; their lines appended. None when cancelled."""
+    methods = [m for m in options.methods if item.id not in files[m.name].records]
+    hits = hits_for(item, explorer, options)
+
+    def on_update(update: "AnswerUpdate") -> None:
+        if update.answer.status == "encoding" and update.answer.detail:
+            report(progress, label, done, total, update.answer.detail)
+
+    start = time.perf_counter()
+    comparison = explorer.compare(item.question, hits, methods, options.max_new_tokens, on_update, cancel, options.encode_missing)
+    wall = time.perf_counter() - start
+    for answer in comparison.answers:
+        if answer.status == "cancelled":
+            continue  # half an answer is no answer: ask again next run
+        em, f1 = score_record(answer.text, answer.error, item.answers)
+        files[answer.method].append({
+            "id": item.id, "method": answer.method, "prediction": answer.text, "answers": list(item.answers),
+            "em": em, "f1": round(f1, 4), "latency_s": round(answer.latency_s, 4), "tokens": answer.tokens, "error": answer.error,
+        })
+    if any(a.status == "cancelled" for a in comparison.answers):
+        return None
+    return wall
+
+
+
+def _check_options(options: EvalOptions) -> None:
+    if options.limit is not None and options.limit < 1:
+        raise InputError(f"limit must be at least 1, got {options.limit}", "pass --limit 1 or more, or leave it out for all")
+    if options.top_k < 1:
+        raise InputError(f"top-k must be at least 1, got {options.top_k}", "pass --top-k 1 or more")
+    if options.max_new_tokens < 1:
+        raise InputError(f"max-new-tokens must be at least 1, got {options.max_new_tokens}", "pass a positive number")
+    if not options.methods:
+        raise InputError("no method selected", f"choose from {', '.join(METHODS)} or 'all'")
+
+
+def load_items(options: EvalOptions) -> list[QAItem]:
+    """The questions to run, checked up front so bad data fails before the model loads."""
+    from engine.explorer import validate_question
+
+    items = load_qa(options.data, options.limit)
+    seen: set[str] = set()
+    for item in items:
+        if item.id in seen:
+            raise InputError(f"{options.data}: id {item.id!r} appears twice", "ids must be unique: predictions are resumed by id")
+        seen.add(item.id)
+        try:
+            validate_question(item.question)
+        except InputError as exc:
+            raise InputError(f"{options.data}: question {item.id}: {exc.message}", "fix that line of the QA file") from None
+        if options.corpus is None and not item.passages:
+            raise InputError(f"{options.data}: question {item.id} has no passages", "give every line passages, or pass --corpus to retrieve")
+    return items
+
+
+def hits_for(item: QAItem, explorer: "Explorer", options: EvalOptions) -> list[Hit]:
+    """The passages a question is answered with: from the corpus, or the file's own (BM25 top-k when more than k)."""
+    if options.corpus is not None:
+        return explorer.retrieve(item.question, options.top_k)
+    if len(item.passages) <= options.top_k:
+        return hits_from_passages(item.passages, item.question)
+    return BM25Retriever(item.passages).search(item.question, options.top_k)
+
+
+def _open_explorer(settings: Settings, options: EvalOptions, items: Sequence[QAItem], progress: ProgressCallback | None) -> "Explorer":
+    from engine.explorer import Explorer
+
+    if options.corpus is not None:
+        return Explorer.open(replace(settings, corpus=options.corpus), progress)
+    # Answers come from each row's own passages; the explorer's index is unused, so keep it to those.
+    pooled = list({p.id: p for item in items for p in item.passages}.values())
+    return Explorer.open(settings, progress, passages=pooled)
+
+
+def evaluate(
+    options: EvalOptions,
+    settings: Settings | None = None,
+    *,
+    explorer: "Explorer | None" = None,
+    progress: ProgressCallback | None = None,
+    cancel: threading.Event | None = None,
+) -> EvalResult:
+    """Run (or resume) an evaluation and return its table.
+
+    Args:
+        options: data file, methods and generation settings.
+        settings: model, translator and store; None = the resolved defaults.
+        explorer: an already open explorer (tests, the TUI); None = open one from `settings`.
+        progress: receives model loading and "Evaluating <stem>" events (done/total questions).
+        cancel: set it to stop after the question in flight; finished questions stay saved.
+    """
+    from engine.explorer import default_translator_path
+
+    started = time.perf_counter()
+    _check_options(options)
+    settings = settings or load_settings()
+    items = load_items(options)
+    if explorer is None:
+        explorer = _open_explorer(settings, options, items, progress)
+    translator_path = settings.translator or default_translator_path(explorer.loaded.model_id)
+    fp = fingerprint(explorer, options, translator_path)
+    out_dir = Path(options.out_dir if options.out_dir is not None else settings.home / "eval").expanduser()
+    prefix = file_prefix(Path(options.data), fp)
+    files = {m.name: PredictionFile(out_dir / f"{prefix}__{m.name}.jsonl", m.name) for m in options.methods}
+    label = f"Evaluating {Path(options.data).stem}"
+    computed = 0
+    walls: list[float] = []
+    with _exclusive(out_dir / f".{prefix}.lock"):
+        write_text(out_dir / f"{prefix}.settings.json", json.dumps({"data": str(options.data), **fp}, indent=2) + "\n")
+        repaired = sum(f.load() for f in files.values())
+        pending = [item for item in items if any(item.id not in f.records for f in files.values())]
+        done = len(items) - len(pending)
+        report(progress, label, done, len(items))
+        try:
+            for item in pending:
+                if cancel is not None and cancel.is_set():
+                    break
+                wall = _answer_one(explorer, item, options, files, progress, label, done, len(items), cancel)
+                if wall is None:
+                    break
+                walls.append(wall)
+                computed += 1
+                done += 1
+                report(progress, label, done, len(items), f"{sum(walls) / len(walls):.1f} s/question")
+        finally:
+            for f in files.values():
+                f.close()
+        records = {name: f.records for name, f in files.items()}
+        result = EvalResult(
+            data=Path(options.data), n=len(items), methods=summarize(items, options.methods, records),
+            predictions={name: f.path for name, f in files.items()}, model=explorer.loaded.model_id,
+            top_k=options.top_k, max_new_tokens=options.max_new_tokens, computed=computed, repaired=repaired,
+            wall_s=time.perf_counter() - started, seconds_per_question=sum(walls) / len(walls) if walls else None,
+        )
+        write_text(out_dir / f"{prefix}.results.json", json.dumps(result.to_json(), indent=2) + "\n")
+    if cancel is not None and cancel.is_set():
+        raise Cancelled(f"evaluation stopped after {done} of {len(items)} questions", "run the same command again to resume")
+    return result

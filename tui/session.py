@@ -1,0 +1,101 @@
+"""The app's side of the engine boundary, free of widgets.
+
+- `Engine`: what the app needs from `engine.explorer.Explorer` (tests inject a fake).
+- `EngineFactory` / `open_explorer`: how an engine is built from settings, reporting progress.
+- `StreamBuffer`: the generating thread writes the latest answer snapshot per method here;
+  the UI drains it a few times a second. A burst of tokens therefore costs one repaint,
+  not one per token, and typing stays fluid while six answers stream.
+- `RunRequest`: one click of "run", as plain data handed to the worker.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
+
+from engine.config import Settings
+from engine.progress import ProgressCallback
+
+if TYPE_CHECKING:
+    from engine.explorer import Answer, AnswerUpdate, Comparison, UpdateCallback
+    from engine.methods import Method
+    from engine.qa import QAItem
+    from engine.retrieval import Hit
+
+
+class Engine(Protocol):
+    """The part of `Explorer` the app uses."""
+
+    loaded: Any
+    """Has `.model_id` and `.arch.num_layers`."""
+
+    def retrieve(self, question: str, top_k: int = 3) -> "list[Hit]": ...
+
+    def compare(
+        self,
+        question: str,
+        hits: "Sequence[Hit]",
+        methods: "Sequence[Method]",
+        max_new_tokens: int,
+        on_update: "UpdateCallback | None",
+        cancel: threading.Event | None,
+        encode_missing: bool,
+    ) -> "Comparison": ...
+
+
+EngineFactory = Callable[[Settings, ProgressCallback], Engine]
+"""Builds an engine from settings; called in a worker thread, may raise PragError."""
+
+
+def open_explorer(settings: Settings, progress: ProgressCallback) -> Engine:
+    """The real engine: `Explorer.open`, with transformers' own bars and warnings silenced."""
+    from engine.cli.common import quiet_libraries
+    from engine.explorer import Explorer
+
+    quiet_libraries()
+    return Explorer.open(settings, progress)
+
+
+class StreamBuffer:
+    """Latest `Answer` snapshot per method index for the current run; thread-safe.
+
+    `put` is called from the generating thread for every token; `drain` from the UI
+    thread on a timer. Snapshots of an older run are dropped, so a cancelled run that
+    is still winding down never paints over the new one.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._run_id = 0
+        self._pending: dict[int, "Answer"] = {}
+
+    def start(self, run_id: int) -> None:
+        with self._lock:
+            self._run_id = run_id
+            self._pending = {}
+
+    def put(self, run_id: int, update: "AnswerUpdate") -> None:
+        with self._lock:
+            if run_id == self._run_id:
+                self._pending[update.index] = update.answer
+
+    def drain(self) -> dict[int, "Answer"]:
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        return pending
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """Everything the generation worker needs; built on the UI thread."""
+
+    run_id: int
+    question: str
+    methods: "tuple[Method, ...]"
+    hits: "tuple[Hit, ...] | None"
+    """Passages to use (already filtered to the switched-on ones); None = retrieve first."""
+    item: "QAItem | None"
+    top_k: int
+    max_new_tokens: int
+    encode_missing: bool
