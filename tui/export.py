@@ -7,17 +7,14 @@ Files go to `<PRAG_HOME>/exports/` unless `prag tui --export-dir` says otherwise
 from __future__ import annotations
 
 import json
-import math
 import re
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.atomic import write_text
-from engine.methods import METHODS, AdapterSource
-from engine.models import MLP_MODULES
-
 from tui.scoring import follows, score
+from tui.series import adapter_norm_series
 
 if TYPE_CHECKING:
     from engine.config import Settings
@@ -34,27 +31,6 @@ def default_export_dir(settings: "Settings") -> Path:
 def slug(question: str, limit: int = 40) -> str:
     words = _SLUG.sub("-", question.lower()).strip("-")
     return words[:limit].rstrip("-") or "question"
-
-
-def layer_totals(norms: list[dict[str, float | int]] | None, module: str = "all") -> list[float]:
-    """Per-layer norm of one module, or of all three together (root of the sum of squares)."""
-    if not norms:
-        return []
-    if module == "all":
-        return [math.sqrt(sum(float(row[m]) ** 2 for m in MLP_MODULES)) for row in norms]
-    return [float(row[module]) for row in norms]
-
-
-def adapter_norm_series(answers: "list[Answer]", module: str = "all") -> dict[str, list[float]]:
-    """One series per adapter source present (PRAG, DyPRAG): the combine variants share it."""
-    series: dict[str, list[float]] = {}
-    for answer in answers:
-        method = METHODS.get(answer.method)
-        if method is None or method.adapter is AdapterSource.NONE or not answer.norms:
-            continue
-        label = "PRAG" if method.adapter is AdapterSource.PRAG else "DyPRAG"
-        series.setdefault(label, layer_totals(answer.norms, module))
-    return series
 
 
 def answer_scores(comparison: "Comparison", item: "QAItem | None") -> dict[str, dict[str, Any]]:

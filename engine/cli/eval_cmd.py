@@ -31,13 +31,12 @@ def render_result(result: "EvalResult") -> None:
     for scores in result.methods.values():
         if scores.first_error:
             console.print(f"[red]{scores.label}[/]: {scores.errors} errors, e.g. {scores.first_error}", soft_wrap=True)
+    if result.has_conflicts:
+        console.print("[dim]Context / Memory: share of answers to conflict questions that contain the passage's "
+                      "(substituted) answer / the original (memory) answer.[/]", soft_wrap=True)
     pace = f", {result.seconds_per_question:.2f} s/question" if result.seconds_per_question is not None else ""
-    console.print(
-        f"[dim]{result.computed} answered now, {result.n - result.computed} resumed{pace}; "
-        f"Context/Memory = share of conflict answers containing the passage's / the original answer. "
-        f"Predictions: {result.to_json()['predictions']}[/]",
-        soft_wrap=True,
-    )
+    console.print(f"[dim]{result.computed} answered now, {result.n - result.computed} resumed{pace}. "
+                  f"Predictions: {result.to_json()['predictions']}[/]", soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

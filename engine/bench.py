@@ -1,0 +1,211 @@
+"""Benchmarks: every performance target measured in one run and printed as a figure with its target.
+
+Ratios are taken within one run on one machine (batched vs sequential, DyPRAG vs
+vanilla) so they hold across machines; absolute figures (ms, s, MB) are what this
+machine measured. Nothing here is a test: targets are reported, never asserted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from engine.progress import ProgressCallback, report
+
+
+@dataclass
+class Figure:
+    name: str
+    value: float
+    unit: str
+    target: float | None = None
+    """Upper bound the value should stay under; None = reported only."""
+    note: str = ""
+
+    @property
+    def ok(self) -> bool | None:
+        return None if self.target is None else self.value <= self.target
+
+    def to_json(self) -> dict:
+        return {"value": round(self.value, 4), "unit": self.unit, "target": self.target, "ok": self.ok, "note": self.note}
+
+
+def _timed(fn: Callable[[], object], repeats: int) -> float:
+    """Median wall seconds over `repeats` runs (after the caller's warm-up)."""
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+BENCH_QUESTION = "Who founded the harbour town of Velmora?"
+
+
+def _prepare_explorer(explorer, question: str):
+    """Give PRAG stored LoRAs and DyPRAG a translator for the benchmark passages, if missing."""
+    from engine.adapters import random_adapter
+    from engine.translator import ParameterTranslator, TranslatorConfig
+
+    hits = explorer.retrieve(question, 3)
+    notes = []
+    for i, hit in enumerate(hits):
+        if not explorer.store.has(hit.passage):
+            explorer.store.put(hit.passage, random_adapter(explorer.loaded.arch, 2, 16.0, 0.001, seed=i))
+            notes.append("random PRAG LoRAs (same shapes as trained ones)")
+    if explorer.translator is None:
+        explorer.translator = ParameterTranslator(TranslatorConfig(explorer.loaded.arch))
+        notes.append("untrained translator (same shapes and cost as a trained one)")
+    return hits, "; ".join(dict.fromkeys(notes))
+
+
+def bench_generation(explorer, new_tokens: int, repeats: int, progress: ProgressCallback | None = None) -> list[Figure]:
+    from engine.adapters import merge_sum
+    from engine.inject import inject
+    from engine.methods import parse_methods
+
+    question = BENCH_QUESTION
+    hits, note = _prepare_explorer(explorer, question)
+    all_methods = parse_methods("all")
+
+    def run(methods):
+        comparison = explorer.compare(question, hits, methods, new_tokens, ignore_eos=True)
+        bad = [a for a in comparison.answers if a.error or a.tokens != new_tokens]
+        if bad:
+            raise RuntimeError(f"benchmark row failed: {bad[0].method}: {bad[0].error or bad[0].tokens}")
+        return comparison
+
+    variants = {
+        "batched": lambda: run(all_methods),
+        "sequential": lambda: [run([m]) for m in all_methods],
+        "rag": lambda: run(parse_methods("rag")),
+        "vanilla": lambda: run(parse_methods("vanilla")),
+        "dyprag": lambda: run(parse_methods("dyprag")),
+    }
+    run(all_methods)  # warm-up: passage embeddings, allocator, kernels
+    samples: dict[str, list[float]] = {name: [] for name in variants}
+    # Interleaved rounds, so a burst of load from elsewhere hits every variant alike.
+    for round_index in range(repeats):
+        for name, fn in variants.items():
+            samples[name].append(_timed(fn, 1))
+        report(progress, "Benchmark: generation", round_index + 1, repeats)
+    batched, sequential, rag, vanilla, dyprag = (statistics.median(samples[n]) for n in variants)
+
+    passages = [h.passage for h in hits]
+
+    def prag_ready():
+        adapter = merge_sum([explorer.store.get(p) for p in passages])
+        with inject(explorer.loaded.model, [adapter]):
+            pass
+
+    prag_ready()
+    prag_ms = _timed(prag_ready, max(3, repeats * 3)) * 1000
+    tokens = f"{new_tokens} new tokens per answer"
+    return [
+        Figure("batched_vs_sequential", batched / sequential, "ratio", 0.4, f"six methods in one pass / one after another, {tokens}"),
+        Figure("batched_vs_one_rag", batched / rag, "ratio", None, f"six methods in one pass / one RAG answer, {tokens}"),
+        Figure("six_methods_batched_s", batched, "s", None, tokens),
+        Figure("dyprag_vs_vanilla", dyprag / vanilla, "ratio", 1.15, f"translate + merge + inject for top-3 included; {note}".strip("; ")),
+        Figure("prag_load_merge_inject_ms", prag_ms, "ms", 50.0, "3 stored LoRAs: read, rank-concatenate, hook in and out"),
+    ]
+
+
+def bench_bm25(passages: int = 10_000, queries: int = 50, seed: int = 0) -> Figure:
+    from engine.corpus import make_passage
+    from engine.retrieval import BM25Retriever
+
+    rng = random.Random(seed)
+    vocab = [f"w{i}" for i in range(20_000)]
+    corpus = [make_passage(" ".join(rng.choices(vocab, k=60)), f"doc {i}") for i in range(passages)]
+    retriever = BM25Retriever(corpus)
+    asks = [" ".join(rng.choices(vocab, k=6)) for _ in range(queries)]
+    samples = []
+    for query in asks:
+        start = time.perf_counter()
+        retriever.search(query, 3)
+        samples.append(time.perf_counter() - start)
+    return Figure("bm25_query_ms_10k", statistics.median(samples) * 1000, "ms", 20.0, f"median of {queries} queries, {passages} synthetic passages")
+
+
+def _subprocess_json(code: str, timeout: int = 600) -> dict:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, env=env)
+    if result.returncode != 0:
+        raise RuntimeError(result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "subprocess failed")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def bench_model_load(models_dir: Path) -> Figure:
+    code = f"""
+import json, time
+from transformers.utils import logging; logging.set_verbosity_error(); logging.disable_progress_bar()
+from engine.models import load_model
+from pathlib import Path
+load_model(None, Path({str(models_dir)!r}))  # make sure the cache exists
+start = time.perf_counter(); load_model(None, Path({str(models_dir)!r})); print(json.dumps({{"s": time.perf_counter() - start}}))
+"""
+    return Figure("model_load_from_cache_s", _subprocess_json(code)["s"], "s", 3.0, "safetensors cache + tokenizer, fresh process")
+
+
+def bench_peak_rss(models_dir: Path, new_tokens: int) -> Figure:
+    code = f"""
+import json, resource
+from transformers.utils import logging; logging.set_verbosity_error(); logging.disable_progress_bar()
+from engine.config import load_settings
+from engine.explorer import Explorer
+from engine.bench import _prepare_explorer, BENCH_QUESTION
+from engine.methods import parse_methods
+explorer = Explorer.open(load_settings({{"model_cache": {str(models_dir)!r}}}))
+hits, _ = _prepare_explorer(explorer, BENCH_QUESTION)
+explorer.compare(BENCH_QUESTION, hits, parse_methods("all"), {new_tokens}, ignore_eos=True)
+print(json.dumps({{"mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+"""
+    return Figure("peak_rss_mb_six_methods", _subprocess_json(code)["mb"], "MB", 2048.0, "one question, all six methods, fresh process")
+
+
+def bench_storage(explorer, corpus_size: int, rank: int = 2) -> list[Figure]:
+    from engine.models import MLP_MODULES
+    from engine.translator import ParameterTranslator, TranslatorConfig
+
+    if explorer.translator is not None:
+        translator_bytes, note = explorer.translator.num_bytes(), "the loaded translator"
+    else:
+        translator_bytes = ParameterTranslator(TranslatorConfig(explorer.loaded.arch, rank=rank)).num_bytes()
+        note = f"a translator of the default shape (p=2, rank {rank})"
+    arch = explorer.loaded.arch
+    one_lora = 4 * rank * arch.num_layers * sum(sum(arch.module_shape(m)) for m in MLP_MODULES)  # float32 A and B
+    prag_bytes = one_lora * corpus_size
+    return [
+        Figure("translator_mb", translator_bytes / 1e6, "MB", 10.0, note),
+        Figure("prag_store_vs_translator", prag_bytes / translator_bytes, "ratio", None,
+               f"PRAG LoRAs for {corpus_size} passages ({prag_bytes / 1e6:.1f} MB, float32) / translator"),
+    ]
+
+
+def run_benchmarks(explorer, models_dir: Path, quick: bool = False, progress: ProgressCallback | None = None,
+                   corpus_size: int | None = None) -> list[Figure]:
+    new_tokens, repeats = (16, 3) if quick else (32, 5)
+    figures = bench_generation(explorer, new_tokens, repeats, progress)
+    report(progress, "Benchmark: retrieval, storage, load, memory", 0, 3)
+    figures.append(bench_bm25(queries=20 if quick else 50))
+    figures += bench_storage(explorer, corpus_size or len(explorer.retriever))
+    report(progress, "Benchmark: retrieval, storage, load, memory", 1, 3)
+    figures.append(bench_model_load(models_dir))
+    report(progress, "Benchmark: retrieval, storage, load, memory", 2, 3)
+    figures.append(bench_peak_rss(models_dir, new_tokens))
+    report(progress, "Benchmark: retrieval, storage, load, memory", 3, 3)
+    return figures
+
+
+def figures_json(figures: list[Figure]) -> dict:
+    return {f.name: f.to_json() for f in figures}
+

@@ -1,0 +1,188 @@
+"""`prag augment`, `prag encode`, `prag train`: the offline PRAG / DyPRAG stages.
+
+Each is resumable: rerun the same command and finished work is skipped. Ctrl-C asks
+the engine to stop after the current step (it saves what it has and exits 2 with
+one line); a second Ctrl-C stops at once, losing only the unfinished step.
+"""
+
+from __future__ import annotations
+
+import shlex
+import signal
+import sys
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Iterator, Optional
+
+import typer
+
+from engine.cli.common import console, err_console, handle_errors, progress_bar, quiet_libraries, settings_from
+
+
+@contextmanager
+def cancel_on_sigint() -> Iterator[threading.Event]:
+    """First Ctrl-C sets the engine's cancel event; the second raises KeyboardInterrupt as usual."""
+    cancel = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield cancel
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def on_sigint(signum, frame) -> None:
+        if cancel.is_set():
+            raise KeyboardInterrupt
+        cancel.set()
+        err_console.print("[yellow]stopping after the current step (Ctrl-C again to stop at once)[/]")
+
+    signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield cancel
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _command_line() -> str:
+    return " ".join(shlex.quote(a) for a in ["prag", *sys.argv[1:]])
+
+
+def _load(model: Optional[str], store: Optional[Path], progress):
+    from engine.models import load_model
+
+    settings = settings_from(model=model, store=store)
+    quiet_libraries()
+    return settings, load_model(settings.model, settings.models_dir, progress)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    @handle_errors
+    def augment(
+        out: Annotated[Path, typer.Option("--out", "-o", help="Augmentation JSON to write (or extend).")],
+        corpus: Annotated[Optional[Path], typer.Option(help="Corpus JSONL or folder of .txt whose passages to augment.")] = None,
+        data: Annotated[Optional[Path], typer.Option(help="QA JSONL: its passages (and with --qa-from-data its questions).")] = None,
+        qa_from_data: Annotated[bool, typer.Option("--qa-from-data", help="Take gold QA pairs from --data instead of the LLM.")] = False,
+        rewrite: Annotated[Optional[str], typer.Option(help="'light' (deterministic synonym swaps) or 'llm'. Default: light with --qa-from-data, else llm.")] = None,
+        limit: Annotated[Optional[int], typer.Option(help="Only the first N passages.")] = None,
+        aug_model: Annotated[Optional[str], typer.Option(help="Key prefix: <name>_rewrite / <name>_qa (default: the model name, or 'gold').")] = None,
+        min_qa: Annotated[int, typer.Option(help="QA pairs a passage needs, else it is recorded as failed.")] = 3,
+        max_qa: Annotated[int, typer.Option(help="QA pairs kept per passage (the reference keeps 3).")] = 3,
+        attempts: Annotated[int, typer.Option(help="LLM tries per passage (greedy, then seeded sampling).")] = 4,
+        retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Try passages recorded as failed again.")] = False,
+        model: Annotated[Optional[str], typer.Option(help="Local Hugging Face model directory (default: embedded SmolLM2).")] = None,
+    ) -> None:
+        """Write one rewrite and QA pairs per passage, in the PRAG augmentation layout (resumable)."""
+        from engine.augment import (LLMAugmenter, augment_passages, gold_qa_index, gold_source, llm_source, passages_from, slug,
+                                    status_path)
+        from engine.errors import InputError
+        from engine.qa import load_qa
+
+        if corpus is None and data is None:
+            raise InputError("nothing to augment", "pass --corpus PATH or --data QA.jsonl")
+        if qa_from_data and data is None:
+            raise InputError("--qa-from-data needs --data QA.jsonl", "pass the QA file whose questions to use")
+        rewrite = rewrite or ("light" if qa_from_data else "llm")
+        if rewrite not in ("light", "llm"):
+            raise InputError(f"--rewrite must be 'light' or 'llm', got {rewrite!r}", "choose one of the two")
+        if limit is not None and limit < 1:
+            raise InputError(f"--limit must be at least 1, got {limit}", "pass a positive number")
+        if not 1 <= min_qa <= max_qa:
+            raise InputError(f"need 1 <= --min-qa <= --max-qa, got {min_qa} and {max_qa}", "e.g. --min-qa 3 --max-qa 3")
+        passages = passages_from(corpus, data)[:limit]
+        with progress_bar() as progress, cancel_on_sigint() as cancel:
+            augmenter = None
+            if not qa_from_data or rewrite == "llm":
+                _, loaded = _load(model, None, progress)
+                augmenter = LLMAugmenter(loaded, attempts=max(1, attempts), min_qa=min_qa, max_qa=max_qa)
+            if qa_from_data:
+                source = gold_source(gold_qa_index(load_qa(data)), min_qa, max_qa, augmenter if rewrite == "llm" else None)
+                name = aug_model or "gold"
+                info = {"qa_source": f"gold QA pairs from {data}", "rewrite_source": rewrite}
+            else:
+                assert augmenter is not None
+                source = llm_source(augmenter, rewrite)
+                name = aug_model or slug(augmenter.loaded.model_id)
+                info = {"qa_source": f"LLM {augmenter.loaded.model_id}", "rewrite_source": rewrite}
+            summary = augment_passages(passages, out, name, source, info, progress, cancel, retry_failed)
+        fallbacks = f", {augmenter.rewrite_fallbacks} LLM rewrites replaced by the light one" if augmenter and augmenter.rewrite_fallbacks else ""
+        console.print(f"augmented {summary.augmented} passages ({summary.skipped} already done, {summary.failed} failed{fallbacks}) "
+                      f"in {summary.seconds:.1f}s -> {out}")
+        if summary.failed:
+            console.print(f"[yellow]failed passages and reasons: {status_path(out)}[/]")
+
+    @app.command()
+    @handle_errors
+    def encode(
+        augment: Annotated[Path, typer.Option("--augment", "-a", help="Augmentation JSON (ours or the reference PRAG file).")],
+        store: Annotated[Optional[Path], typer.Option(help="LoRA store directory (default: $PRAG_HOME/loras).")] = None,
+        epochs: Annotated[int, typer.Option(help="Epochs per passage (1 is what `prag ask` reads by default).")] = 1,
+        lr: Annotated[float, typer.Option("--lr", help="AdamW learning rate (reference 3e-4).")] = 3e-4,
+        shard: Annotated[Optional[str], typer.Option(help="Encode only shard i/n (0 <= i < n), chosen by passage hash.")] = None,
+        aug_model: Annotated[Optional[str], typer.Option(help="Which <name>_qa to read when the file holds several.")] = None,
+        limit: Annotated[Optional[int], typer.Option(help="Only the first N passages of the file.")] = None,
+        model: Annotated[Optional[str], typer.Option(help="Local Hugging Face model directory (default: embedded SmolLM2).")] = None,
+    ) -> None:
+        """Train one PRAG LoRA per augmented passage into the store (resumable, shardable)."""
+        from engine.augment import load_augment
+        from engine.encode import encode_records, parse_shard
+        from engine.errors import InputError
+        from engine.store import EncodeConfig, LoraStore
+
+        if epochs < 1 or not lr > 0:
+            raise InputError(f"--epochs must be >= 1 and --lr > 0, got {epochs} and {lr}", "e.g. --epochs 1 --lr 3e-4")
+        chosen_shard = parse_shard(shard)
+        aug = load_augment(augment, aug_model)
+        records = aug.records[:limit]
+        if not records:
+            raise InputError(f"{augment} has no augmented passages", "run `prag augment` first")
+        with progress_bar() as progress, cancel_on_sigint() as cancel:
+            settings, loaded = _load(model, store, progress)
+            lora_store = LoraStore(settings.store_dir, loaded.model_id, EncodeConfig(epochs=epochs, learning_rate=lr))
+            summary = encode_records(loaded, records, lora_store, aug.aug_model, progress, cancel, chosen_shard)
+        where = f" (shard {chosen_shard[0]}/{chosen_shard[1]})" if chosen_shard else ""
+        timing = f" in {summary.seconds:.1f}s: {summary.seconds_per_passage:.2f} s/passage, {summary.seconds_per_step:.2f} s/step" if summary.encoded else ""
+        console.print(f"encoded {summary.encoded} LoRAs{where} ({summary.skipped} already in the store){timing} -> {lora_store.dir}")
+
+    @app.command()
+    @handle_errors
+    def train(
+        augment: Annotated[Path, typer.Option("--augment", "-a", help="Augmentation JSON the LoRAs were encoded from.")],
+        store: Annotated[Optional[Path], typer.Option(help="LoRA store directory (default: $PRAG_HOME/loras).")] = None,
+        out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Translator .safetensors (default: $PRAG_HOME/translators/...).")] = None,
+        p: Annotated[int, typer.Option("--p", help="Hypernetwork width p.")] = 2,
+        epochs: Annotated[int, typer.Option(help="Passes over the training examples.")] = 1,
+        lr: Annotated[float, typer.Option("--lr", help="AdamW learning rate (reference 1e-5).")] = 1e-5,
+        checkpoint_every: Annotated[int, typer.Option(help="Save a checkpoint every N steps (and at each epoch end).")] = 50,
+        per_passage: Annotated[int, typer.Option(help="Examples per passage: 0 = all of the PRAG recipe, 1 = the reference's first.")] = 0,
+        lora_epochs: Annotated[int, typer.Option(help="--epochs the LoRAs were encoded with (finds them in the store).")] = 1,
+        lora_lr: Annotated[float, typer.Option(help="--lr the LoRAs were encoded with.")] = 3e-4,
+        seed: Annotated[int, typer.Option(help="Seed of the translator init and the data order.")] = 0,
+        export_reference: Annotated[bool, typer.Option("--export-reference", help="Also write the DyPRAG .pt layout beside --out.")] = False,
+        fresh: Annotated[bool, typer.Option("--fresh", help="Ignore an existing checkpoint and start over.")] = False,
+        aug_model: Annotated[Optional[str], typer.Option(help="Which <name>_qa to read when the file holds several.")] = None,
+        model: Annotated[Optional[str], typer.Option(help="Local Hugging Face model directory (default: embedded SmolLM2).")] = None,
+    ) -> None:
+        """Fit the DyPRAG parameter translator on the stored PRAG LoRAs (checkpointed, resumable)."""
+        from engine.augment import load_augment, slug
+        from engine.errors import InputError
+        from engine.store import EncodeConfig, LoraStore
+        from engine.train import TrainConfig, checkpoint_path, train_translator
+
+        config = TrainConfig(p=p, epochs=epochs, learning_rate=lr, seed=seed, checkpoint_every=checkpoint_every, per_passage=per_passage)
+        aug = load_augment(augment, aug_model)
+        if not aug.records:
+            raise InputError(f"{augment} has no augmented passages", "run `prag augment` first")
+        with progress_bar() as progress, cancel_on_sigint() as cancel:
+            settings, loaded = _load(model, store, progress)
+            target = out or settings.home / "translators" / f"{slug(loaded.model_id)}-p{p}.safetensors"
+            lora_store = LoraStore(settings.store_dir, loaded.model_id, EncodeConfig(epochs=lora_epochs, learning_rate=lora_lr))
+            info = {"data_files": [str(Path(augment).expanduser().resolve())], "aug_model": aug.aug_model, "command": _command_line()}
+            summary = train_translator(loaded, aug.records, lora_store, target, config, progress, cancel, info, fresh, export_reference)
+        if summary.new_steps == 0:
+            console.print(f"already trained ({summary.steps} steps; checkpoint {checkpoint_path(target)}); wrote {target}")
+        else:
+            resumed = f" (resumed at step {summary.resumed_from})" if summary.resumed_from else ""
+            console.print(f"trained {summary.new_steps} steps{resumed} in {summary.seconds:.1f}s: {summary.seconds_per_step:.2f} s/step")
+        losses = " ".join(f"{k} {v:.4g}" for k, v in summary.final.items())
+        console.print(f"final epoch losses: {losses}")
+        console.print(f"translator -> {target}" + (f" and {summary.reference}" if summary.reference else ""))

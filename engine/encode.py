@@ -1,0 +1,304 @@
+"""PRAG stage 2: train one LoRA per passage and keep it in the content-addressed store.
+
+The recipe is the reference one (rank 2, alpha 32, gate/up/down of every layer, AdamW
+lr 3e-4, batch 1, loss on every token). Per passage with n QA pairs, the first
+ceil(n/2) pairs give two examples each (passage in the prompt, rewrite in the prompt)
+and the others one example with the question alone; every example ends with
+"The answer is X." exactly as inference prompts are continued.
+
+The LoRA is our own `Adapter` whose A and B are `nn.Parameter`s, injected through
+forward hooks (`engine.inject`), so the model's weights are never touched and peft
+is not needed. Every passage starts from the same initial A (Kaiming-uniform, seeded)
+and B = 0, as the reference starts every passage from one saved base adapter: the
+result depends only on (model, passage, augmentation, recipe), never on the order or
+the shard a passage was encoded in, and a translator can learn to predict it.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Sequence
+
+from engine.adapters import Adapter, Key
+from engine.augment import AugmentFile, AugmentRecord, FailedPassage, LLMAugmenter, load_augment, save_augment, slug
+from engine.corpus import Passage, make_passage
+from engine.errors import ArtifactError, Cancelled, InputError, PragError
+from engine.inject import inject
+from engine.models import MLP_MODULES, LoadedModel, ModelArch
+from engine.progress import ProgressCallback, check_cancel, report
+from engine.prompts import training_text
+from engine.store import EncodeConfig, LoraStore
+
+if TYPE_CHECKING:
+    import torch
+
+    from engine.explorer import Explorer
+    from engine.methods import Method
+    from engine.retrieval import Hit
+
+RECIPE = "prag-explorer/encode-1"
+MAX_TOKENS = 2048
+"""Longer training examples are cut (the reference cuts at 3000)."""
+
+StepCallback = Callable[[int, int, float], None]
+"""(step done, steps in all, loss of that step)."""
+
+
+# --- training examples ----------------------------------------------------------------------------
+
+
+def training_texts(tokenizer, record: AugmentRecord) -> list[str]:
+    """The reference layout: ceil(n/2) QA pairs with passage and with rewrite, the rest question-only."""
+    with_context = (len(record.qa) + 1) // 2
+    texts = []
+    for index, pair in enumerate(record.qa):
+        if index < with_context:
+            for context in (record.passage.text, record.rewrite):
+                texts.append(training_text(tokenizer, pair.question, pair.answer, [make_passage(context, record.passage.title)]))
+        else:
+            texts.append(training_text(tokenizer, pair.question, pair.answer))
+    return texts
+
+
+def tokenize(tokenizer, texts: Sequence[str]) -> list["torch.Tensor"]:
+    """(1, T) id tensors; the chat template already holds the special tokens."""
+    return [tokenizer(text, return_tensors="pt", add_special_tokens=False)["input_ids"][:, :MAX_TOKENS] for text in texts]
+
+
+# --- the LoRA -------------------------------------------------------------------------------------
+
+
+def initial_pairs(arch: ModelArch, config: EncodeConfig) -> dict[Key, tuple["torch.Tensor", "torch.Tensor"]]:
+    """A Kaiming-uniform (as peft and the LoRA paper's code), B zeros: the adapter starts as a no-op."""
+    import torch
+
+    gen = torch.Generator().manual_seed(config.seed)
+    pairs = {}
+    for layer in range(arch.num_layers):
+        for module in MLP_MODULES:
+            fan_in, fan_out = arch.module_shape(module)
+            a = torch.empty(config.rank, fan_in)
+            torch.nn.init.kaiming_uniform_(a, a=math.sqrt(5), generator=gen)
+            pairs[(layer, module)] = (a, torch.zeros(fan_out, config.rank))
+    return pairs
+
+
+@dataclass
+class TrainedLora:
+    adapter: Adapter
+    losses: list[float] = field(default_factory=list)
+    """Loss of every optimizer step, in order."""
+
+
+def lm_losses(loaded: LoadedModel, ids: Sequence["torch.Tensor"], adapter: Adapter | None) -> list[float]:
+    """Per-example LM loss (all tokens) with `adapter` injected, no training (tests and reports)."""
+    import torch
+
+    losses = []
+    with inject(loaded.model, [adapter]), torch.no_grad():
+        for example in ids:
+            losses.append(float(loaded.model(input_ids=example, labels=example).loss))
+    return losses
+
+
+def train_lora(
+    loaded: LoadedModel,
+    ids: Sequence["torch.Tensor"],
+    config: EncodeConfig,
+    cancel: threading.Event | None = None,
+    on_step: StepCallback | None = None,
+    init: dict[Key, tuple["torch.Tensor", "torch.Tensor"]] | None = None,
+) -> TrainedLora:
+    """Fit one LoRA on the examples, batch 1, `config.epochs` passes in a fixed order."""
+    import torch
+
+    start = init if init is not None else initial_pairs(loaded.arch, config)
+    pairs = {key: (torch.nn.Parameter(a.clone()), torch.nn.Parameter(b.clone())) for key, (a, b) in start.items()}
+    adapter = Adapter(pairs, config.scale)  # type: ignore[arg-type]
+    optimizer = torch.optim.AdamW([t for ab in pairs.values() for t in ab], lr=config.learning_rate)
+    model = loaded.model
+    total = len(ids) * config.epochs
+    losses: list[float] = []
+    with torch.enable_grad():
+        for _epoch in range(config.epochs):
+            for example in ids:
+                check_cancel(cancel)
+                # Hooks are re-entered each step: they hold the stacked A/B, which must see the update.
+                with inject(model, [adapter]):
+                    loss = model(input_ids=example, labels=example).loss
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                losses.append(float(loss.detach()))
+                if on_step is not None:
+                    on_step(len(losses), total, losses[-1])
+    final = {key: (a.detach().clone(), b.detach().clone()) for key, (a, b) in pairs.items()}
+    return TrainedLora(Adapter(final, config.scale, {"source": "prag"}), losses)
+
+
+# --- shards ---------------------------------------------------------------------------------------
+
+
+def parse_shard(spec: str | None) -> tuple[int, int] | None:
+    """"i/n" (0 <= i < n) -> (i, n); None -> no sharding."""
+    if spec is None or spec == "":
+        return None
+    try:
+        left, right = spec.split("/")
+        index, count = int(left), int(right)
+    except ValueError:
+        raise InputError(f"--shard must look like i/n, got {spec!r}", "e.g. --shard 0/4 for the first of four shards") from None
+    if count < 1 or not 0 <= index < count:
+        raise InputError(f"--shard {spec}: need 0 <= i < n", f"shards of {max(count, 1)} are numbered 0 to {max(count, 1) - 1}")
+    return index, count
+
+
+def in_shard(passage: Passage, shard: tuple[int, int] | None) -> bool:
+    """Deterministic by content hash, so every machine agrees without talking to the others."""
+    return shard is None or int(passage.key, 16) % shard[1] == shard[0]
+
+
+# --- the stage ------------------------------------------------------------------------------------
+
+
+@dataclass
+class EncodeSummary:
+    total: int
+    """Passages in this shard."""
+    skipped: int = 0
+    """Already in the store."""
+    encoded: int = 0
+    seconds: float = 0.0
+    steps: int = 0
+
+    @property
+    def seconds_per_passage(self) -> float:
+        return self.seconds / self.encoded if self.encoded else 0.0
+
+    @property
+    def seconds_per_step(self) -> float:
+        return self.seconds / self.steps if self.steps else 0.0
+
+
+def encode_records(
+    loaded: LoadedModel,
+    records: Sequence[AugmentRecord],
+    store: LoraStore,
+    aug_model: str = "",
+    progress: ProgressCallback | None = None,
+    cancel: threading.Event | None = None,
+    shard: tuple[int, int] | None = None,
+    label: str = "Encoding PRAG LoRAs",
+) -> EncodeSummary:
+    """Train and store the LoRA of every record not in the store yet (one shard of them)."""
+    from engine.atomic import clean_temp_files
+
+    chosen = [r for r in records if in_shard(r.passage, shard)]
+    clean_temp_files(store.dir)  # leftovers of a killed writer; finished LoRAs are never partial
+    todo = [r for r in chosen if not store.has(r.passage)]
+    summary = EncodeSummary(len(chosen), skipped=len(chosen) - len(todo))
+    report(progress, label, summary.skipped, summary.total)
+    init = initial_pairs(loaded.arch, store.config)
+    start = time.perf_counter()
+    for record in todo:
+        check_cancel(cancel)
+        done = summary.skipped + summary.encoded
+        name = (record.passage.title or record.passage.text)[:24]
+
+        def on_step(step: int, steps: int, loss: float, done: int = done, name: str = name) -> None:
+            report(progress, label, done, summary.total, f"{name} step {step}/{steps} loss {loss:.3f}")
+
+        if not record.qa:
+            raise ArtifactError(f"passage {name!r} has no QA pairs", "augment it again with `prag augment`")
+        ids = tokenize(loaded.tokenizer, training_texts(loaded.tokenizer, record))
+        trained = train_lora(loaded, ids, store.config, cancel, on_step, init)
+        store.put(record.passage, trained.adapter, {
+            "recipe": RECIPE, "aug_model": aug_model, "examples": len(ids),
+            "loss_first": round(trained.losses[0], 6), "loss_last": round(trained.losses[-1], 6),
+        })
+        summary.encoded += 1
+        summary.steps += len(trained.losses)
+        summary.seconds = time.perf_counter() - start
+        report(progress, label, summary.skipped + summary.encoded, summary.total, f"{summary.seconds_per_passage:.1f} s/passage")
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+# --- on-demand encoding for `prag ask --encode` and the TUI -----------------------------------------
+
+
+def augment_cache_path(store: LoraStore) -> Path:
+    """Augmentations made on demand, next to the model's LoRA folders (reused by any recipe)."""
+    return store.dir.parent / "augment-on-demand.json"
+
+
+def _augment_on_demand(explorer: "Explorer", passage: Passage, cancel: threading.Event | None) -> AugmentRecord:
+    """The cached augmentation, or a fresh LLM one (a failure is cached too: sampling is seeded, a retry would repeat it)."""
+    path = augment_cache_path(explorer.store)
+    augmenter = LLMAugmenter(explorer.loaded, min_qa=1)
+    cached = load_augment(path) if path.is_file() else AugmentFile(augmenter.name)
+    for record in cached.records:
+        if record.passage.key == passage.key:
+            return record
+    for failure in cached.failed:
+        if failure.passage.key == passage.key:
+            break
+    else:
+        pairs, reason = augmenter.qa_pairs(passage, cancel)
+        if pairs:
+            record = AugmentRecord(passage, augmenter.rewrite(passage, cancel), pairs)
+            cached = load_augment(path) if path.is_file() else cached  # re-read: another worker may have written
+            cached.records.append(record)
+            save_augment(path, cached)
+            return record
+        failure = FailedPassage(passage, reason)
+        cached.failed.append(failure)
+        save_augment(path, cached)
+    raise ArtifactError(
+        f"{explorer.loaded.model_id} could not write QA pairs for passage {(passage.title or passage.text)[:40]!r} ({failure.reason})",
+        f"augment it with `prag augment` (e.g. --qa-from-data) and `prag encode`, or remove it from {path} to retry",
+    )
+
+
+def encode_on_demand(explorer: "Explorer", passages: Sequence[Passage], progress: ProgressCallback | None = None,
+                     cancel: threading.Event | None = None) -> None:
+    """`PassageEncoder`: augment missing passages with the LLM, then encode them into `explorer.store`."""
+    label = "Encoding PRAG LoRAs"
+    missing = list({p.key: p for p in passages if not explorer.store.has(p)}.values())
+    for index, passage in enumerate(missing):
+        check_cancel(cancel)
+        report(progress, label, index, len(missing), f"augmenting {(passage.title or passage.text)[:24]}")
+        record = _augment_on_demand(explorer, passage, cancel)
+        with explorer._lock:  # training hooks the same model a generation would use
+            encode_records(explorer.loaded, [record], explorer.store, slug(explorer.loaded.model_id), cancel=cancel, label=label,
+                           progress=lambda p, i=index: report(progress, label, i, len(missing), p.info))
+    report(progress, label, len(missing), len(missing))
+
+
+def attach_encoder(explorer: "Explorer") -> None:
+    """Let the explorer encode missing PRAG LoRAs on demand (Explorer.open calls this)."""
+    explorer.encoder = encode_on_demand
+
+
+def pre_encode(explorer: "Explorer", hits: Sequence["Hit"], methods: Sequence["Method"], progress: ProgressCallback | None) -> None:
+    """Encode the hits' missing LoRAs up front, under a visible progress bar (CLI).
+
+    A failure is left for `compare` to report in the PRAG answer slots, so it is not raised here.
+    """
+    from engine.methods import AdapterSource
+
+    if explorer.encoder is None or not any(m.adapter is AdapterSource.PRAG for m in methods):
+        return
+    missing = [h.passage for h in hits if not explorer.store.has(h.passage)]
+    if not missing:
+        return
+    try:
+        explorer.encoder(explorer, missing, progress, None)
+    except Cancelled:
+        raise
+    except PragError:
+        pass

@@ -1,0 +1,382 @@
+"""DyPRAG stage 2: fit the parameter translator on (passage, PRAG LoRA, QA example) triples.
+
+Loss per example, as in the reference:
+
+    LM loss of the model carrying the generated LoRA (unscaled, as DyPRAG applies it)
+    + 0.01 * KL(generated logits || PRAG-LoRA logits), batchmean
+    + 100  * sum over (layer, module) of MSE(generated A, PRAG A) + MSE(generated B, PRAG B)
+
+Batch 1, AdamW. Passage embeddings are computed once, one passage at a time (no
+padding, as the reference), and cached on disk. The data order is a seeded
+permutation per epoch, so a checkpoint only needs the translator, the optimizer
+state and the position (epoch, index) to resume bit-for-bit: a run killed at any
+point and resumed ends with the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+from engine.adapters import Adapter
+from engine.augment import AugmentRecord
+from engine.corpus import Passage
+from engine.encode import tokenize, training_texts
+from engine.errors import ArtifactError, Cancelled, InputError
+from engine.inject import inject
+from engine.models import LoadedModel
+from engine.progress import ProgressCallback, report
+from engine.store import LoraStore
+
+if TYPE_CHECKING:
+    import torch
+
+    from engine.translator import ParameterTranslator
+
+CHECKPOINT_FORMAT = "prag-explorer-train-checkpoint/1"
+TERMS = ("lm", "kl", "mse", "total")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How the translator is fitted (reference defaults, except where noted)."""
+
+    p: int = 2
+    """Hypernetwork width (the paper's p)."""
+    epochs: int = 1
+    learning_rate: float = 1e-5
+    seed: int = 0
+    """Seeds the translator's init and each epoch's data order."""
+    checkpoint_every: int = 50
+    """Steps between checkpoints (0: only at epoch ends)."""
+    per_passage: int = 0
+    """Training examples per passage: 0 = all of the PRAG recipe's, 1 = the reference's first one only."""
+    kl_weight: float = 0.01
+    mse_weight: float = 100.0
+
+    def __post_init__(self) -> None:
+        if self.p < 1 or self.epochs < 1:
+            raise InputError(f"--p and --epochs must be positive, got p={self.p}, epochs={self.epochs}", "pass 1 or more")
+        if not self.learning_rate > 0:
+            raise InputError(f"--lr must be positive, got {self.learning_rate}", "e.g. --lr 1e-5 (the reference)")
+        if self.checkpoint_every < 0 or self.per_passage < 0:
+            raise InputError("--checkpoint-every and --per-passage cannot be negative", "pass 0 or more")
+
+
+@dataclass(frozen=True)
+class Example:
+    passage: Passage
+    text: str
+
+
+def build_examples(tokenizer, records: Sequence[AugmentRecord], per_passage: int = 0) -> list[Example]:
+    examples = []
+    for record in records:
+        texts = training_texts(tokenizer, record)
+        examples.extend(Example(record.passage, t) for t in (texts[:per_passage] if per_passage else texts))
+    return examples
+
+
+def checkpoint_path(out: Path) -> Path:
+    return Path(out).with_name(Path(out).stem + ".ckpt.pt")
+
+
+def reference_path(out: Path) -> Path:
+    return Path(out).with_suffix(".pt")
+
+
+# --- passage embeddings, cached on disk ------------------------------------------------------------
+
+
+def embedding_dir(store: LoraStore) -> Path:
+    """Per model, beside its LoRA folders: embeddings do not depend on the encode recipe."""
+    return store.dir.parent / "embeddings"
+
+
+def cached_embeddings(loaded: LoadedModel, passages: Sequence[Passage], folder: Path,
+                      progress: ProgressCallback | None = None) -> dict[str, "torch.Tensor"]:
+    """passage key -> (hidden,) last-token state of the raw text; computed once, one passage at a time."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file, save_file
+
+    from engine.atomic import atomic_path
+    from engine.translator import passage_embeddings
+
+    unique = list({p.key: p for p in passages}.values())
+    result: dict[str, torch.Tensor] = {}
+    label = "Embedding passages"
+    for index, passage in enumerate(unique):
+        path = folder / f"{passage.key}.safetensors"
+        if path.is_file():
+            try:
+                result[passage.key] = load_file(str(path))["embedding"]
+                continue
+            except (SafetensorError, OSError, KeyError):
+                pass  # a damaged cache entry is ours to recompute
+        vector = passage_embeddings(loaded, [passage.text])[0]
+        with atomic_path(path) as tmp:
+            save_file({"embedding": vector.contiguous()}, str(tmp))
+        result[passage.key] = vector
+        report(progress, label, index + 1, len(unique))
+    return result
+
+
+# --- the loss ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class LossTerms:
+    lm: "torch.Tensor"
+    kl: "torch.Tensor"
+    """Unweighted."""
+    mse: "torch.Tensor"
+    """Unweighted sum over keys."""
+    total: "torch.Tensor"
+
+    def values(self) -> dict[str, float]:
+        return {name: float(getattr(self, name).detach()) for name in TERMS}
+
+
+def translator_loss(loaded: LoadedModel, translator: "ParameterTranslator", embedding: "torch.Tensor", prag: Adapter,
+                    ids: "torch.Tensor", config: TrainConfig) -> LossTerms:
+    """The reference objective for one example; gradients reach the translator only."""
+    import torch
+    import torch.nn.functional as F
+
+    model = loaded.model
+    with torch.no_grad(), inject(model, [prag]):
+        target = model(input_ids=ids).logits  # (1, T, vocab)
+    generated = translator.adapters(embedding[None, :])[0]
+    with torch.enable_grad():
+        with inject(model, [generated]):
+            out = model(input_ids=ids, labels=ids)
+        kl = F.kl_div(F.log_softmax(out.logits, dim=-1), F.softmax(target, dim=-1), reduction="batchmean")
+        mse = torch.zeros((), dtype=torch.float32)
+        for key, (a, b) in generated.pairs.items():
+            target_a, target_b = prag.pairs[key]
+            mse = mse + F.mse_loss(a, target_a) + F.mse_loss(b, target_b)
+        total = out.loss + config.kl_weight * kl + config.mse_weight * mse
+    return LossTerms(out.loss, kl, mse, total)
+
+
+# --- checkpoints ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainState:
+    epoch: int = 0
+    index: int = 0
+    """Examples of `epoch` already done (in that epoch's order)."""
+    step: int = 0
+    sums: dict[str, float] = field(default_factory=lambda: {t: 0.0 for t in TERMS})
+    """Loss sums over the current epoch so far."""
+    history: list[dict[str, float]] = field(default_factory=list)
+    """Mean losses of each finished epoch."""
+    last: dict[str, float] = field(default_factory=dict)
+
+
+def fingerprint(loaded: LoadedModel, store: LoraStore, config: TrainConfig, examples: Sequence[Example]) -> str:
+    """What a checkpoint must agree with to be resumed (epochs and checkpoint spacing may change)."""
+    blob = {
+        "model": loaded.arch.as_dict(),
+        "encode": store.config.key(),
+        "config": {k: v for k, v in asdict(config).items() if k not in ("epochs", "checkpoint_every")},
+        "examples": [[e.passage.key, hashlib.sha256(e.text.encode()).hexdigest()[:16]] for e in examples],
+    }
+    return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
+
+
+def save_checkpoint(path: Path, translator: "ParameterTranslator", optimizer: "torch.optim.Optimizer", state: TrainState, print_: str) -> None:
+    import torch
+
+    from engine.atomic import atomic_path
+
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "fingerprint": print_,
+        "translator": {k: v.detach().clone() for k, v in translator.weights.items()},
+        "optimizer": optimizer.state_dict(),
+        "epoch": state.epoch, "index": state.index, "step": state.step,
+        "sums": dict(state.sums), "history": list(state.history), "last": dict(state.last),
+    }
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def load_checkpoint(path: Path, translator: "ParameterTranslator", optimizer: "torch.optim.Optimizer", print_: str) -> TrainState:
+    import torch
+
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for truncated or foreign files
+        raise ArtifactError(f"checkpoint {path} cannot be read ({type(exc).__name__})", "delete it or pass --fresh to start over") from None
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise ArtifactError(f"{path} is not a prag-explorer training checkpoint", "delete it or pass --fresh to start over")
+    if payload.get("fingerprint") != print_:
+        raise ArtifactError(f"checkpoint {path} was made with other data or settings",
+                            "rerun with the same --augment/--store/--p/--lr/--per-passage, or pass --fresh to start over")
+    with torch.no_grad():
+        for name, tensor in payload["translator"].items():
+            translator.weights[name].copy_(tensor)
+    optimizer.load_state_dict(payload["optimizer"])
+    return TrainState(int(payload["epoch"]), int(payload["index"]), int(payload["step"]), dict(payload["sums"]),
+                      list(payload["history"]), dict(payload["last"]))
+
+
+def epoch_order(count: int, seed: int, epoch: int) -> list[int]:
+    """The reference shuffles; ours is a permutation fixed by (seed, epoch)."""
+    import torch
+
+    return torch.randperm(count, generator=torch.Generator().manual_seed(seed * 7919 + epoch)).tolist()
+
+
+# --- the stage ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainSummary:
+    out: Path
+    steps: int
+    """Steps done in all (including earlier runs)."""
+    new_steps: int
+    """Steps done by this run."""
+    seconds: float
+    resumed_from: int | None
+    final: dict[str, float]
+    reference: Path | None = None
+
+    @property
+    def seconds_per_step(self) -> float:
+        return self.seconds / self.new_steps if self.new_steps else 0.0
+
+
+def make_translator(loaded: LoadedModel, rank: int, config: TrainConfig) -> "ParameterTranslator":
+    import torch
+
+    from engine.translator import ParameterTranslator, TranslatorConfig
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        return ParameterTranslator(TranslatorConfig(loaded.arch, rank=rank, p=config.p))
+
+
+def train_translator(
+    loaded: LoadedModel,
+    records: Sequence[AugmentRecord],
+    store: LoraStore,
+    out: Path,
+    config: TrainConfig = TrainConfig(),
+    progress: ProgressCallback | None = None,
+    cancel: threading.Event | None = None,
+    info: dict[str, Any] | None = None,
+    fresh: bool = False,
+    export: bool = False,
+) -> TrainSummary:
+    """Fit (or resume fitting) the translator and write it to `out` (+ the reference .pt when `export`)."""
+    import torch
+
+    from engine.translator import export_reference, save_translator
+
+    out = Path(out).expanduser()
+    if out.suffix != ".safetensors":
+        raise InputError(f"--out {out} must end in .safetensors", "the reference .pt is written beside it with --export-reference")
+    if not records:
+        raise InputError("the augmentation file has no passages", "augment some with `prag augment`")
+    missing = [r for r in records if not store.has(r.passage)]
+    if missing:
+        raise ArtifactError(f"{len(missing)} of {len(records)} passages have no PRAG LoRA in {store.dir}",
+                            "run `prag encode` with the same --augment and --store first")
+    examples = build_examples(loaded.tokenizer, records, config.per_passage)
+    print_ = fingerprint(loaded, store, config, examples)
+    _clean_temps(out)
+    embeddings = cached_embeddings(loaded, [r.passage for r in records], embedding_dir(store), progress)
+    translator = make_translator(loaded, store.config.rank, config)
+    translator.train()
+    optimizer = torch.optim.AdamW(translator.parameters(), lr=config.learning_rate)
+    ckpt = checkpoint_path(out)
+    state = TrainState()
+    resumed_from = None
+    if ckpt.is_file() and not fresh:
+        state = load_checkpoint(ckpt, translator, optimizer, print_)
+        resumed_from = state.step
+    total = config.epochs * len(examples)
+    label = "Training translator"
+    ids_cache: dict[int, torch.Tensor] = {}
+    start = time.perf_counter()
+    new_steps = 0
+
+    def show() -> None:
+        seen = max(state.index, 1)
+        means = {t: state.sums[t] / seen for t in TERMS} if state.index else state.last
+        text = " ".join(f"{t} {means.get(t, 0.0):.4g}" for t in ("lm", "kl", "mse"))
+        report(progress, label, state.step, total, f"epoch {min(state.epoch + 1, config.epochs)}/{config.epochs} {text}")
+
+    show()
+    while state.epoch < config.epochs:
+        order = epoch_order(len(examples), config.seed, state.epoch)
+        while state.index < len(examples):
+            if cancel is not None and cancel.is_set():
+                save_checkpoint(ckpt, translator, optimizer, state, print_)
+                raise Cancelled(f"stopped after step {state.step} of {total}; checkpoint saved to {ckpt}",
+                                "run the same command again to resume")
+            position = order[state.index]
+            example = examples[position]
+            if position not in ids_cache:
+                ids_cache[position] = tokenize(loaded.tokenizer, [example.text])[0]
+            prag = store.get(example.passage)
+            if prag is None:
+                raise ArtifactError(f"the PRAG LoRA of {example.passage.title or example.passage.key!r} vanished from {store.dir}",
+                                    "run `prag encode` again, then rerun to resume")
+            terms = translator_loss(loaded, translator, embeddings[example.passage.key], prag, ids_cache[position], config)
+            optimizer.zero_grad(set_to_none=True)
+            terms.total.backward()
+            optimizer.step()
+            state.last = terms.values()
+            for t in TERMS:
+                state.sums[t] += state.last[t]
+            state.index += 1
+            state.step += 1
+            new_steps += 1
+            show()
+            if config.checkpoint_every and state.step % config.checkpoint_every == 0 and state.index < len(examples):
+                save_checkpoint(ckpt, translator, optimizer, state, print_)
+        state.history.append({"epoch": state.epoch + 1, **{t: state.sums[t] / len(examples) for t in TERMS}})
+        state.epoch, state.index, state.sums = state.epoch + 1, 0, {t: 0.0 for t in TERMS}
+        save_checkpoint(ckpt, translator, optimizer, state, print_)
+    seconds = time.perf_counter() - start
+    translator.eval()
+    final = {t: round(state.history[-1][t], 6) for t in TERMS} if state.history else {}
+    sidecar = {
+        "training": {
+            **(info or {}),
+            "passages": len(records),
+            "examples": len(examples),
+            "steps": state.step,
+            "epochs": config.epochs,
+            "learning_rate": config.learning_rate,
+            "per_passage": config.per_passage,
+            "seed": config.seed,
+            "loss": f"lm + {config.kl_weight:g} * KL(generated || PRAG, batchmean) + {config.mse_weight:g} * sum MSE(A, B)",
+            "encode_config": asdict(store.config),
+        },
+        "final_losses": final,
+        "loss_history": [{k: (round(v, 6) if isinstance(v, float) else v) for k, v in row.items()} for row in state.history],
+    }
+    save_translator(translator, out, sidecar)
+    reference = None
+    if export:
+        reference = reference_path(out)
+        export_reference(translator, reference)
+    return TrainSummary(out, state.step, new_steps, seconds, resumed_from, final, reference)
+
+
+def _clean_temps(out: Path) -> None:
+    """Temp files a killed run left beside its outputs (only ours, by name)."""
+    for name in (out.name, checkpoint_path(out).name, out.with_suffix(".json").name, reference_path(out).name):
+        for tmp in out.parent.glob(f".{name}.*.tmp"):
+            tmp.unlink(missing_ok=True)

@@ -1,0 +1,301 @@
+"""`prag eval`: scores, resumable prediction files, conflict rates, bad input, and a SIGKILL mid-run."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from engine.corpus import make_passage, sample_questions_path
+from engine.errors import InputError
+from engine.evaluate import EvalOptions, PredictionFile, _exclusive, evaluate, file_prefix, hits_for, summarize
+from engine.methods import METHODS
+from engine.metrics import contains_any
+from engine.qa import Conflict, QAItem
+
+REPO = Path(__file__).resolve().parent.parent
+QUESTION_IDS = ("sq-001", "sq-002", "sq-049", "sq-050")
+"""Two questions the passages answer, then two counterfactual (conflict) ones."""
+TWO = (METHODS["vanilla"], METHODS["rag"])
+
+
+@pytest.fixture(scope="module")
+def qa_file(tmp_path_factory) -> Path:
+    rows = {json.loads(line)["id"]: line for line in sample_questions_path().read_text(encoding="utf-8").splitlines() if line.strip()}
+    path = tmp_path_factory.mktemp("qa") / "sample-qa.jsonl"
+    path.write_text("".join(rows[i] + "\n" for i in QUESTION_IDS), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def explorer(loaded, tmp_path):
+    from engine.explorer import Explorer
+    from engine.retrieval import BM25Retriever
+    from engine.store import LoraStore
+
+    passages = [make_passage("Placeholder index; eval answers from each row's own passages.", "unused")]
+    return Explorer(loaded, BM25Retriever(passages), LoraStore(tmp_path / "loras", loaded.model_id), None, "no translator")
+
+
+def count_compares(explorer, monkeypatch) -> list[tuple[str, list[str]]]:
+    """Record (question, method names) of every compare call."""
+    calls: list[tuple[str, list[str]]] = []
+    original = explorer.compare
+
+    def counted(question, hits, methods, *args, **kwargs):
+        calls.append((question, [m.name for m in methods]))
+        return original(question, hits, methods, *args, **kwargs)
+
+    monkeypatch.setattr(explorer, "compare", counted)
+    return calls
+
+
+def read_lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+@pytest.fixture(scope="module")
+def baseline(loaded, qa_file, tmp_path_factory):
+    """One finished 3-question run (vanilla + RAG, 6 new tokens), copied by the tests that alter it."""
+    from engine.explorer import Explorer
+    from engine.retrieval import BM25Retriever
+    from engine.store import LoraStore
+
+    root = tmp_path_factory.mktemp("baseline")
+    passages = [make_passage("Placeholder index.", "unused")]
+    explorer = Explorer(loaded, BM25Retriever(passages), LoraStore(root / "loras", loaded.model_id), None, "no translator")
+    options = EvalOptions(data=qa_file, methods=TWO, limit=3, max_new_tokens=6, out_dir=root / "out")
+    result = evaluate(options, explorer=explorer)
+    return options, result
+
+
+def copy_run(baseline, tmp_path) -> tuple[EvalOptions, dict[str, Path]]:
+    options, result = baseline
+    out = tmp_path / "out"
+    shutil.copytree(options.out_dir, out)
+    files = {name: out / path.name for name, path in result.predictions.items()}
+    return EvalOptions(data=options.data, methods=options.methods, limit=3, max_new_tokens=6, out_dir=out), files
+
+
+# --- a full run --------------------------------------------------------------------------
+
+
+def test_run_writes_one_line_per_question_and_method(baseline) -> None:
+    options, result = baseline
+    assert result.n == 3 and result.computed == 3
+    for name, path in result.predictions.items():
+        lines = read_lines(path)
+        assert [r["id"] for r in lines] == list(QUESTION_IDS[:3])
+        assert {tuple(sorted(r)) for r in lines} == {
+            ("answers", "em", "error", "f1", "id", "latency_s", "method", "prediction", "tokens")
+        }
+        assert all(r["method"] == name and r["error"] is None and 1 <= r["tokens"] <= 6 for r in lines)
+    scores = result.methods["rag"]
+    assert scores.n == 3 and scores.errors == 0 and 0.0 <= scores.em <= scores.f1 <= 1.0
+    assert scores.latency_s is not None and scores.latency_s > 0
+    # RAG reads the passage: "Tenzing Norgay" and "Khartoum" are in the first two answers.
+    rag = read_lines(result.predictions["rag"])
+    assert rag[0]["f1"] > 0 and rag[1]["f1"] > 0
+
+
+def test_file_names_encode_the_settings(baseline) -> None:
+    _, result = baseline
+    name = result.predictions["vanilla"].name
+    assert name.startswith("sample-qa__SmolLM2-135M-Instruct__k3__n6__given__tr-none__")
+    assert name.endswith("__vanilla.jsonl")
+    fp = {"model": "m", "top_k": 3, "max_new_tokens": 20, "corpus": None, "translator": None, "prag_lora": "r2"}
+    assert file_prefix(Path("a/popqa-dev.jsonl"), fp) != file_prefix(Path("a/popqa-dev.jsonl"), {**fp, "max_new_tokens": 6})
+    assert file_prefix(Path("a/popqa-dev.jsonl"), fp) != file_prefix(Path("a/popqa-dev.jsonl"), {**fp, "prag_lora": "r4"})
+    with_corpus = {**fp, "corpus": {"path": "/x/wiki.jsonl", "passages": 5, "digest": "abc"}}
+    assert "__corpus-wiki__" in file_prefix(Path("popqa-dev.jsonl"), with_corpus)
+    with_translator = {**fp, "translator": {"path": "/t/my-tr.safetensors", "digest": "abc"}}
+    assert "__tr-my-tr__" in file_prefix(Path("popqa-dev.jsonl"), with_translator)
+
+
+# --- resume ------------------------------------------------------------------------------
+
+
+def test_resume_skips_finished_questions(baseline, explorer, monkeypatch, tmp_path) -> None:
+    options, files = copy_run(baseline, tmp_path)
+    calls = count_compares(explorer, monkeypatch)
+    again = evaluate(options, explorer=explorer)
+    assert calls == [] and again.computed == 0
+    assert again.methods == baseline[1].methods
+
+    # Lose RAG's last answer: only that question and only that method run again.
+    lines = files["rag"].read_text(encoding="utf-8").splitlines(keepends=True)
+    files["rag"].write_text("".join(lines[:-1]), encoding="utf-8")
+    evaluate(options, explorer=explorer)
+    assert [(q[:20], m) for q, m in calls] == [("In which city does t", ["rag"])]
+    assert [r["id"] for r in read_lines(files["rag"])] == list(QUESTION_IDS[:3])
+
+    # A larger limit reuses the three finished questions and answers only the fourth.
+    calls.clear()
+    bigger = evaluate(EvalOptions(data=options.data, methods=TWO, limit=4, max_new_tokens=6, out_dir=options.out_dir), explorer=explorer)
+    assert len(calls) == 1 and calls[0][1] == ["vanilla", "rag"] and bigger.n == 4 and bigger.computed == 1
+
+
+def test_torn_final_line_is_dropped_and_asked_again(baseline, explorer, monkeypatch, tmp_path) -> None:
+    options, files = copy_run(baseline, tmp_path)
+    whole = files["vanilla"].read_bytes()
+    last_start = whole.rstrip(b"\n").rfind(b"\n") + 1
+    files["vanilla"].write_bytes(whole[: last_start + 25])  # a writer killed mid-line
+    calls = count_compares(explorer, monkeypatch)
+    result = evaluate(options, explorer=explorer)
+    assert len(calls) == 1 and calls[0][1] == ["vanilla"]
+    assert result.repaired == 1 and result.computed == 1
+    raw = files["vanilla"].read_text(encoding="utf-8")
+    assert raw.endswith("\n")
+    ids = [r["id"] for r in read_lines(files["vanilla"])]
+    assert sorted(ids) == sorted(QUESTION_IDS[:3]) and len(ids) == 3
+
+
+def test_prediction_file_drops_garbage_and_failed_lines(tmp_path) -> None:
+    path = tmp_path / "p.jsonl"
+    good = {"id": "a", "method": "rag", "prediction": "x", "error": None}
+    failed = {"id": "b", "method": "rag", "prediction": "", "error": "no PRAG LoRA"}
+    other = {"id": "c", "method": "vanilla", "prediction": "y", "error": None}
+    path.write_text("\n".join([json.dumps(good), "{not json", json.dumps(failed), json.dumps(other), '{"id": "d", "meth']), encoding="utf-8")
+    file = PredictionFile(path, "rag")
+    assert file.load() == 4
+    assert list(file.records) == ["a"]
+    assert read_lines(path) == [good]
+
+
+def test_failed_answers_count_as_empty_and_are_retried(explorer, qa_file, monkeypatch, tmp_path) -> None:
+    options = EvalOptions(data=qa_file, methods=(METHODS["vanilla"], METHODS["prag"]), limit=2, max_new_tokens=6, out_dir=tmp_path)
+    result = evaluate(options, explorer=explorer)
+    prag = result.methods["prag"]
+    assert prag.errors == 2 and prag.em == 0.0 and prag.f1 == 0.0 and prag.latency_s is None
+    assert "no PRAG LoRA" in (prag.first_error or "")
+    assert [r["error"] is not None for r in read_lines(result.predictions["prag"])] == [True, True]
+    calls = count_compares(explorer, monkeypatch)
+    evaluate(options, explorer=explorer)
+    assert [m for _, m in calls] == [["prag"], ["prag"]]  # vanilla is finished; PRAG is asked again
+    assert len(read_lines(result.predictions["prag"])) == 2  # the retry replaced, not duplicated, the lines
+
+
+def test_second_run_on_the_same_files_is_refused(tmp_path) -> None:
+    with _exclusive(tmp_path / ".x.lock"):
+        with pytest.raises(InputError, match="another `prag eval`"):
+            with _exclusive(tmp_path / ".x.lock"):
+                pass
+
+
+# --- conflict rates and scoring ----------------------------------------------------------
+
+
+def test_conflict_rates_follow_the_predictions(baseline) -> None:
+    _, result = baseline
+    rag = {r["id"]: r for r in read_lines(result.predictions["rag"])}
+    conflict = rag["sq-049"]["prediction"]
+    for scores in result.methods.values():
+        assert scores.conflict_n == 1
+    assert result.methods["rag"].context_rate == float(contains_any(conflict, ["Rome"]))
+    assert result.methods["rag"].memory_rate == float(contains_any(conflict, ["Paris"]))
+    assert set(result.to_json()["methods"]["rag"]) == {
+        "em", "f1", "precision", "recall", "latency_s", "tokens", "errors", "context_rate", "memory_rate"
+    }
+
+
+def test_summarize_exact_numbers() -> None:
+    items = [
+        QAItem("q1", "Where?", ("Rome",), conflict=Conflict(("Paris",), ("Rome",))),
+        QAItem("q2", "Where?", ("Rome",), conflict=Conflict(("Paris",), ("Rome",))),
+        QAItem("q3", "Who?", ("Tenzing Norgay",)),
+        QAItem("q4", "Unanswered?", ("x",)),
+    ]
+    rows = {
+        "q1": {"id": "q1", "prediction": "Rome, not Paris", "error": None, "latency_s": 1.0, "tokens": 4},
+        "q2": {"id": "q2", "prediction": "Rome", "error": "boom", "latency_s": 0.0, "tokens": 0},
+        "q3": {"id": "q3", "prediction": "Tenzing Norgay", "error": None, "latency_s": 3.0, "tokens": 6},
+    }
+    scores = summarize(items, [METHODS["rag"]], {"rag": rows})["rag"]
+    assert scores.n == 3  # q4 has no prediction yet
+    assert scores.em == pytest.approx(1 / 3)  # the failed "Rome" counts as empty
+    assert scores.f1 == pytest.approx((2 * (1 / 3) / (1 + 1 / 3) + 0 + 1) / 3)
+    assert scores.recall == pytest.approx(2 / 3)
+    assert scores.errors == 1 and scores.first_error == "boom"
+    assert scores.latency_s == pytest.approx(2.0) and scores.tokens == pytest.approx(5.0)
+    assert scores.conflict_n == 2 and scores.context_rate == 0.5 and scores.memory_rate == 0.5
+
+
+def test_rows_with_more_passages_than_k_use_bm25_among_them() -> None:
+    passages = tuple(make_passage(f"Filler passage number {i} about rivers and lakes.", f"p{i}") for i in range(5))
+    target = make_passage("The Blue Nile and the White Nile join at Khartoum.", "Nile")
+    item = QAItem("n", "Where do the White Nile and the Blue Nile join?", ("Khartoum",), passages=passages + (target,))
+    hits = hits_for(item, None, EvalOptions(data=Path("x.jsonl"), top_k=2))  # type: ignore[arg-type]
+    assert len(hits) <= 2 and hits[0].passage == target
+    few = hits_for(QAItem("m", "Where?", ("x",), passages=(target,)), None, EvalOptions(data=Path("x.jsonl")))  # type: ignore[arg-type]
+    assert [h.passage for h in few] == [target]
+
+
+# --- the command line --------------------------------------------------------------------
+
+
+def prag(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "engine.cli.app", *args], cwd=REPO, capture_output=True, text=True, timeout=300, **kwargs)
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, fragment: str) -> None:
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and fragment in lines[0], proc.stderr
+
+
+def test_cli_bad_input_is_one_line_and_exit_2(tmp_path) -> None:
+    assert_one_line_error(prag("eval", "--data", str(tmp_path / "missing.jsonl")), "does not exist")
+    assert_one_line_error(prag("eval"), "no QA file given")
+    no_answers = tmp_path / "no-answers.jsonl"
+    no_answers.write_text('{"id": "a", "question": "Who?", "passages": [{"title": "", "text": "x"}]}\n', encoding="utf-8")
+    assert_one_line_error(prag("eval", "--data", str(no_answers)), '"answers" must be a non-empty list')
+    no_question = tmp_path / "no-question.jsonl"
+    no_question.write_text('{"id": "a", "answers": ["x"]}\n', encoding="utf-8")
+    assert_one_line_error(prag("eval", "--data", str(no_question)), 'missing "question"')
+    no_passages = tmp_path / "no-passages.jsonl"
+    no_passages.write_text('{"id": "a", "question": "Who?", "answers": ["x"]}\n', encoding="utf-8")
+    assert_one_line_error(prag("eval", "--data", str(no_passages)), "has no passages")
+    twice = tmp_path / "twice.jsonl"
+    row = '{"id": "a", "question": "Who?", "answers": ["x"], "passages": [{"title": "", "text": "x"}]}\n'
+    twice.write_text(row + row, encoding="utf-8")
+    assert_one_line_error(prag("eval", "--data", str(twice)), "appears twice")
+    assert_one_line_error(prag("eval", "--data", str(twice), "--methods", "nope"), "unknown method")
+    assert_one_line_error(prag("eval", "--data", str(twice), "--limit", "0"), "limit must be at least 1")
+
+
+def test_sigkill_mid_run_resumes_to_the_same_predictions(loaded, explorer, qa_file, tmp_path) -> None:
+    out = tmp_path / "killed"
+    args = ("eval", "--data", str(qa_file), "--limit", "4", "--methods", "vanilla,rag", "--max-new-tokens", "6", "--out", str(out))
+    proc = subprocess.Popen([sys.executable, "-m", "engine.cli.app", *args], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and proc.poll() is None:
+            if any(p.read_bytes().count(b"\n") >= 1 for p in out.glob("*.jsonl")):
+                break
+            time.sleep(0.02)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    assert sum(p.read_bytes().count(b"\n") for p in out.glob("*.jsonl")) < 8  # really interrupted
+
+    resumed = prag(*args, "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    table = json.loads(resumed.stdout)
+    assert table["n"] == 4 and set(table["methods"]) == {"vanilla", "rag"}
+    assert {"em", "f1", "precision", "recall", "latency_s", "tokens", "context_rate", "memory_rate"} <= set(table["methods"]["rag"])
+
+    reference = evaluate(EvalOptions(data=qa_file, methods=TWO, limit=4, max_new_tokens=6, out_dir=tmp_path / "whole"), explorer=explorer)
+    for name, path in reference.predictions.items():
+        expected = {r["id"]: r["prediction"] for r in read_lines(path)}
+        got = read_lines(out / path.name)
+        assert len({r["id"] for r in got}) == len(got) == 4  # no duplicates
+        assert {r["id"]: r["prediction"] for r in got} == expected

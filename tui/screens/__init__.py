@@ -1,0 +1,1 @@
+"""Screens: the main explorer, the questions browser, help and small prompts."""

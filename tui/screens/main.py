@@ -1,0 +1,511 @@
+"""The explorer screen: question, method switches, passages, and three views of the run
+(answers side by side, per-layer LoRA norms, knowledge conflict).
+
+The screen owns one run at a time. Enter builds a `RunRequest` on the UI thread and
+hands it to `_generate`, a thread worker in the exclusive "generation" group, so a
+new question cancels the old one. Tokens land in a `StreamBuffer` that a 20 Hz timer
+drains into the cards; the final `Comparison` arrives as a message.
+"""
+
+from __future__ import annotations
+
+import time
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from textual import on, work
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.content import Content
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.timer import Timer
+from textual.widgets import Footer, Static, TabbedContent, TabPane
+from textual.worker import Worker, WorkerState, get_current_worker
+
+from engine.errors import PragError
+from engine.methods import METHODS
+from engine.retrieval import hits_from_passages
+
+from tui.export import export_comparison
+from tui.messages import ComparisonFinished, PassagesRetrieved, RunFailed
+from tui.scoring import follows, score
+from tui.session import RunRequest, StreamBuffer
+from tui.widgets.answers import AnswerCard, AnswerGrid
+from tui.widgets.conflict import ConflictPanel
+from tui.widgets.methods import MethodBar
+from tui.widgets.norms import NormsPanel
+from tui.widgets.passages import PassageItem, PassageList
+from tui.widgets.question_input import QuestionInput
+from tui.widgets.status import StatusLine
+
+if TYPE_CHECKING:
+    from engine.explorer import Answer, Comparison
+    from engine.methods import Method
+    from engine.qa import QAItem
+    from engine.retrieval import Hit
+
+    from tui.app import PragApp
+
+FLUSH_INTERVAL_S = 0.05
+"""How often streamed tokens are painted (coalesced): 20 times a second."""
+ELAPSED_INTERVAL_S = 0.2
+"""How often the running seconds of a card without new tokens are refreshed."""
+VIEWS = ("tab-answers", "tab-norms", "tab-conflict")
+
+
+class MainScreen(Screen):
+    """One question, the passages it retrieved, and each method's answer."""
+
+    app: "PragApp"
+
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide"), (170, "-ultrawide")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (34, "-tall")]
+    BINDING_GROUP_TITLE = "Explorer"
+
+    BINDINGS = [
+        Binding("escape", "cancel", "Cancel", tooltip="Stop generating; partial answers are kept.", id="cancel"),
+        Binding("ctrl+r", "rerun", "Run", tooltip="Run the question again with the current methods and passages.", id="run"),
+        Binding("ctrl+o", "browse", "Questions", tooltip="Pick a question from the QA file.", id="browse-questions"),
+        Binding("ctrl+t", "next_view", "View", tooltip="Answers → LoRA norms → conflict.", id="next-view"),
+        Binding("ctrl+s", "export", "Export", tooltip="Write the comparison to Markdown and JSON.", id="export"),
+        Binding("ctrl+y", "copy", "Copy", show=False, tooltip="Copy the focused answer, or all answers.", id="copy"),
+        Binding("ctrl+l", "focus_question", "Question", show=False, id="focus-question"),
+        Binding("f1,question_mark", "help", "Help", key_display="?", tooltip="Keys and what each view shows.", id="help"),
+        *[Binding(str(i), f"toggle_method({i})", show=False) for i in range(1, len(METHODS) + 1)],
+    ]
+
+    running: reactive[bool] = reactive(False, bindings=True)
+    """A generation is in flight (enables Cancel in the footer)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.buffer = StreamBuffer()
+        """Streamed snapshots from the worker thread, drained by `_flush`."""
+        self.run_id = 0
+        """Id of the newest run; messages of older runs are ignored."""
+        self.question: str | None = None
+        """The question whose passages are shown."""
+        self.item: "QAItem | None" = None
+        """The QA record of that question, when it came from (or matches) the QA file."""
+        self.hits: "list[Hit] | None" = None
+        """All passages shown for the question (switched on or off)."""
+        self.run_methods: "list[Method]" = []
+        """Methods of the current run, in answer order."""
+        self.answers: "list[Answer | None]" = []
+        """Latest snapshot per run method."""
+        self.comparison: "Comparison | None" = None
+        """The last finished (or cancelled) run, for export."""
+        self.pending: "tuple[str, QAItem | None] | None" = None
+        """A question asked before the engine was ready."""
+        self._worker: Worker | None = None
+        self._started = 0.0
+        self._last_tick = 0.0
+        self._timer: Timer | None = None
+
+    # --- layout ---------------------------------------------------------------------
+
+    def compose(self):
+        yield StatusLine()
+        yield QuestionInput(
+            self.app.history,
+            placeholder="Ask a question and press enter (↑/↓ history, ctrl+o picks one from the QA file)",
+            id="question",
+        )
+        yield MethodBar(id="methods")
+        with Vertical(id="passages-panel"):
+            yield PassageList(id="passages")
+        with TabbedContent(id="views"):
+            with TabPane("Answers", id="tab-answers"):
+                yield Static(id="gold")
+                yield AnswerGrid(id="answers")
+            with TabPane("LoRA norms", id="tab-norms"):
+                yield NormsPanel(id="norms")
+            with TabPane("Conflict", id="tab-conflict"):
+                yield ConflictPanel(id="conflict")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self.question_input.cursor_blink = self.app.cursor_blink
+        self.passages_panel.border_title = "Passages"
+        self.passages.show_placeholder("Passages retrieved for the question appear here (space: use/skip, enter: expand).")
+        self.query_one("#gold", Static).display = False
+        self._timer = self.set_interval(FLUSH_INTERVAL_S, self._flush, pause=True)
+        self._arrange()
+        self.refresh_title()
+        self.question_input.focus()
+        # After the first frame: the user sees the screen (and can type) while the model loads.
+        self.call_after_refresh(self.app.start)
+
+    def refresh_title(self) -> None:
+        """Model, corpus and questions in the status line."""
+        app = self.app
+        parts = [("prag-explorer", "bold")]
+        engine = app.engine
+        if engine is not None:
+            parts += [" │ ", engine.loaded.model_id]
+            size = len(getattr(engine, "retriever", ()) or ())
+            parts += [" │ ", f"{app.corpus_label} ({size} passages)"]
+        else:
+            parts += [" │ ", (f"{app.model_label} (loading)", "$text-muted")]
+        if app.qa_items:
+            parts += [" │ ", f"{len(app.qa_items)} questions"]
+        self.status.set_title(Content.assemble(*parts))
+
+    # --- engine lifecycle (called by the app) ------------------------------------------
+
+    def engine_loading(self, label: str, done: int | None, total: int | None) -> None:
+        self.status.set_progress(done if done is not None else 0, total)
+        self.status.set_state(label + ("" if self.pending is None else "; your question runs when ready"), "busy")
+
+    def engine_ready(self) -> None:
+        self.status.set_progress(None, None)
+        self.refresh_title()
+        self.status.set_state("Ready: type a question and press enter", "ok")
+        self._reset_view()
+        if self.pending is not None:
+            question, item = self.pending
+            self.pending = None
+            self.ask(question, item)
+
+    def engine_failed(self, error: PragError) -> None:
+        self.status.set_progress(None, None)
+        self.status.set_state(f"{error.title}: {error.message}", "error")
+
+    # --- asking -----------------------------------------------------------------------
+
+    @on(QuestionInput.Submitted, "#question")
+    def _submitted(self, event: QuestionInput.Submitted) -> None:
+        self.ask(event.value)
+
+    def pick(self, item: "QAItem") -> None:
+        """Run a question chosen in the browser."""
+        self.question_input.value = item.question
+        self.question_input.cursor_position = len(item.question)
+        self.ask(item.question, item)
+
+    def ask(self, question: str, item: "QAItem | None" = None) -> None:
+        """Run `question` with the switched-on methods (cancels a run in flight)."""
+        question = question.strip()
+        if not question:
+            self.notify("Type a question first.", severity="warning")
+            return
+        self.question_input.remember(question)
+        self.app.remember_question(question)
+        item = item or self.app.find_item(question)
+        if self.app.engine is None:
+            self.pending = (question, item)
+            self.status.set_state("Queued: your question runs as soon as the model is ready", "busy")
+            return
+        methods = [m for m in METHODS.values() if m.name in self.method_bar.enabled]
+        if not methods:
+            self.notify("Every method is switched off: press 1-6 (outside the question box) or click one.", severity="warning")
+            return
+        settings = self.app.settings
+        hits: "tuple[Hit, ...] | None"
+        if question == self.question and item == self.item and self.hits is not None:
+            hits = tuple(self.passages.included_hits())  # same question: keep the user's passage switches
+        elif item is not None and item.passages and self.app.use_item_passages:
+            shown = hits_from_passages(item.passages, question)
+            flags = [index < settings.top_k for index in range(len(shown))]
+            self._show_hits(question, item, shown, scored=False, flags=flags, source=f"from {item.id}")
+            hits = tuple(h for h, on in zip(shown, flags) if on)
+        else:
+            hits = None
+            self.question, self.item, self.hits = question, item, None
+            self.passages.show_placeholder("Retrieving…")
+        self._start(RunRequest(
+            run_id=self.run_id + 1,
+            question=question,
+            methods=tuple(methods),
+            hits=hits,
+            item=item,
+            top_k=settings.top_k,
+            max_new_tokens=settings.max_new_tokens,
+            encode_missing=self.app.encode_missing,
+        ))
+
+    def _show_hits(self, question: str, item: "QAItem | None", hits: "list[Hit]", scored: bool,
+                   flags: list[bool] | None = None, source: str = "") -> None:
+        self.question, self.item, self.hits = question, item, list(hits)
+        self.passages.show(hits, scored=scored, included=flags)
+        self.passages_panel.border_title = f"Passages {source}".strip()
+        self._update_passage_subtitle()
+
+    def _start(self, request: RunRequest) -> None:
+        self.run_id = request.run_id
+        self.buffer.start(request.run_id)
+        self.run_methods = list(request.methods)
+        self.answers = [None] * len(self.run_methods)
+        self.comparison = None
+        for card in self.grid.cards:
+            if card.method in self.run_methods:
+                card.reset("waiting")
+            else:
+                card.reset("not in this run")
+        self._arrange()
+        self._show_gold(request.item)
+        self.conflict.show(request.item, [])
+        self.norms.show([])
+        self._set_conflict_tab(request.item)
+        self.running = True
+        self._started = self._last_tick = time.monotonic()
+        self.status.set_state(f"Generating {len(self.run_methods)} answers… (esc cancels)", "busy")
+        if self._timer is not None:
+            self._timer.resume()
+        self._worker = self._generate(request)
+
+    @work(thread=True, exclusive=True, group="generation", exit_on_error=False, description="Retrieve passages and generate every method's answer")
+    def _generate(self, request: RunRequest) -> None:
+        worker = get_current_worker()
+        engine = self.app.engine
+        try:
+            hits = request.hits
+            if hits is None:
+                found = engine.retrieve(request.question, request.top_k)
+                self.post_message(PassagesRetrieved(request.run_id, found))
+                hits = tuple(found)
+            comparison = engine.compare(
+                request.question,
+                list(hits),
+                list(request.methods),
+                request.max_new_tokens,
+                partial(self.buffer.put, request.run_id),
+                worker.cancelled_event,
+                request.encode_missing,
+            )
+        except PragError as error:
+            self.post_message(RunFailed(request.run_id, error))
+            return
+        self.post_message(ComparisonFinished(request.run_id, comparison))
+
+    def _flush(self) -> None:
+        """Paint what streamed in since the last tick (UI thread, every FLUSH_INTERVAL_S)."""
+        pending = self.buffer.drain()
+        now = time.monotonic()
+        elapsed = now - self._started
+        tick = now - self._last_tick >= ELAPSED_INTERVAL_S
+        if tick:
+            self._last_tick = now
+        for index, method in enumerate(self.run_methods):
+            answer = pending.get(index)
+            if answer is not None:
+                self.answers[index] = answer
+            elif not (tick and self.answers[index] is not None and self.answers[index].status == "generating"):
+                continue
+            self.grid.card(method.name).show(self.answers[index], elapsed)
+
+    @on(PassagesRetrieved)
+    def _passages_retrieved(self, message: PassagesRetrieved) -> None:
+        if message.run_id == self.run_id:
+            self._show_hits(self.question or "", self.item, message.hits, scored=True, source=f"BM25 top-{self.app.settings.top_k}")
+
+    @on(ComparisonFinished)
+    def _finished(self, message: ComparisonFinished) -> None:
+        if message.run_id != self.run_id:
+            return
+        self.buffer.drain()
+        comparison = message.comparison
+        self.comparison = comparison
+        self.answers = list(comparison.answers)
+        item = self.item
+        for answer in comparison.answers:
+            card = self.grid.card(answer.method)
+            card.show(answer)
+            if item is not None and answer.status in ("done", "cancelled") and not answer.error:
+                card.set_scores(score(answer.text, item.answers), follows(answer.text, item.conflict) if item.conflict else None)
+        self.norms.show(comparison.answers)
+        self.conflict.show(item, comparison.answers)
+        self._stop()
+        statuses = [a.status for a in comparison.answers]
+        failed = statuses.count("error")
+        if "cancelled" in statuses:
+            self.status.set_state(f"Cancelled after {comparison.wall_s:.2f} s: partial answers kept", "warning")
+        elif failed:
+            self.status.set_state(f"Done in {comparison.wall_s:.2f} s; {failed} of {len(statuses)} methods failed (see their cards)", "warning")
+        else:
+            self.status.set_state(f"Done in {comparison.wall_s:.2f} s", "ok")
+
+    @on(RunFailed)
+    def _failed(self, message: RunFailed) -> None:
+        if message.run_id == self.run_id:
+            self._run_failed(message.error.title, message.error.one_line())
+
+    @on(Worker.StateChanged)
+    def _worker_changed(self, event: Worker.StateChanged) -> None:
+        # Unexpected exceptions (not PragError) end here instead of crashing the app.
+        if event.worker is self._worker and event.state == WorkerState.ERROR:
+            error = event.worker.error
+            self._run_failed("Generation failed", f"{type(error).__name__}: {error}")
+
+    def _run_failed(self, title: str, text: str) -> None:
+        self._stop()
+        for card in self.grid.cards:
+            if card.method in self.run_methods and card.answer is None:
+                card.reset("not run")
+        self.status.set_state(f"{title}: {text}", "error")
+        self.notify(text, title=title, severity="error", timeout=8)
+
+    def _stop(self) -> None:
+        self.running = False
+        if self._timer is not None:
+            self._timer.pause()
+
+    # --- actions ----------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "cancel":
+            return self.running
+        return True
+
+    def action_cancel(self) -> None:
+        if self.running and self._worker is not None:
+            self._worker.cancel()
+            self.status.set_state("Cancelling…", "warning")
+
+    def action_rerun(self) -> None:
+        self.ask(self.question_input.value or self.question or "", None)
+
+    def action_browse(self) -> None:
+        self.app.action_browse_questions()
+
+    def action_next_view(self) -> None:
+        views = self.views
+        views.active = VIEWS[(VIEWS.index(views.active) + 1) % len(VIEWS)] if views.active in VIEWS else VIEWS[0]
+
+    def show_view(self, view: str) -> None:
+        self.views.active = view
+
+    def action_focus_question(self) -> None:
+        self.question_input.focus()
+
+    def action_help(self) -> None:
+        self.app.action_show_help()
+
+    def action_toggle_method(self, number: int) -> None:
+        self.method_bar.toggle(list(METHODS)[number - 1])
+
+    def toggle_method(self, name: str) -> None:
+        self.method_bar.toggle(name)
+
+    def action_copy(self) -> None:
+        focused = self.focused
+
+        if isinstance(focused, AnswerCard):
+            focused.action_copy()
+            return
+        done = [(a.label, a.text) for a in self.answers if a is not None and a.text.strip()]
+        if not done:
+            self.notify("No answer to copy yet.", severity="warning")
+            return
+        self.app.copy_to_clipboard("\n".join(f"{label}: {text.strip()}" for label, text in done))
+        self.notify(f"Copied {len(done)} answers", title="Clipboard")
+
+    def copy_answer(self, name: str) -> None:
+        self.grid.card(name).action_copy()
+
+    def action_export(self) -> None:
+        if self.comparison is None:
+            self.notify("Nothing to export yet: run a question first (and let it finish or cancel it).", severity="warning")
+            return
+        excluded = [h.passage.title or h.passage.id for h in self.passages.excluded_hits()] if self.hits else []
+        self._write_export(self.comparison, self.item, excluded, self.app.export_dir)
+
+    @work(thread=True, group="export", exit_on_error=False, description="Write the comparison to Markdown and JSON")
+    def _write_export(self, comparison: "Comparison", item: "QAItem | None", excluded: list[str], folder: Path) -> None:
+        try:
+            md, js = export_comparison(comparison, item, folder, excluded)
+        except OSError as error:
+            self.app.call_from_thread(self.notify, f"Could not write to {folder}: {error.strerror}", title="Export failed", severity="error")
+            return
+        self.app.call_from_thread(self.app.exported, md, js)
+
+    # --- small reactions ----------------------------------------------------------------
+
+    @on(MethodBar.Changed)
+    def _methods_changed(self, event: MethodBar.Changed) -> None:
+        self._arrange()
+
+    @on(PassageItem.Toggled)
+    def _passage_toggled(self, event: PassageItem.Toggled) -> None:
+        self._update_passage_subtitle()
+
+    @on(NormsPanel.ModuleChanged)
+    def _module_changed(self, event: NormsPanel.ModuleChanged) -> None:
+        for card in self.grid.cards:
+            card.set_module(event.module)
+
+    def _update_passage_subtitle(self) -> None:
+        items = self.passages.items
+        off = sum(not item.included for item in items)
+        self.passages_panel.border_subtitle = f"{off} off for the next run" if off else ""
+
+    def _arrange(self) -> None:
+        self.grid.arrange_cards(self.method_bar.enabled, [m.name for m in self.run_methods])
+
+    def _show_gold(self, item: "QAItem | None") -> None:
+        gold = self.query_one("#gold", Static)
+        gold.display = item is not None
+        if item is None:
+            return
+        parts = [("Gold", "bold"), f" ({item.id}): ", (" · ".join(item.answers), "$success")]
+        if item.conflict is not None:
+            parts += ["   ", ("Memory", "bold"), ": ", (" · ".join(item.conflict.original_answers), "$warning"), ("   ctrl+t: conflict view", "$text-muted")]
+        gold.update(Content.assemble(*parts))
+
+    def _set_conflict_tab(self, item: "QAItem | None") -> None:
+        tab = self.views.get_tab("tab-conflict")
+        tab.label = "Conflict ⚑" if item is not None and item.conflict is not None else "Conflict"
+
+    def _reset_view(self) -> None:
+        """Forget the run on screen (e.g. after switching model or corpus)."""
+        self.question, self.item, self.hits = None, None, None
+        self.run_methods, self.answers, self.comparison = [], [], None
+        for card in self.grid.cards:
+            card.reset()
+        self._arrange()
+        self.passages.show_placeholder("Passages retrieved for the question appear here (space: use/skip, enter: expand).")
+        self.passages_panel.border_title = "Passages"
+        self.passages_panel.border_subtitle = ""
+        self.norms.show([])
+        self.conflict.show(None, [])
+        self._show_gold(None)
+
+    # --- widgets ------------------------------------------------------------------------
+
+    @property
+    def status(self) -> StatusLine:
+        return self.query_one(StatusLine)
+
+    @property
+    def question_input(self) -> QuestionInput:
+        return self.query_one("#question", QuestionInput)
+
+    @property
+    def method_bar(self) -> MethodBar:
+        return self.query_one("#methods", MethodBar)
+
+    @property
+    def passages_panel(self) -> Vertical:
+        return self.query_one("#passages-panel", Vertical)
+
+    @property
+    def passages(self) -> PassageList:
+        return self.query_one("#passages", PassageList)
+
+    @property
+    def grid(self) -> AnswerGrid:
+        return self.query_one("#answers", AnswerGrid)
+
+    @property
+    def views(self) -> TabbedContent:
+        return self.query_one("#views", TabbedContent)
+
+    @property
+    def norms(self) -> NormsPanel:
+        return self.query_one("#norms", NormsPanel)
+
+    @property
+    def conflict(self) -> ConflictPanel:
+        return self.query_one("#conflict", ConflictPanel)

@@ -1,0 +1,1 @@
+"""Widgets of the explorer, one region of the main screen per module."""

@@ -1,0 +1,86 @@
+"""Knowledge-conflict view: for a question whose passage contradicts the real world,
+what the memory (vanilla), the context (RAG) and the parametric methods answered,
+beside the original and substituted gold answers, and which side each one followed."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Sequence
+
+from rich import box
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+from textual.containers import VerticalScroll
+from textual.widgets import Static
+
+from engine.methods import METHODS, AdapterSource, PromptKind
+
+from tui.scoring import follows
+
+if TYPE_CHECKING:
+    from engine.explorer import Answer
+    from engine.qa import QAItem
+
+FOLLOW_STYLE = {"passage": "bold green", "memory": "bold yellow", "both": "bold magenta", "neither": "dim"}
+FOLLOW_TEXT = {
+    "passage": "passage (substituted)",
+    "memory": "memory (original)",
+    "both": "both",
+    "neither": "neither",
+}
+
+
+def role(method_name: str) -> str:
+    """What a method's answer stands for in a conflict."""
+    method = METHODS[method_name]
+    if method.adapter is AdapterSource.NONE:
+        return "memory" if method.prompt is PromptKind.QUESTION else "context"
+    where = "parametric" if method.prompt is PromptKind.QUESTION else "parametric + context"
+    return f"{where} ({'PRAG' if method.adapter is AdapterSource.PRAG else 'DyPRAG'})"
+
+
+class ConflictPanel(VerticalScroll):
+    """Shows the conflict table for the current question, or says why there is none."""
+
+    def compose(self):
+        yield Static(classes="conflict-body")
+
+    def on_mount(self) -> None:
+        self.show(None, [])
+
+    def show(self, item: "QAItem | None", answers: "Sequence[Answer]") -> None:
+        body = self.query_one(".conflict-body", Static)
+        if item is None or item.conflict is None:
+            body.update(
+                Text.from_markup(
+                    "[b]No conflict record for this question.[/b]\n\n"
+                    "Counterfactual questions carry one: their passage contradicts what the model learnt "
+                    "(e.g. the Eiffel Tower in Rome). Press [b]ctrl+o[/b] and type [b]conflict[/b] to list them."
+                )
+            )
+            return
+        conflict = item.conflict
+        header = Table.grid(padding=(0, 2))
+        header.add_column(style="bold")
+        header.add_column()
+        header.add_row("Question", Text(item.question))
+        header.add_row("Memory says", Text(" · ".join(conflict.original_answers), style=FOLLOW_STYLE["memory"]))
+        header.add_row("Passage says", Text(" · ".join(conflict.substituted_answers), style=FOLLOW_STYLE["passage"]))
+        table = Table(box=box.SIMPLE_HEAD, expand=True, show_edge=False, pad_edge=False)
+        table.add_column("Method", no_wrap=True, style="bold")
+        table.add_column("Role", ratio=1)
+        table.add_column("Answer", ratio=3)
+        table.add_column("Follows", ratio=1)
+        for answer in answers:
+            if answer.error:
+                table.add_row(answer.label, role(answer.method), Text(answer.error, style="red"), Text("-", style="dim"))
+                continue
+            if answer.status not in ("done", "cancelled"):
+                table.add_row(answer.label, role(answer.method), Text(answer.text.strip() or "…", style="dim"), Text(answer.status, style="dim"))
+                continue
+            side = follows(answer.text, conflict)
+            suffix = " (partial)" if answer.status == "cancelled" else ""
+            table.add_row(answer.label, role(answer.method), Text(answer.text or "(empty)"), Text(FOLLOW_TEXT[side] + suffix, style=FOLLOW_STYLE[side]))
+        if not answers:
+            table.add_row("-", "-", Text("Run the question (enter) to compare the methods.", style="dim"), "-")
+        body.update(Group(header, Text(""), table))
