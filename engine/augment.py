@@ -350,19 +350,51 @@ def gold_pairs(passage: Passage, questions: Sequence["QAItem"]) -> list[QAPair]:
     return pairs
 
 
-# A light, deterministic rewrite: common words swapped for near-synonyms, case kept;
-# names, numbers and terms are left alone because the table holds none.
+# A light, deterministic rewrite: common words swapped for near-synonyms in one pass.
+# Only lower-case occurrences change, so names ("Large Hadron Collider"), numbers and
+# terms stay exactly as written.
 _SYNONYMS = {
-    "approximately": "about", "roughly": "about", "large": "big", "largest": "biggest", "biggest": "largest",
-    "small": "little", "began": "started", "begin": "start", "begins": "starts", "finished": "completed",
-    "built": "constructed", "many": "numerous", "often": "frequently", "famous": "well-known",
-    "however": "but", "because": "since", "helped": "assisted", "important": "significant", "major": "key",
-    "quickly": "rapidly", "main": "principal", "near": "close to", "shows": "depicts", "known as": "called",
-    "is named after": "bears the name of", "was named after": "was given the name of", "located": "situated",
-    "several": "a number of", "received": "got", "about": "around", "although": "even though",
-    "during": "in the course of", "usually": "normally", "the first": "the earliest",
+    "about": "around", "approximately": "about", "roughly": "about", "nearly": "almost", "almost": "nearly",
+    "large": "big", "big": "large", "largest": "biggest", "biggest": "largest", "small": "little",
+    "huge": "enormous", "tiny": "very small", "many": "numerous", "numerous": "many", "several": "a number of",
+    "various": "assorted", "often": "frequently", "frequently": "often", "usually": "normally",
+    "sometimes": "at times", "quickly": "rapidly", "rapidly": "quickly", "slowly": "gradually",
+    "famous": "well-known", "well-known": "famous", "important": "significant", "significant": "important",
+    "major": "key", "main": "principal", "principal": "main", "primary": "chief", "chief": "primary",
+    "however": "but", "because": "since", "although": "even though", "though": "although",
+    "during": "in the course of", "near": "close to", "around": "about", "between": "among",
+    "began": "started", "begin": "start", "begins": "starts", "started": "began", "start": "begin",
+    "finished": "completed", "completed": "finished", "ended": "finished", "built": "constructed",
+    "constructed": "built", "created": "made", "made": "created", "founded": "established",
+    "established": "founded", "helped": "assisted", "help": "assist", "shows": "depicts", "showed": "displayed",
+    "received": "got", "gave": "handed", "give": "provide", "gives": "provides", "provides": "gives",
+    "provided": "supplied", "used": "employed", "uses": "employs", "use": "employ",
+    "located": "situated", "situated": "located", "lies": "sits", "sits": "lies", "lived": "resided",
+    "lives": "dwells", "live": "dwell", "moved": "relocated", "died": "passed away", "won": "claimed",
+    "defeated": "beat", "beat": "defeated", "earn": "gain", "earned": "gained", "emphasized": "stressed",
+    "temporarily": "for a time", "tradition": "custom", "prominently": "clearly", "feature": "display",
+    "featured": "included", "includes": "contains", "include": "contain", "included": "contained",
+    "contains": "holds", "holds": "contains", "held": "staged", "determine": "decide", "decided": "chose",
+    "chose": "picked", "known as": "called", "called": "named", "named after": "named for",
+    "the first": "the earliest", "first": "initial", "last": "final", "final": "last", "later": "subsequently",
+    "afterwards": "later", "then": "next", "also": "as well", "still": "yet", "today": "nowadays",
+    "ancient": "very old", "modern": "present-day", "old": "aged", "new": "recent", "recent": "new",
+    "whole": "entire", "entire": "whole", "each": "every", "every": "each", "city": "town",
+    "country": "nation", "nation": "country", "people": "persons", "children": "kids", "area": "region",
+    "region": "area", "part": "portion", "piece": "bit", "type": "kind", "kind": "type", "form": "shape",
+    "role": "part", "work": "labour", "job": "post", "team": "side", "game": "match", "match": "game",
+    "building": "structure", "structure": "building", "company": "firm", "firm": "company",
+    "says": "states", "said": "stated", "claim": "assert", "claimed": "asserted", "believe": "think",
+    "believed": "thought", "thought": "believed", "known": "recognised", "seen": "regarded",
+    "became": "grew into", "become": "turn into", "remains": "stays", "remained": "stayed", "keep": "retain",
+    "kept": "retained", "reach": "attain", "reached": "attained", "reaches": "attains", "allow": "permit",
+    "allowed": "permitted", "allows": "permits", "need": "require", "needed": "required", "needs": "requires",
+    "wrote": "penned", "written": "penned", "painted": "coloured", "covered": "coated", "joined": "met",
+    "join": "meet", "crosses": "spans", "crossed": "spanned", "carry": "convey", "carried": "conveyed",
+    "produce": "generate", "produced": "generated", "produces": "generates", "increase": "rise",
+    "increased": "rose", "decrease": "drop", "decreased": "dropped", "important to": "vital to",
 }
-_SYN_PATTERN = re.compile(r"\b(" + "|".join(sorted(map(re.escape, _SYNONYMS), key=len, reverse=True)) + r")\b", re.I)
+_SYN_PATTERN = re.compile(r"(?<![\w-])(" + "|".join(sorted(map(re.escape, _SYNONYMS), key=len, reverse=True)) + r")(?![\w-])")
 
 
 def _entities(text: str) -> set[str]:
@@ -383,14 +415,8 @@ def keeps_entities(original: str, rewrite: str, share: float = 0.6) -> bool:
 
 
 def light_rewrite(text: str) -> str:
-    """Word-level synonym swaps in one pass (no chains); entities and numbers untouched."""
-
-    def swap(match: re.Match[str]) -> str:
-        word = match.group(0)
-        new = _SYNONYMS[word.lower()]
-        return new[0].upper() + new[1:] if word[0].isupper() else new
-
-    return _SYN_PATTERN.sub(swap, text)
+    """Lower-case word swaps in one pass (no chains); capitalized names, numbers and terms untouched."""
+    return _SYN_PATTERN.sub(lambda match: _SYNONYMS[match.group(0)], text)
 
 
 # --- the LLM augmenter ----------------------------------------------------------------------------

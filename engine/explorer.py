@@ -28,6 +28,7 @@ from engine.retrieval import BM25Retriever, Hit, Retriever
 from engine.store import LoraStore
 
 if TYPE_CHECKING:
+    from engine.rerank import LLMReranker, RerankResult
     from engine.translator import EmbeddingCache, ParameterTranslator
 
 MAX_QUESTION_CHARS = 2000
@@ -132,6 +133,8 @@ class Explorer:
         self.translator_note = translator_note
         """Why there is no translator, shown in DyPRAG answer slots."""
         self.embeddings: EmbeddingCache = EmbeddingCache(loaded)
+        self.reranker: "LLMReranker | None" = None
+        """Dynamic reranker; created on first use with the answering model unless set."""
         self.encoder: PassageEncoder | None = None
         """Set by engine.encode to encode missing PRAG LoRAs on demand."""
         self._lock = threading.Lock()
@@ -170,6 +173,21 @@ class Explorer:
 
     def retrieve(self, question: str, top_k: int = 3) -> list[Hit]:
         return self.retriever.search(validate_question(question), top_k)
+
+    def select(self, question: str, top_k: int = 3, rerank: str = "none", candidates: int = 10) -> "tuple[list[Hit], RerankResult | None]":
+        """Retrieve, then (with rerank="dynamic") let the reranker choose which passages every method gets."""
+        from engine.rerank import LLMReranker, check_mode
+
+        if check_mode(rerank) == "none":
+            return self.retrieve(question, top_k), None
+        if candidates < 1:
+            raise InputError(f"--candidates must be at least 1, got {candidates}", "pass 1 or more")
+        pool = self.retrieve(question, max(candidates, top_k))
+        if self.reranker is None:
+            self.reranker = LLMReranker(self.loaded)
+        with self._lock:
+            result = self.reranker.rerank(question, pool, top_k)
+        return result.kept, result
 
     # --- adapters -----------------------------------------------------------------
 
@@ -292,7 +310,11 @@ class Explorer:
             return exc
 
     def ask(self, question: str, methods: Sequence[Method] = tuple(METHODS.values()), top_k: int = 3, max_new_tokens: int = 32,
-            on_update: UpdateCallback | None = None, cancel: threading.Event | None = None, encode_missing: bool = False) -> Comparison:
-        hits = self.retrieve(question, top_k)
-        return self.compare(question, hits, methods, max_new_tokens, on_update, cancel, encode_missing)
+            on_update: UpdateCallback | None = None, cancel: threading.Event | None = None, encode_missing: bool = False,
+            rerank: str = "none", candidates: int = 10) -> Comparison:
+        hits, reranked = self.select(question, top_k, rerank, candidates)
+        comparison = self.compare(question, hits, methods, max_new_tokens, on_update, cancel, encode_missing)
+        if reranked is not None:
+            comparison.extra["rerank"] = reranked.to_json()
+        return comparison
 

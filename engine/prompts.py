@@ -37,10 +37,14 @@ def _render(tokenizer: Any, messages: list[dict[str, str]], add_generation_promp
     return text + ("Assistant:" if add_generation_prompt else "")
 
 
+def render_chat(tokenizer: Any, user: str) -> str:
+    """One user turn through the chat template, ready for the assistant's reply."""
+    return _render(tokenizer, [{"role": "user", "content": user}], True)
+
+
 def generation_prompt(tokenizer: Any, question: str, passages: Sequence[Passage] = ()) -> str:
     """Text the model continues: template + user turn + "The answer is"."""
-    rendered = _render(tokenizer, [{"role": "user", "content": user_message(question, passages)}], True)
-    return f"{rendered}{ANSWER_PREFIX}"
+    return f"{render_chat(tokenizer, user_message(question, passages))}{ANSWER_PREFIX}"
 
 
 def training_text(tokenizer: Any, question: str, answer: str, passages: Sequence[Passage] = ()) -> str:

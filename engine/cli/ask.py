@@ -32,6 +32,11 @@ def render_comparison(comparison) -> None:
     if not comparison.hits:
         passages.add_row("-", "-", "-", "no passage matched the question")
     console.print(passages)
+    rerank = comparison.extra.get("rerank")
+    if rerank is not None:
+        mark = "[yellow]fallback to BM25 order[/]" if rerank["fallback"] else "[green]reranked[/]"
+        console.print(f"Rerank: {mark} — {rerank['note']}; kept {', '.join(rerank['kept']) or '-'}; "
+                      f"dropped {', '.join(rerank['dropped']) or '-'}; reranker said: {rerank['raw']!r}")
     answers = Table(title=f"Answers ({comparison.model})", expand=True)
     answers.add_column("Method", no_wrap=True)
     answers.add_column("Answer", ratio=3)
@@ -58,21 +63,35 @@ def register(app: typer.Typer) -> None:
         translator: Annotated[Optional[Path], typer.Option(help="DyPRAG translator (.safetensors or reference .pt).")] = None,
         store: Annotated[Optional[Path], typer.Option(help="PRAG LoRA store directory.")] = None,
         max_new_tokens: Annotated[Optional[int], typer.Option(help="New tokens per answer.")] = None,
+        rerank: Annotated[str, typer.Option(help="Passage selection: none (BM25 top-k) or dynamic (the LLM picks).")] = "none",
+        candidates: Annotated[int, typer.Option(help="BM25 candidates the dynamic reranker chooses from.")] = 10,
+        reranker_model: Annotated[Optional[Path], typer.Option(help="Local instruct model for reranking (default: the answering model).")] = None,
         encode: Annotated[bool, typer.Option("--encode/--no-encode", help="Encode missing PRAG LoRAs before answering.")] = False,
         as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")] = False,
     ) -> None:
         """Answer QUESTION with each method on the same model, side by side."""
+        from engine.errors import InputError
         from engine.explorer import Explorer, validate_question
         from engine.methods import parse_methods
 
+        from engine.rerank import check_mode
+
         chosen = parse_methods(methods)
         validate_question(question)
+        rerank = check_mode(rerank)
+        if reranker_model is not None and rerank != "dynamic":
+            raise InputError("--reranker-model needs --rerank dynamic", "add --rerank dynamic or drop --reranker-model")
         settings = settings_from(top_k=top_k, corpus=corpus, model=model, translator=translator, store=store, max_new_tokens=max_new_tokens)
         quiet_libraries()
         with progress_bar(enabled=not as_json) as progress:
             explorer = Explorer.open(settings, progress)
-            hits = explorer.retrieve(question, settings.top_k)
-            comparison = explorer.compare(question, hits, chosen, settings.max_new_tokens, encode_missing=encode)
+            if reranker_model is not None:
+                from engine.models import load_model
+                from engine.rerank import LLMReranker
+
+                explorer.reranker = LLMReranker(load_model(reranker_model, settings.models_dir, progress))
+            comparison = explorer.ask(question, chosen, settings.top_k, settings.max_new_tokens, encode_missing=encode,
+                                      rerank=rerank, candidates=candidates)
         if as_json:
             typer.echo(json.dumps(comparison.to_json(), ensure_ascii=False))
         else:

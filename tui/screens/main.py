@@ -9,6 +9,7 @@ drains into the cards; the final `Comparison` arrives as a message.
 
 from __future__ import annotations
 
+import threading
 import time
 from functools import partial
 from pathlib import Path
@@ -100,6 +101,10 @@ class MainScreen(Screen):
         self.pending: "tuple[str, QAItem | None] | None" = None
         """A question asked before the engine was ready."""
         self._worker: Worker | None = None
+        self._engine_lock = threading.Lock()
+        """One run talks to the engine at a time: a cancelled run's thread may still be
+        finishing its current token when the next question starts, and the engine's
+        model hooks are not safe to share between two comparisons."""
         self._started = 0.0
         self._last_tick = 0.0
         self._timer: Timer | None = None
@@ -260,6 +265,13 @@ class MainScreen(Screen):
     def _generate(self, request: RunRequest) -> None:
         worker = get_current_worker()
         engine = self.app.engine
+        with self._engine_lock:
+            if worker.is_cancelled:
+                return  # superseded while waiting for the previous run to wind down
+            self._run_with(engine, worker, request)
+
+    def _run_with(self, engine, worker: Worker, request: RunRequest) -> None:
+        """Retrieve (unless given passages) and compare; report through messages (worker thread)."""
         try:
             hits = request.hits
             if hits is None:

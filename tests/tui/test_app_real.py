@@ -1,0 +1,121 @@
+"""The explorer driven like a user, on the real engine with the embedded model and few
+new tokens: type, run, six finished columns, switch methods, cancel mid-stream, ask
+again, export."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from engine.config import load_settings
+
+from tests.tui.conftest import QA_QUESTION, RETRIEVAL_QUESTION, factory_of, wait_idle, wait_ready, wait_until
+from tui.series import adapter_norm_series
+
+pytestmark = pytest.mark.model
+
+FINISHED = {"done", "cancelled", "error"}
+
+
+def settings(tokens: int):
+    return load_settings({"max_new_tokens": tokens})
+
+
+async def test_type_run_and_six_columns_finish(make_app, real_explorer):
+    """As `prag tui` opens it on a fresh machine: no PRAG LoRAs, no translator."""
+    app = make_app(factory_of(real_explorer), settings=settings(6))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_ready(pilot)
+        await pilot.press(*"Who founded Velmora?", "enter")
+        assert app.main.running
+        await wait_idle(pilot, 120)
+        cards = app.main.grid.cards
+        assert all(card.display for card in cards)
+        assert {card.method.name: card.answer.status for card in cards} == {
+            "vanilla": "done", "rag": "done", "prag": "error", "prag_combine": "error", "dyprag": "error", "dyprag_combine": "error",
+        }
+        assert app.main.grid.card("rag").answer.tokens > 0
+        assert "no PRAG LoRA" in app.main.grid.card("prag").answer.error
+        assert "no translator" in app.main.grid.card("dyprag").answer.error
+        assert [item.hit.passage.title for item in app.main.passages.items][0] == "Velmora"
+        assert "Done in" in str(app.main.status.query_one("#status-state").render())
+
+
+async def test_six_methods_generate_then_switches_decide_the_next_run(make_app, seeded_explorer):
+    app = make_app(factory_of(seeded_explorer), settings=settings(4))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_ready(pilot)
+        app.main.question_input.value = RETRIEVAL_QUESTION
+        await pilot.press("enter")
+        await wait_idle(pilot, 120)
+        answers = app.main.comparison.answers
+        assert [a.status for a in answers] == ["done"] * 6
+        assert all(a.tokens > 0 for a in answers)
+        assert set(adapter_norm_series(answers)) == {"PRAG", "DyPRAG"}
+        assert app.main.grid.card("prag").has_class("-norms")
+        # switch PRAG-combine and DyPRAG-combine off, ask again
+        app.main.method_bar.focus()
+        await pilot.press("4", "6")
+        app.main.question_input.focus()
+        await pilot.press("enter")
+        await wait_idle(pilot, 120)
+        assert [a.method for a in app.main.comparison.answers] == ["vanilla", "rag", "prag", "dyprag"]
+        assert not app.main.grid.card("prag_combine").display
+
+
+async def test_escape_cancels_mid_stream_and_keeps_partial_answers(make_app, seeded_explorer):
+    app = make_app(factory_of(seeded_explorer), settings=settings(64))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_ready(pilot)
+        app.main.question_input.value = RETRIEVAL_QUESTION
+        await pilot.press("enter")
+        screen = app.main
+
+        def streaming() -> bool:
+            return any(a is not None and a.status == "generating" and a.tokens >= 1 for a in screen.answers)
+
+        await wait_until(pilot, streaming, 120, "the first tokens")
+        await pilot.press("escape")
+        await wait_idle(pilot, 60)
+        answers = screen.comparison.answers
+        assert "cancelled" in {a.status for a in answers}
+        assert all(a.status in FINISHED for a in answers)
+        assert any(a.status == "cancelled" and a.text for a in answers), "partial text is kept"
+        assert all(a.tokens < 64 for a in answers)
+        assert "Cancelled" in str(screen.status.query_one("#status-state").render())
+        assert screen.grid.card(next(a.method for a in answers if a.status == "cancelled")).has_class("-cancelled")
+
+
+async def test_a_new_question_cancels_the_old_one(make_app, seeded_explorer):
+    app = make_app(factory_of(seeded_explorer), settings=settings(64))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_ready(pilot)
+        screen = app.main
+        screen.question_input.value = RETRIEVAL_QUESTION
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: any(a is not None and a.tokens >= 1 for a in screen.answers), 120, "the first tokens")
+        first_worker = screen._worker
+        app.settings = load_settings({"max_new_tokens": 4})
+        screen.question_input.value = QA_QUESTION
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: first_worker.is_cancelled, 10, "the old run to be cancelled")
+        await wait_idle(pilot, 120)
+        assert not any(n.severity == "error" for n in app._notifications)
+        assert screen.comparison.question == QA_QUESTION
+        assert all(a.tokens <= 4 for a in screen.comparison.answers)
+
+
+async def test_export_after_a_real_run(make_app, real_explorer, tmp_path):
+    app = make_app(factory_of(real_explorer), settings=settings(4), export_dir=tmp_path / "exports")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_ready(pilot)
+        app.main.question_input.value = RETRIEVAL_QUESTION
+        await pilot.press("enter")
+        await wait_idle(pilot, 120)
+        await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: len(list((tmp_path / "exports").glob("*.json"))) == 1, 10, "the export")
+        data = json.loads(next((tmp_path / "exports").glob("*.json")).read_text())
+        assert data["question"] == RETRIEVAL_QUESTION and data["model"] == real_explorer.loaded.model_id
+        assert [a["status"] for a in data["answers"]][:2] == ["done", "done"]
+        assert len(data["passages"]) == 3
