@@ -328,8 +328,12 @@ def fingerprint(explorer: "Explorer", options: EvalOptions, translator_path: Pat
     if explorer.translator is not None:
         if translator_path is not None and Path(translator_path).is_file():
             translator = {"path": str(translator_path), "digest": _file_digest(Path(translator_path))}
-        else:
-            translator = {"path": None, "digest": f"object-{id(explorer.translator):x}"}
+        else:  # opened by the caller from somewhere we cannot see: hash its weights instead
+            digest = hashlib.sha256()
+            for name, tensor in sorted(explorer.translator.state_dict().items()):
+                digest.update(name.encode())
+                digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+            translator = {"path": None, "digest": digest.hexdigest()[:12]}
     return {
         "model": explorer.loaded.model_id,
         "top_k": options.top_k,
@@ -380,7 +384,6 @@ def _answer_one(
     return wall
 
 
-
 def _check_options(options: EvalOptions) -> None:
     if options.limit is not None and options.limit < 1:
         raise InputError(f"limit must be at least 1, got {options.limit}", "pass --limit 1 or more, or leave it out for all")
@@ -417,7 +420,14 @@ def hits_for(item: QAItem, explorer: "Explorer", options: EvalOptions) -> list[H
         return explorer.retrieve(item.question, options.top_k)
     if len(item.passages) <= options.top_k:
         return hits_from_passages(item.passages, item.question)
-    return BM25Retriever(item.passages).search(item.question, options.top_k)
+    hits = BM25Retriever(item.passages).search(item.question, options.top_k)
+    if len(hits) < options.top_k:
+        # BM25 leaves out passages sharing no term with the question; a row's own passages still fill
+        # the k slots (in file order), so every method sees k passages as the reference does.
+        chosen = {hit.passage for hit in hits}
+        rest = [p for p in item.passages if p not in chosen][: options.top_k - len(hits)]
+        hits += [replace(hit, rank=len(hits) + i) for i, hit in enumerate(hits_from_passages(rest, item.question), start=1)]
+    return hits
 
 
 def _open_explorer(settings: Settings, options: EvalOptions, items: Sequence[QAItem], progress: ProgressCallback | None) -> "Explorer":

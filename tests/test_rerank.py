@@ -92,3 +92,31 @@ def test_real_model_reply_is_parsed_or_falls_back(explorer):
     assert result.raw.startswith("[")
     assert hits and len(hits) + len(result.dropped) == 6
     assert len({h.passage.id for h in hits} | {h.passage.id for h in result.dropped}) == 6
+
+
+def test_orderings_are_distinct_and_cover_baselines():
+    from engine.rerank_data import orderings
+
+    tried = orderings(pool_size=5, top_k=3, reranker_order=[1, 2, 3], singles=2)
+    assert [s for s, _ in tried] == ["bm25_top_k", "single_1", "single_2", "none"]  # reranker == bm25: deduped
+    tried = orderings(pool_size=2, top_k=3, reranker_order=[2], singles=3)
+    assert dict(tried) == {"bm25_top_k": [1, 2], "reranker": [2], "single_1": [1], "none": []}
+
+
+def test_rerank_data_records_and_resumes(explorer, tmp_path):
+    import json
+
+    from engine.rerank_data import collect
+
+    items = [q for q in load_qa(sample_questions_path()) if q.meta.get("group") == "fictional"][:2]
+    explorer.reranker = ScriptedReranker(explorer.loaded, "[1]")
+    out = tmp_path / "rr.jsonl"
+    method = parse_methods("rag")[0]
+    assert collect(explorer, items[:1], method, out, candidates=4, max_new_tokens=6, singles=1, use_corpus=True) == 1
+    assert collect(explorer, items, method, out, candidates=4, max_new_tokens=6, singles=1, use_corpus=True) == 1
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["id"] for r in rows] == [i.id for i in items]
+    for row in rows:
+        sources = [t["source"] for t in row["trials"]]
+        assert sources[0] == "bm25_top_k" and "none" in sources and row["best"] in sources
+        assert all(0.0 <= t["f1"] <= 1.0 for t in row["trials"]) and len(row["candidates"]) == 4

@@ -64,13 +64,23 @@ def fake():
 
 @pytest.fixture
 def real_explorer(loaded, tmp_path):
-    """The engine `prag tui` opens, minus the model load (shared) and with an empty store."""
+    """The engine `prag tui` opens, minus the model load (shared) and with an empty store.
+
+    Uses the app's thread count (all cores but one) for the test, as `prag tui` does.
+    """
+    import torch
+
     from engine.corpus import load_corpus
     from engine.explorer import Explorer
     from engine.retrieval import BM25Retriever
     from engine.store import LoraStore
 
-    return Explorer(loaded, BM25Retriever(load_corpus(None)), LoraStore(tmp_path / "loras", loaded.model_id), None, "no translator")
+    from tui.session import generation_threads
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(generation_threads(load_settings()))
+    yield Explorer(loaded, BM25Retriever(load_corpus(None)), LoraStore(tmp_path / "loras", loaded.model_id), None, "no translator")
+    torch.set_num_threads(before)
 
 
 @pytest.fixture
