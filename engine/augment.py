@@ -4,9 +4,10 @@ The file is a JSON list; each item is
 
     {"passage": str, "<aug>_rewrite": str, "<aug>_qa": [{"question", "answer", "full_answer"}, ...], "title"?: str}
 
-so the reference PRAG tools read ours and we read theirs (their per-question layout,
-`[{"question", ..., "augment": [items]}]`, imports as is). `title` is our only extra
-key: passages are keyed by title + text, so keeping it lets `prag ask --corpus` find
+and we read the reference PRAG files as they are: a flat list of such items, or their
+per-question layout `[{"test_id", "question", "answer", "passages", "augment": [items]}]`,
+which their encode script reads; `layout="questions"` writes that one (one entry per
+passage) so their tools read ours. `title` is our only extra key: passages are keyed by title + text, so keeping it lets `prag ask --corpus` find
 the LoRAs again. Passages that could not be augmented go to a sidecar
 (`<name>.status.json`) with the reason, never silently dropped, and never into the
 list itself, where the reference tools would choke on them.
@@ -92,6 +93,8 @@ class AugmentFile:
     failed: list[FailedPassage] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
     """Where the QA pairs and rewrites came from (sidecar only)."""
+    layout: str = "items"
+    """"items": a flat list of items; "questions": the reference's per-question entries wrapping them."""
 
     def done_keys(self) -> set[str]:
         return {r.passage.key for r in self.records}
@@ -147,15 +150,17 @@ def load_augment(path: Path, aug_model: str | None = None) -> AugmentFile:
     if not isinstance(data, list):
         raise ArtifactError(f"{path} is not a JSON list", "PRAG augmentation files are JSON lists")
     items: list[dict[str, Any]] = []
+    layout = "items"
     for entry in data:
         if isinstance(entry, dict) and isinstance(entry.get("augment"), list):  # reference: one entry per test question
             items.extend(a for a in entry["augment"] if isinstance(a, dict))
+            layout = "questions"
         elif isinstance(entry, dict):
             items.append(entry)
     items = [item for item in items if isinstance(item.get("passage"), str) and item["passage"].strip()]
     status = _read_status(path)
     if not items:
-        return AugmentFile(aug_model or status.get("aug_model") or "", [], _failed_from(status), status.get("info", {}))
+        return AugmentFile(aug_model or status.get("aug_model") or "", [], _failed_from(status), status.get("info", {}), layout)
     model = _find_aug_model(items, path, aug_model)
     records: dict[str, AugmentRecord] = {}
     for number, item in enumerate(items):
@@ -169,7 +174,7 @@ def load_augment(path: Path, aug_model: str | None = None) -> AugmentFile:
         rewrite = item.get(f"{model}_rewrite")
         records.setdefault(passage.key, AugmentRecord(
             passage, rewrite if isinstance(rewrite, str) else passage.text, [_qa_from_json(q, f"{path} item {number}") for q in qa_raw]))
-    return AugmentFile(model, list(records.values()), _failed_from(status), status.get("info", {}))
+    return AugmentFile(model, list(records.values()), _failed_from(status), status.get("info", {}), layout)
 
 
 def _read_status(path: Path) -> dict[str, Any]:
@@ -196,7 +201,11 @@ def save_augment(path: Path, aug: AugmentFile) -> None:
     from engine.atomic import write_text
 
     path = Path(path)
-    write_text(path, json.dumps([r.to_json(aug.aug_model) for r in aug.records], indent=1, ensure_ascii=False) + "\n")
+    items: list[dict[str, Any]] = [r.to_json(aug.aug_model) for r in aug.records]
+    if aug.layout == "questions":
+        items = [{"test_id": i, "question": r.qa[0].question if r.qa else "", "answer": [r.qa[0].answer] if r.qa else [],
+                  "passages": [r.passage.text], "augment": [{"pid": 0, **item}]} for i, (r, item) in enumerate(zip(aug.records, items))]
+    write_text(path, json.dumps(items, indent=1, ensure_ascii=False) + "\n")
     status = {
         "format": "prag-explorer-augment-status/1",
         "aug_model": aug.aug_model,
@@ -587,10 +596,17 @@ def augment_passages(
     cancel: threading.Event | None = None,
     retry_failed: bool = False,
     flush_every_s: float = 2.0,
+    layout: str | None = None,
 ) -> AugmentSummary:
-    """Augment what `out` does not hold yet; the file is rewritten atomically as work finishes."""
+    """Augment what `out` does not hold yet; the file is rewritten atomically as work finishes.
+
+    `layout` None keeps an existing file's layout (new files: "items").
+    """
     out = Path(out).expanduser()
     aug = load_augment(out) if out.is_file() else AugmentFile(aug_model)
+    relayout = layout is not None and layout != aug.layout
+    if layout is not None:
+        aug.layout = layout
     if out.is_file() and aug.records and aug.aug_model != aug_model:
         raise InputError(f"{out} holds \"{aug.aug_model}\" augmentations, this run writes \"{aug_model}\"",
                          "use another --out file or the same source as before")
@@ -605,7 +621,7 @@ def augment_passages(
     label = "Augmenting passages"
     report(progress, label, summary.skipped, len(passages))
     start = last_flush = time.perf_counter()
-    dirty = not out.is_file()
+    dirty = not out.is_file() or relayout
     try:
         for passage in todo:
             check_cancel(cancel)

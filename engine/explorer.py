@@ -143,11 +143,18 @@ class Explorer:
 
     @classmethod
     def open(cls, settings: Settings, progress: ProgressCallback | None = None, passages: Sequence[Passage] | None = None) -> "Explorer":
-        corpus = list(passages) if passages is not None else load_corpus(settings.corpus)  # fail fast, before the model
+        from engine.index import open_configured_index
+
+        # A built index (settings.index / es_index) replaces BM25 over the corpus; opened first, to fail before the model.
+        index = open_configured_index(settings) if passages is None else None
+        corpus = None if index is not None else list(passages) if passages is not None else load_corpus(settings.corpus)
         loaded = load_model(settings.model, settings.models_dir, progress)
-        report(progress, "Indexing corpus", 0, 1)
-        retriever = BM25Retriever(corpus)
-        report(progress, "Indexing corpus", 1, 1)
+        if index is not None:
+            retriever: Retriever = index
+        else:
+            report(progress, "Indexing corpus", 0, 1)
+            retriever = BM25Retriever(corpus)
+            report(progress, "Indexing corpus", 1, 1)
         translator, note = cls._load_translator(settings.translator, loaded)
         explorer = cls(loaded, retriever, LoraStore(settings.store_dir, loaded.model_id), translator, note)
         try:

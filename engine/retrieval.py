@@ -33,6 +33,20 @@ def tokenize(text: str) -> list[str]:
 
 
 @dataclass(frozen=True)
+class BM25Params:
+    """Okapi BM25 parameters (rank-bm25's `BM25Okapi` defaults), shared by every BM25 backend so they rank alike."""
+
+    k1: float = 1.5
+    b: float = 0.75
+    epsilon: float = 0.25
+    """A negative idf (term in more than half the passages) becomes epsilon x the mean idf."""
+
+
+EMPTY_TOKEN = "\u2205"
+"""Stands in for the tokens of a stop-word-only passage (rank-bm25 divides by the mean length)."""
+
+
+@dataclass(frozen=True)
 class Hit:
     passage: Passage
     score: float
@@ -52,7 +66,7 @@ class Retriever(Protocol):
 class BM25Retriever:
     """Okapi BM25 over an in-memory corpus (fine up to ~100k passages)."""
 
-    def __init__(self, passages: Sequence[Passage]) -> None:
+    def __init__(self, passages: Sequence[Passage], params: BM25Params = BM25Params()) -> None:
         from rank_bm25 import BM25Okapi
 
         if not passages:
@@ -60,7 +74,7 @@ class BM25Retriever:
         self.passages = list(passages)
         self._docs = [tokenize(f"{p.title} {p.text}") for p in self.passages]
         # rank-bm25 divides by the average length: keep it non-zero for stop-word-only passages.
-        self._bm25 = BM25Okapi([doc or ["\u2205"] for doc in self._docs])
+        self._bm25 = BM25Okapi([doc or [EMPTY_TOKEN] for doc in self._docs], k1=params.k1, b=params.b, epsilon=params.epsilon)
         self._terms = [frozenset(doc) for doc in self._docs]
 
     def __len__(self) -> int:

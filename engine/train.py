@@ -246,6 +246,8 @@ class TrainSummary:
     new_steps: int
     """Steps done by this run."""
     seconds: float
+    cpu_seconds: float
+    """Process CPU time of this run's steps (all threads)."""
     resumed_from: int | None
     final: dict[str, float]
     reference: Path | None = None
@@ -307,7 +309,7 @@ def train_translator(
     total = config.epochs * len(examples)
     label = "Training translator"
     ids_cache: dict[int, torch.Tensor] = {}
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     new_steps = 0
 
     def show() -> None:
@@ -348,7 +350,7 @@ def train_translator(
         state.history.append({"epoch": state.epoch + 1, **{t: state.sums[t] / len(examples) for t in TERMS}})
         state.epoch, state.index, state.sums = state.epoch + 1, 0, {t: 0.0 for t in TERMS}
         save_checkpoint(ckpt, translator, optimizer, state, print_)
-    seconds = time.perf_counter() - start
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     translator.eval()
     final = {t: round(state.history[-1][t], 6) for t in TERMS} if state.history else {}
     sidecar = {
@@ -372,7 +374,7 @@ def train_translator(
     if export:
         reference = reference_path(out)
         export_reference(translator, reference)
-    return TrainSummary(out, state.step, new_steps, seconds, resumed_from, final, reference)
+    return TrainSummary(out, state.step, new_steps, seconds, cpu_seconds, resumed_from, final, reference)
 
 
 def _clean_temps(out: Path) -> None:

@@ -8,13 +8,14 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from engine.corpus import make_passage, sample_questions_path
-from engine.errors import InputError
+from engine.errors import Cancelled, InputError
 from engine.evaluate import EvalOptions, PredictionFile, _exclusive, evaluate, file_prefix, hits_for, summarize
 from engine.methods import METHODS
 from engine.metrics import contains_any
@@ -89,7 +90,7 @@ def copy_run(baseline, tmp_path) -> tuple[EvalOptions, dict[str, Path]]:
 
 def test_run_writes_one_line_per_question_and_method(baseline) -> None:
     options, result = baseline
-    assert result.n == 3 and result.computed == 3
+    assert result.n == 3 and result.computed == 3 and result.resumed == 0
     for name, path in result.predictions.items():
         lines = read_lines(path)
         assert [r["id"] for r in lines] == list(QUESTION_IDS[:3])
@@ -117,6 +118,10 @@ def test_file_names_encode_the_settings(baseline) -> None:
     assert "__corpus-wiki__" in file_prefix(Path("popqa-dev.jsonl"), with_corpus)
     with_translator = {**fp, "translator": {"path": "/t/my-tr.safetensors", "digest": "abc"}}
     assert "__tr-my-tr__" in file_prefix(Path("popqa-dev.jsonl"), with_translator)
+    moved = {**with_translator, "translator": {"path": "t/my-tr.safetensors", "digest": "abc"}}
+    assert file_prefix(Path("popqa-dev.jsonl"), moved) == file_prefix(Path("popqa-dev.jsonl"), with_translator)
+    retrained = {**with_translator, "translator": {"path": "/t/my-tr.safetensors", "digest": "abd"}}
+    assert file_prefix(Path("popqa-dev.jsonl"), retrained) != file_prefix(Path("popqa-dev.jsonl"), with_translator)
 
 
 # --- resume ------------------------------------------------------------------------------
@@ -126,7 +131,7 @@ def test_resume_skips_finished_questions(baseline, explorer, monkeypatch, tmp_pa
     options, files = copy_run(baseline, tmp_path)
     calls = count_compares(explorer, monkeypatch)
     again = evaluate(options, explorer=explorer)
-    assert calls == [] and again.computed == 0
+    assert calls == [] and again.computed == 0 and again.resumed == 6
     assert again.methods == baseline[1].methods
 
     # Lose RAG's last answer: only that question and only that method run again.
@@ -182,10 +187,28 @@ def test_failed_answers_count_as_empty_and_are_retried(explorer, qa_file, monkey
     assert len(read_lines(result.predictions["prag"])) == 2  # the retry replaced, not duplicated, the lines
 
 
+def test_cancel_stops_after_the_question_in_flight(explorer, qa_file, monkeypatch, tmp_path) -> None:
+    cancel = threading.Event()
+    original = explorer.compare
+
+    def compare_then_cancel(*args, **kwargs):
+        comparison = original(*args, **kwargs)
+        cancel.set()  # as if the user pressed stop while this question was generating
+        return comparison
+
+    monkeypatch.setattr(explorer, "compare", compare_then_cancel)
+    events: list[tuple[str, int, int | None]] = []
+    options = EvalOptions(data=qa_file, methods=(METHODS["vanilla"],), limit=3, max_new_tokens=2, out_dir=tmp_path)
+    with pytest.raises(Cancelled, match="after 1 of 3"):
+        evaluate(options, explorer=explorer, progress=lambda e: events.append((e.label, e.done, e.total)), cancel=cancel)
+    assert events == [("Evaluating sample-qa", 0, 3), ("Evaluating sample-qa", 1, 3)]
+    assert [r["id"] for r in read_lines(next(tmp_path.glob("*__vanilla.jsonl")))] == ["sq-001"]
+
+
 def test_second_run_on_the_same_files_is_refused(tmp_path) -> None:
-    with _exclusive(tmp_path / ".x.lock"):
-        with pytest.raises(InputError, match="another `prag eval`"):
-            with _exclusive(tmp_path / ".x.lock"):
+    with _exclusive(tmp_path / ".x.lock", "x__*.jsonl"):
+        with pytest.raises(InputError, match="another `prag eval` is writing x__"):
+            with _exclusive(tmp_path / ".x.lock", "x__*.jsonl"):
                 pass
 
 
@@ -274,6 +297,9 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path) -> None:
     assert_one_line_error(prag("eval", "--data", str(twice)), "appears twice")
     assert_one_line_error(prag("eval", "--data", str(twice), "--methods", "nope"), "unknown method")
     assert_one_line_error(prag("eval", "--data", str(twice), "--limit", "0"), "limit must be at least 1")
+    ok = tmp_path / "ok.jsonl"
+    ok.write_text(row, encoding="utf-8")
+    assert_one_line_error(prag("eval", "--data", str(ok), "--out", str(ok / "sub")), "cannot create the predictions folder")
 
 
 def test_sigkill_mid_run_resumes_to_the_same_predictions(loaded, explorer, qa_file, tmp_path) -> None:

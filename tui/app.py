@@ -47,7 +47,6 @@ class PragApp(App[None]):
 
     CSS_PATH = "app.tcss"
     TITLE = "prag-explorer"
-    ENABLE_COMMAND_PALETTE = True
 
     def __init__(
         self,
@@ -159,8 +158,7 @@ class PragApp(App[None]):
         if self.engine is None:
             self.fail_startup(text)
             return
-        self.main.engine_failed(PragError(text))
-        self.main.status.set_state(f"{title}: {text}; still using {self.engine.loaded.model_id}", "error")
+        self.main.engine_failed(f"{title}: {text}; still using {self.engine.loaded.model_id}")
         self.notify(text, title=title, severity="error", timeout=10)
 
     def fail_startup(self, text: str) -> None:
@@ -298,9 +296,7 @@ class PragApp(App[None]):
         for method in METHODS.values():
             state = "on" if method.name in main.method_bar.enabled else "off"
             yield SystemCommand(f"Toggle method: {method.label} ({state})", method.help, partial(main.toggle_method, method.name))
-        for answer in main.answers:
-            if answer is not None and answer.text.strip():
-                yield SystemCommand(f"Copy answer: {answer.label}", answer.text.strip()[:60], partial(main.copy_answer, answer.method))
+        yield SystemCommand("Copy answers", "The focused answer, or all answers, to the clipboard (ctrl+y; c on an answer)", main.action_copy)
         yield SystemCommand("Show answers", "The answers side by side", lambda: main.show_view("tab-answers"))
         yield SystemCommand("Show LoRA norms", "Per-layer norms of the injected adapters", lambda: main.show_view("tab-norms"))
         yield SystemCommand("Show knowledge conflict", "Which answers follow the passage, which the memory", lambda: main.show_view("tab-conflict"))

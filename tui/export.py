@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.atomic import write_text
+
 from tui.scoring import follows, score
 from tui.series import adapter_norm_series
 
 if TYPE_CHECKING:
     from engine.config import Settings
-    from engine.explorer import Answer, Comparison
+    from engine.explorer import Comparison
     from engine.qa import QAItem
 
 _SLUG = re.compile(r"[^a-z0-9]+")
@@ -29,8 +30,12 @@ def default_export_dir(settings: "Settings") -> Path:
 
 
 def slug(question: str, limit: int = 40) -> str:
+    """File-name-safe start of the question, cut at a word boundary."""
     words = _SLUG.sub("-", question.lower()).strip("-")
-    return words[:limit].rstrip("-") or "question"
+    if len(words) > limit:
+        cut = words[:limit]
+        words = cut[: cut.rfind("-")] if words[limit] != "-" and "-" in cut else cut
+    return words.strip("-") or "question"
 
 
 def answer_scores(comparison: "Comparison", item: "QAItem | None") -> dict[str, dict[str, Any]]:
@@ -39,7 +44,7 @@ def answer_scores(comparison: "Comparison", item: "QAItem | None") -> dict[str, 
     if item is None:
         return result
     for answer in comparison.answers:
-        if answer.status not in ("done", "cancelled") or answer.error:
+        if answer.status != "done" or answer.error:
             continue
         s = score(answer.text, item.answers)
         entry: dict[str, Any] = {"em": s.em, "f1": round(s.f1, 4)}

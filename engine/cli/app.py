@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from engine.cli import ask, bench_cmd, eval_cmd, offline, rerank_cmd, tui_command
+from engine.cli import ask, bench_cmd, corpus_cmd, eval_cmd, offline, rerank_cmd, tui_command
 
 app = typer.Typer(
     name="prag",
@@ -33,7 +33,7 @@ def root(
         raise typer.Exit()
 
 
-COMMAND_MODULES = (ask, eval_cmd, bench_cmd, tui_command, offline, rerank_cmd)
+COMMAND_MODULES = (ask, eval_cmd, bench_cmd, tui_command, offline, rerank_cmd, corpus_cmd)
 for module in COMMAND_MODULES:
     module.register(app)
 

@@ -59,6 +59,9 @@ def register(app: typer.Typer) -> None:
         methods: Annotated[str, typer.Option("--methods", "-m", help="Comma list of methods, or 'all'.")] = "all",
         top_k: Annotated[Optional[int], typer.Option("--top-k", "-k", help="Passages to retrieve.")] = None,
         corpus: Annotated[Optional[Path], typer.Option(help="Corpus JSONL or folder of .txt (default: sample corpus).")] = None,
+        index: Annotated[Optional[Path], typer.Option(help="Index folder from `prag corpus index` (instead of --corpus).")] = None,
+        es_index: Annotated[Optional[str], typer.Option(help="Elasticsearch index to retrieve from (URL: --es-url or $PRAG_ES_URL).")] = None,
+        es_url: Annotated[Optional[str], typer.Option(help="Elasticsearch URL for --es-index.")] = None,
         model: Annotated[Optional[str], typer.Option(help="Local Hugging Face model directory (default: embedded SmolLM2).")] = None,
         translator: Annotated[Optional[Path], typer.Option(help="DyPRAG translator (.safetensors or reference .pt).")] = None,
         store: Annotated[Optional[Path], typer.Option(help="PRAG LoRA store directory.")] = None,
@@ -81,7 +84,10 @@ def register(app: typer.Typer) -> None:
         rerank = check_mode(rerank)
         if reranker_model is not None and rerank != "dynamic":
             raise InputError("--reranker-model needs --rerank dynamic", "add --rerank dynamic or drop --reranker-model")
-        settings = settings_from(top_k=top_k, corpus=corpus, model=model, translator=translator, store=store, max_new_tokens=max_new_tokens)
+        if corpus is not None and (index is not None or es_index is not None):
+            raise InputError("--corpus and --index/--es-index both given", "an index already holds its corpus: pass one of them")
+        settings = settings_from(top_k=top_k, corpus=corpus, model=model, translator=translator, store=store, max_new_tokens=max_new_tokens,
+                                 index=index, es_index=es_index, es_url=es_url)
         quiet_libraries()
         with progress_bar(enabled=not as_json) as progress:
             explorer = Explorer.open(settings, progress)

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 def render_result(result: "EvalResult") -> None:
     """The method x score table, then why methods failed and where the predictions are."""
+    from rich.markup import escape
     from rich.table import Table
 
     headers, rows = result.table()
@@ -30,13 +31,15 @@ def render_result(result: "EvalResult") -> None:
     console.print(table)
     for scores in result.methods.values():
         if scores.first_error:
-            console.print(f"[red]{scores.label}[/]: {scores.errors} errors, e.g. {scores.first_error}", soft_wrap=True)
+            console.print(f"[red]{scores.label}[/]: {scores.errors} errors, e.g. {escape(scores.first_error)}", soft_wrap=True)
     if result.has_conflicts:
         console.print("[dim]Context / Memory: share of answers to conflict questions that contain the passage's "
                       "(substituted) answer / the original (memory) answer.[/]", soft_wrap=True)
     pace = f", {result.seconds_per_question:.2f} s/question" if result.seconds_per_question is not None else ""
-    console.print(f"[dim]{result.computed} answered now, {result.n - result.computed} resumed{pace}. "
-                  f"Predictions: {result.to_json()['predictions']}[/]", soft_wrap=True)
+    repaired = f" ({result.repaired} failed or damaged lines asked again)" if result.repaired else ""
+    total = result.n * len(result.methods)
+    console.print(f"[dim]{result.computed} questions run now{pace}; {result.resumed} of {total} answers resumed from files{repaired}. "
+                  f"Predictions: {escape(str(result.to_json()['predictions']))}[/]", soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -7,6 +7,7 @@ one line); a second Ctrl-C stops at once, losing only the unfinished step.
 
 from __future__ import annotations
 
+import os
 import shlex
 import signal
 import sys
@@ -42,6 +43,15 @@ def cancel_on_sigint() -> Iterator[threading.Event]:
         signal.signal(signal.SIGINT, previous)
 
 
+def _passive_threads() -> None:
+    """Let idle OpenMP threads sleep instead of spinning (before torch loads; the user's setting wins).
+
+    Training runs for minutes; on a shared or busy CPU, two spinning threads waiting on
+    each other made a step 5-8x slower in our measurements, while sleeping costs a few ms.
+    """
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
 def _command_line() -> str:
     return " ".join(shlex.quote(a) for a in ["prag", *sys.argv[1:]])
 
@@ -69,9 +79,11 @@ def register(app: typer.Typer) -> None:
         max_qa: Annotated[int, typer.Option(help="QA pairs kept per passage (the reference keeps 3).")] = 3,
         attempts: Annotated[int, typer.Option(help="LLM tries per passage (greedy, then seeded sampling).")] = 4,
         retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Try passages recorded as failed again.")] = False,
+        reference_layout: Annotated[bool, typer.Option("--reference-layout", help="Write the reference tools' per-question entries wrapping each item.")] = False,
         model: Annotated[Optional[str], typer.Option(help="Local Hugging Face model directory (default: embedded SmolLM2).")] = None,
     ) -> None:
         """Write one rewrite and QA pairs per passage, in the PRAG augmentation layout (resumable)."""
+        _passive_threads()
         from engine.augment import (LLMAugmenter, augment_passages, gold_qa_index, gold_source, llm_source, passages_from, slug,
                                     status_path)
         from engine.errors import InputError
@@ -98,17 +110,17 @@ def register(app: typer.Typer) -> None:
                 source = gold_source(gold_qa_index(load_qa(data)), min_qa, max_qa, augmenter if rewrite == "llm" else None)
                 name = aug_model or "gold"
                 info = {"qa_source": f"gold QA pairs from {data}", "rewrite_source": rewrite}
-            else:
-                assert augmenter is not None
+            elif augmenter is not None:
                 source = llm_source(augmenter, rewrite)
                 name = aug_model or slug(augmenter.loaded.model_id)
                 info = {"qa_source": f"LLM {augmenter.loaded.model_id}", "rewrite_source": rewrite}
-            summary = augment_passages(passages, out, name, source, info, progress, cancel, retry_failed)
+            summary = augment_passages(passages, out, name, source, info, progress, cancel, retry_failed,
+                                       layout="questions" if reference_layout else None)
         fallbacks = f", {augmenter.rewrite_fallbacks} LLM rewrites replaced by the light one" if augmenter and augmenter.rewrite_fallbacks else ""
         console.print(f"augmented {summary.augmented} passages ({summary.skipped} already done, {summary.failed} failed{fallbacks}) "
-                      f"in {summary.seconds:.1f}s -> {out}")
+                      f"in {summary.seconds:.1f}s -> {out}", soft_wrap=True)
         if summary.failed:
-            console.print(f"[yellow]failed passages and reasons: {status_path(out)}[/]")
+            console.print(f"[yellow]failed passages and reasons: {status_path(out)}[/]", soft_wrap=True)
 
     @app.command()
     @handle_errors
@@ -123,6 +135,7 @@ def register(app: typer.Typer) -> None:
         model: Annotated[Optional[str], typer.Option(help="Local Hugging Face model directory (default: embedded SmolLM2).")] = None,
     ) -> None:
         """Train one PRAG LoRA per augmented passage into the store (resumable, shardable)."""
+        _passive_threads()
         from engine.augment import load_augment
         from engine.encode import encode_records, parse_shard
         from engine.errors import InputError
@@ -140,8 +153,9 @@ def register(app: typer.Typer) -> None:
             lora_store = LoraStore(settings.store_dir, loaded.model_id, EncodeConfig(epochs=epochs, learning_rate=lr))
             summary = encode_records(loaded, records, lora_store, aug.aug_model, progress, cancel, chosen_shard)
         where = f" (shard {chosen_shard[0]}/{chosen_shard[1]})" if chosen_shard else ""
-        timing = f" in {summary.seconds:.1f}s: {summary.seconds_per_passage:.2f} s/passage, {summary.seconds_per_step:.2f} s/step" if summary.encoded else ""
-        console.print(f"encoded {summary.encoded} LoRAs{where} ({summary.skipped} already in the store){timing} -> {lora_store.dir}")
+        timing = (f" in {summary.seconds:.1f}s: {summary.seconds_per_passage:.2f} s/passage, {summary.seconds_per_step:.2f} s/step, "
+                  f"{summary.cpu_seconds_per_passage:.2f} CPU-s/passage" if summary.encoded else "")
+        console.print(f"encoded {summary.encoded} LoRAs{where} ({summary.skipped} already in the store){timing} -> {lora_store.dir}", soft_wrap=True)
 
     @app.command()
     @handle_errors
@@ -163,6 +177,7 @@ def register(app: typer.Typer) -> None:
         model: Annotated[Optional[str], typer.Option(help="Local Hugging Face model directory (default: embedded SmolLM2).")] = None,
     ) -> None:
         """Fit the DyPRAG parameter translator on the stored PRAG LoRAs (checkpointed, resumable)."""
+        _passive_threads()
         from engine.augment import load_augment, slug
         from engine.errors import InputError
         from engine.store import EncodeConfig, LoraStore
@@ -179,10 +194,11 @@ def register(app: typer.Typer) -> None:
             info = {"data_files": [str(Path(augment).expanduser().resolve())], "aug_model": aug.aug_model, "command": _command_line()}
             summary = train_translator(loaded, aug.records, lora_store, target, config, progress, cancel, info, fresh, export_reference)
         if summary.new_steps == 0:
-            console.print(f"already trained ({summary.steps} steps; checkpoint {checkpoint_path(target)}); wrote {target}")
+            console.print(f"already trained ({summary.steps} steps; checkpoint {checkpoint_path(target)}); wrote {target}", soft_wrap=True)
         else:
             resumed = f" (resumed at step {summary.resumed_from})" if summary.resumed_from else ""
-            console.print(f"trained {summary.new_steps} steps{resumed} in {summary.seconds:.1f}s: {summary.seconds_per_step:.2f} s/step")
+            console.print(f"trained {summary.new_steps} steps{resumed} in {summary.seconds:.1f}s: {summary.seconds_per_step:.2f} s/step, "
+                          f"{summary.cpu_seconds / summary.new_steps:.2f} CPU-s/step", soft_wrap=True)
         losses = " ".join(f"{k} {v:.4g}" for k, v in summary.final.items())
-        console.print(f"final epoch losses: {losses}")
-        console.print(f"translator -> {target}" + (f" and {summary.reference}" if summary.reference else ""))
+        console.print(f"final epoch losses: {losses}", soft_wrap=True)
+        console.print(f"translator -> {target}" + (f" and {summary.reference}" if summary.reference else ""), soft_wrap=True)

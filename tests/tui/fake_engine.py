@@ -83,7 +83,8 @@ class FakeExplorer:
         self.fail_with = fail_with
         """Raised by `compare` (PragError or an unexpected exception)."""
         self.gate = gate
-        """When set, streaming waits on it after the first word (for mid-stream tests)."""
+        """When given, streaming waits on it after the first word, or (with encode_missing)
+        while "encoding" the PRAG LoRAs (for mid-run tests)."""
         self.calls: list[dict[str, Any]] = []
         """What `compare` was asked, for assertions."""
 
@@ -119,6 +120,12 @@ class FakeExplorer:
             if method.name in self.errors:
                 emit(index, status="error", error=self.errors[method.name].one_line())
                 continue
+            if method.adapter is AdapterSource.PRAG and encode_missing and self.gate is not None and not any(
+                methods[i].adapter is AdapterSource.PRAG for i in rows
+            ):
+                # like Explorer._prepare while engine.encode trains missing LoRAs
+                emit(index, status="encoding", detail="encoding PRAG LoRA 2/3")
+                self.gate.wait(10)
             if method.adapter is not AdapterSource.NONE:
                 if not hits:
                     emit(index, status="error", error=ArtifactError("no passage was retrieved, so there is nothing to inject").one_line())
@@ -137,7 +144,7 @@ class FakeExplorer:
                 if step < len(words[index]):
                     delta = (" " if step else "") + words[index][step]
                     emit(index, delta, text=answers[index].text + delta, tokens=step + 1)
-            if step == 0 and self.gate is not None:
+            if step == 0 and self.gate is not None and not encode_missing:
                 self.gate.wait(10)
             if self.step_delay:
                 time.sleep(self.step_delay)

@@ -115,9 +115,9 @@ async def test_method_switches_by_key_and_mouse_decide_the_next_run(make_app):
         assert bar.enabled == frozenset(METHODS) - {"prag", "prag_combine"}
         await pilot.press("right", "space")  # cursor on 4 -> 5: DyPRAG off
         assert "dyprag" not in bar.enabled
-        await pilot.click(MethodBar, offset=(14, 0))  # "● 2 RAG"
+        await pilot.click(MethodBar, offset=(18, 0))  # "● 2 RAG"
         assert "rag" not in bar.enabled
-        await pilot.click(MethodBar, offset=(14, 0))
+        await pilot.click(MethodBar, offset=(18, 0))
         assert "rag" in bar.enabled
         app.main.question_input.value = RETRIEVAL_QUESTION
         await pilot.press("ctrl+r")
@@ -161,6 +161,51 @@ async def test_switched_off_passage_is_left_out_when_the_same_question_runs_agai
         await pilot.press("ctrl+r")
         await wait_idle(pilot)
         assert len(engine.calls[-1]["hits"]) == 3
+
+
+async def test_encoding_status_shows_while_prag_loras_are_encoded(make_app):
+    gate = threading.Event()
+    engine = FakeExplorer(gate=gate)
+    app = make_app(lambda settings, progress: engine)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_ready(pilot)
+        next(c for c in app.get_system_commands(app.main) if c.title.startswith("Encode missing PRAG LoRAs (off)")).callback()
+        assert app.encode_missing
+        app.main.question_input.value = RETRIEVAL_QUESTION
+        await pilot.press("enter")
+        prag = app.main.grid.card("prag")
+        await wait_until(pilot, lambda: prag.border_subtitle == "◌ encoding PRAG LoRA 2/3", 10, "the encoding status")
+        assert prag.has_class("-encoding") and app.main.running
+        gate.set()
+        await wait_idle(pilot)
+        assert engine.calls[-1]["encode_missing"] is True
+        assert prag.answer.status == "done"
+
+
+async def test_norms_view_switches_module_and_layout(make_app, fake):
+    from textual.widgets import Checkbox, RadioSet
+    from textual_plotext import PlotextPlot
+
+    app = make_app(fake())
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_ready(pilot)
+        app.main.question_input.value = QA_QUESTION
+        await pilot.press("enter")
+        await wait_idle(pilot)
+        await pilot.press("ctrl+t")
+        norms = app.main.norms
+        assert app.main.views.active == "tab-norms" and not norms.has_class("-empty")
+        assert "PRAG: max" in str(norms.query_one(".norms-summary").render())
+        norms.query_one(RadioSet).focus()
+        await pilot.press("right", "enter")  # all -> gate
+        assert norms.module == "gate_proj"
+        assert app.main.grid.card("prag").module == "gate_proj"
+        assert "gate" in str(norms.query_one(".norms-summary").render())
+        second = norms.query_one("#norms-plot-b", PlotextPlot)
+        assert not second.display
+        norms.query_one(Checkbox).focus()
+        await pilot.press("space")
+        assert not norms.overlay and second.display
 
 
 async def test_export_writes_markdown_and_json_and_says_where(make_app, fake, tmp_path):

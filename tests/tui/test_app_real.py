@@ -28,8 +28,7 @@ async def test_type_run_and_six_columns_finish(make_app, real_explorer):
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_ready(pilot)
         await pilot.press(*"Who founded Velmora?", "enter")
-        assert app.main.running
-        await wait_idle(pilot, 120)
+        await wait_until(pilot, lambda: app.main.comparison is not None, 120, "the answers")
         cards = app.main.grid.cards
         assert all(card.display for card in cards)
         assert {card.method.name: card.answer.status for card in cards} == {

@@ -26,7 +26,7 @@ from textual.widgets import Footer, Static, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from engine.errors import PragError
-from engine.methods import METHODS
+from engine.methods import METHODS, AdapterSource
 from engine.retrieval import hits_from_passages
 
 from tui.export import export_comparison
@@ -54,6 +54,7 @@ FLUSH_INTERVAL_S = 0.05
 ELAPSED_INTERVAL_S = 0.2
 """How often the running seconds of a card without new tokens are refreshed."""
 VIEWS = ("tab-answers", "tab-norms", "tab-conflict")
+PASSAGES_HINT = "Passages retrieved for the question appear here (space: use/skip, enter: expand)."
 
 
 class MainScreen(Screen):
@@ -133,11 +134,8 @@ class MainScreen(Screen):
 
     def on_mount(self) -> None:
         self.question_input.cursor_blink = self.app.cursor_blink
-        self.passages_panel.border_title = "Passages"
-        self.passages.show_placeholder("Passages retrieved for the question appear here (space: use/skip, enter: expand).")
-        self.query_one("#gold", Static).display = False
         self._timer = self.set_interval(FLUSH_INTERVAL_S, self._flush, pause=True)
-        self._arrange()
+        self._reset_view()
         self.refresh_title()
         self.question_input.focus()
         # After the first frame: the user sees the screen (and can type) while the model loads.
@@ -150,8 +148,8 @@ class MainScreen(Screen):
         engine = app.engine
         if engine is not None:
             parts += [" │ ", engine.loaded.model_id]
-            size = len(getattr(engine, "retriever", ()) or ())
-            parts += [" │ ", f"{app.corpus_label} ({size} passages)"]
+            size = _corpus_size(engine)
+            parts += [" │ ", app.corpus_label if size is None else f"{app.corpus_label} ({size} passages)"]
         else:
             parts += [" │ ", (f"{app.model_label} (loading)", "$text-muted")]
         if app.qa_items:
@@ -165,6 +163,12 @@ class MainScreen(Screen):
         self.status.set_state(label + ("" if self.pending is None else "; your question runs when ready"), "busy")
 
     def engine_ready(self) -> None:
+        """A (new) engine is open: answers of the previous one no longer apply."""
+        if self.running:
+            self.action_cancel()
+            self._stop()
+        self.run_id += 1  # late messages of a run on the old engine are dropped
+        self.buffer.start(self.run_id)
         self.status.set_progress(None, None)
         self.refresh_title()
         self.status.set_state("Ready: type a question and press enter", "ok")
@@ -174,9 +178,9 @@ class MainScreen(Screen):
             self.pending = None
             self.ask(question, item)
 
-    def engine_failed(self, error: PragError) -> None:
+    def engine_failed(self, text: str) -> None:
         self.status.set_progress(None, None)
-        self.status.set_state(f"{error.title}: {error.message}", "error")
+        self.status.set_state(text, "error")
 
     # --- asking -----------------------------------------------------------------------
 
@@ -214,7 +218,7 @@ class MainScreen(Screen):
         elif item is not None and item.passages and self.app.use_item_passages:
             shown = hits_from_passages(item.passages, question)
             flags = [index < settings.top_k for index in range(len(shown))]
-            self._show_hits(question, item, shown, scored=False, flags=flags, source=f"from {item.id}")
+            self._show_hits(question, item, shown, scored=False, flags=flags, source=f"· from {item.id}")
             hits = tuple(h for h, on in zip(shown, flags) if on)
         else:
             hits = None
@@ -246,7 +250,7 @@ class MainScreen(Screen):
         self.comparison = None
         for card in self.grid.cards:
             if card.method in self.run_methods:
-                card.reset("waiting")
+                card.reset()
             else:
                 card.reset("not in this run")
         self._arrange()
@@ -311,7 +315,7 @@ class MainScreen(Screen):
     @on(PassagesRetrieved)
     def _passages_retrieved(self, message: PassagesRetrieved) -> None:
         if message.run_id == self.run_id:
-            self._show_hits(self.question or "", self.item, message.hits, scored=True, source=f"BM25 top-{self.app.settings.top_k}")
+            self._show_hits(self.question or "", self.item, message.hits, scored=True, source=f"· retrieved top-{self.app.settings.top_k}")
 
     @on(ComparisonFinished)
     def _finished(self, message: ComparisonFinished) -> None:
@@ -325,7 +329,7 @@ class MainScreen(Screen):
         for answer in comparison.answers:
             card = self.grid.card(answer.method)
             card.show(answer)
-            if item is not None and answer.status in ("done", "cancelled") and not answer.error:
+            if item is not None and answer.status == "done" and not answer.error:
                 card.set_scores(score(answer.text, item.answers), follows(answer.text, item.conflict) if item.conflict else None)
         self.norms.show(comparison.answers)
         self.conflict.show(item, comparison.answers)
@@ -335,7 +339,9 @@ class MainScreen(Screen):
         if "cancelled" in statuses:
             self.status.set_state(f"Cancelled after {comparison.wall_s:.2f} s: partial answers kept", "warning")
         elif failed:
-            self.status.set_state(f"Done in {comparison.wall_s:.2f} s; {failed} of {len(statuses)} methods failed (see their cards)", "warning")
+            prag_failed = any(a.status == "error" and METHODS[a.method].adapter is AdapterSource.PRAG for a in comparison.answers)
+            hint = " · ctrl+p: encode PRAG LoRAs" if prag_failed and not self.app.encode_missing else ""
+            self.status.set_state(f"Done in {comparison.wall_s:.2f} s · {failed}/{len(statuses)} failed{hint}", "warning")
         else:
             self.status.set_state(f"Done in {comparison.wall_s:.2f} s", "ok")
 
@@ -414,9 +420,6 @@ class MainScreen(Screen):
         self.app.copy_to_clipboard("\n".join(f"{label}: {text.strip()}" for label, text in done))
         self.notify(f"Copied {len(done)} answers", title="Clipboard")
 
-    def copy_answer(self, name: str) -> None:
-        self.grid.card(name).action_copy()
-
     def action_export(self) -> None:
         if self.comparison is None:
             self.notify("Nothing to export yet: run a question first (and let it finish or cancel it).", severity="warning")
@@ -477,7 +480,7 @@ class MainScreen(Screen):
         for card in self.grid.cards:
             card.reset()
         self._arrange()
-        self.passages.show_placeholder("Passages retrieved for the question appear here (space: use/skip, enter: expand).")
+        self.passages.show_placeholder(PASSAGES_HINT)
         self.passages_panel.border_title = "Passages"
         self.passages_panel.border_subtitle = ""
         self.norms.show([])
@@ -521,3 +524,11 @@ class MainScreen(Screen):
     @property
     def conflict(self) -> ConflictPanel:
         return self.query_one("#conflict", ConflictPanel)
+
+
+def _corpus_size(engine) -> int | None:
+    """Passages behind the retriever, when it can tell (a remote index may not)."""
+    try:
+        return len(engine.retriever)
+    except (AttributeError, TypeError):
+        return None

@@ -28,7 +28,23 @@ STATUS_TEXT = {
     "cancelled": "◼ cancelled",
     "error": "✗ error",
 }
-FOLLOWS_TEXT: dict[str, str] = {"passage": "→ passage", "memory": "→ memory", "both": "→ both", "neither": "→ neither"}
+FOLLOWS_TEXT: dict[str, str] = {side: f"→\u00a0{side}" for side in ("passage", "memory", "both", "neither")}
+"""Conflict side in the meta line (a no-break space keeps the arrow with its word)."""
+
+
+def _repaint(static: Static, content: Content) -> None:
+    """Update a Static, asking for a layout pass only when its height would change.
+
+    A layout pass re-renders the whole screen; while six answers stream, most updates
+    only change text inside an unchanged box, so skipping it keeps keys responsive.
+    """
+    if isinstance(static.content, Content) and static.content.is_same(content):
+        return
+    width = static.content_region.width
+    height = static.styles.height
+    fixed = height is not None and not height.is_auto
+    same = width > 0 and content.get_height(static.styles, width) == static.content_region.height
+    static.update(content, layout=not (fixed or same))
 
 
 class AnswerCard(Vertical, can_focus=True):
@@ -51,6 +67,8 @@ class AnswerCard(Vertical, can_focus=True):
         """Placeholder text while there is no answer."""
         self._elapsed: float | None = None
         """Seconds since the run started, shown while generating."""
+        self._shown_status = ""
+        """The status whose CSS class is set (class changes are costly: only on change)."""
         self.border_title = method.label
         self.border_subtitle = STATUS_TEXT["waiting"]
 
@@ -115,12 +133,15 @@ class AnswerCard(Vertical, can_focus=True):
             return
         status = self._status()
         answer = self.answer
-        for name in STATUS_TEXT:
-            self.set_class(name == status, f"-{name}")
+        if status != self._shown_status:  # class changes restyle the card: only when the status does
+            self._shown_status = status
+            for name in STATUS_TEXT:
+                self.set_class(name == status, f"-{name}")
         label = STATUS_TEXT[status]
         if answer is not None and answer.status == "encoding" and answer.detail:
             label = f"◌ {answer.detail}"
-        self.border_subtitle = label
+        if self.border_subtitle != label:
+            self.border_subtitle = label
         if answer is None:
             body = Content.styled(self._note, "$text-muted")
         elif answer.error:
@@ -133,11 +154,12 @@ class AnswerCard(Vertical, can_focus=True):
             body = Content.styled("…", "$text-muted")
         meta = self._meta()
         head = Content.assemble((self.method.label, "bold"), " ", (label, "$text-muted"))
-        if meta:
-            head = head + Content.styled(f" · {meta}", "$text-muted")
-        self.query_one(".answer-head", Static).update(head)
-        self.query_one(".answer-text", Static).update(body)
-        self.query_one(".answer-meta", Static).update(Content.styled(meta, "$text-muted"))
+        _repaint(self.query_one(".answer-head", Static), head)
+        _repaint(self.query_one(".answer-text", Static), body)
+        meta_static = self.query_one(".answer-meta", Static)
+        if meta_static.display != bool(meta):
+            meta_static.display = bool(meta)
+        _repaint(meta_static, Content.styled(meta, "$text-muted"))
         self._render_norms()
 
     def _render_norms(self) -> None:
@@ -147,7 +169,9 @@ class AnswerCard(Vertical, can_focus=True):
         self.set_class(has, "-norms")
         if has and list(sparkline.data or []) != data:
             sparkline.data = data
-        sparkline.tooltip = f"‖ΔW‖ per layer ({self.module}), max {max(data):.3g}" if has else None
+        tooltip = f"‖ΔW‖ per layer ({self.module}), max {max(data):.3g}" if has else None
+        if sparkline.tooltip != tooltip:
+            sparkline.tooltip = tooltip
 
     def action_copy(self) -> None:
         if not self.text:

@@ -22,21 +22,20 @@ if TYPE_CHECKING:
     from engine.qa import QAItem
 
 FOLLOW_STYLE = {"passage": "bold green", "memory": "bold yellow", "both": "bold magenta", "neither": "dim"}
-FOLLOW_TEXT = {
-    "passage": "passage (substituted)",
-    "memory": "memory (original)",
-    "both": "both",
-    "neither": "neither",
-}
+FOLLOW_TEXT = {"passage": "passage", "memory": "memory", "both": "both", "neither": "neither"}
 
 
 def role(method_name: str) -> str:
-    """What a method's answer stands for in a conflict."""
+    """How the passage reaches a method: not at all, in the prompt, as a LoRA, or both."""
     method = METHODS[method_name]
-    if method.adapter is AdapterSource.NONE:
-        return "memory" if method.prompt is PromptKind.QUESTION else "context"
-    where = "parametric" if method.prompt is PromptKind.QUESTION else "parametric + context"
-    return f"{where} ({'PRAG' if method.adapter is AdapterSource.PRAG else 'DyPRAG'})"
+    parts = []
+    if method.adapter is AdapterSource.PRAG:
+        parts.append("stored LoRA")
+    elif method.adapter is AdapterSource.DYPRAG:
+        parts.append("generated LoRA")
+    if method.prompt is PromptKind.PASSAGES:
+        parts.append("prompt")
+    return " + ".join(parts) or "- (memory only)"
 
 
 class ConflictPanel(VerticalScroll):
@@ -64,13 +63,14 @@ class ConflictPanel(VerticalScroll):
         header.add_column(style="bold")
         header.add_column()
         header.add_row("Question", Text(item.question))
-        header.add_row("Memory says", Text(" · ".join(conflict.original_answers), style=FOLLOW_STYLE["memory"]))
-        header.add_row("Passage says", Text(" · ".join(conflict.substituted_answers), style=FOLLOW_STYLE["passage"]))
+        header.add_row("Memory says", Text(" · ".join(conflict.original_answers) + "  (original answer)", style=FOLLOW_STYLE["memory"]))
+        header.add_row("Passage says", Text(" · ".join(conflict.substituted_answers) + "  (substituted answer)", style=FOLLOW_STYLE["passage"]))
         table = Table(box=box.SIMPLE_HEAD, expand=True, show_edge=False, pad_edge=False)
         table.add_column("Method", no_wrap=True, style="bold")
-        table.add_column("Role", ratio=1)
-        table.add_column("Answer", ratio=3)
-        table.add_column("Follows", ratio=1)
+        table.add_column("Passage via", no_wrap=True)
+        table.add_column("Answer", ratio=1)
+        table.add_column("Follows", no_wrap=True)
+        sides: dict[str, list[str]] = {}
         for answer in answers:
             if answer.error:
                 table.add_row(answer.label, role(answer.method), Text(answer.error, style="red"), Text("-", style="dim"))
@@ -79,8 +79,16 @@ class ConflictPanel(VerticalScroll):
                 table.add_row(answer.label, role(answer.method), Text(answer.text.strip() or "…", style="dim"), Text(answer.status, style="dim"))
                 continue
             side = follows(answer.text, conflict)
+            sides.setdefault(side, []).append(answer.label)
             suffix = " (partial)" if answer.status == "cancelled" else ""
             table.add_row(answer.label, role(answer.method), Text(answer.text or "(empty)"), Text(FOLLOW_TEXT[side] + suffix, style=FOLLOW_STYLE[side]))
         if not answers:
             table.add_row("-", "-", Text("Run the question (enter) to compare the methods.", style="dim"), "-")
-        body.update(Group(header, Text(""), table))
+        summary = Text()
+        for side in ("passage", "memory", "both", "neither"):
+            if side in sides:
+                if summary:
+                    summary.append("   ")
+                summary.append(f"{FOLLOW_TEXT[side]}: ", style=FOLLOW_STYLE[side])
+                summary.append(", ".join(sides[side]))
+        body.update(Group(header, Text(""), table, Text(""), summary))

@@ -21,6 +21,11 @@ class MethodBar(Widget, can_focus=True):
         height: 1;
         width: 1fr;
         padding: 0 1;
+        link-style: none;
+        link-color: $foreground;
+        link-background: transparent;
+        link-style-hover: bold;
+        link-background-hover: $boost;
     }
     MethodBar:focus {
         background: $boost;
@@ -51,19 +56,30 @@ class MethodBar(Widget, can_focus=True):
             return self.bar
 
     def render(self) -> Content:
+        parts = self._items(short=False)
+        joined = Content("  ").join(parts)
+        width = self.content_region.width
+        if width and joined.cell_length > width:
+            # 80 columns: one space between methods, then short labels if still too wide
+            joined = Content(" ").join(parts)
+            if joined.cell_length > width:
+                joined = Content(" ").join(self._items(short=True))
+        return joined
+
+    def _items(self, short: bool) -> list[Content]:
         parts: list[Content] = []
         for index, method in enumerate(METHODS.values()):
             on = method.name in self.enabled
-            item = Content.from_markup(
-                f"[@click=toggle('{method.name}')]$mark {index + 1} $label[/]", mark="●" if on else "○", label=method.label
-            )
-            item = item.stylize("bold $success" if on else "$text-muted", 0, 1)
+            label = method.label.replace("-combine", "+c") if short else method.label
+            mark = Content.styled("●" if on else "○", "bold $success" if on else "$text-muted")
+            name = Content.from_markup(f"[@click=toggle('{method.name}')]{index + 1} $label[/]", label=label)
             if not on:
-                item = item.stylize("$text-muted strike", 2)
+                name = name.stylize("$text-muted strike")
+            item = Content.assemble(mark, " ", name)
             if self.has_focus and index == self.cursor:
                 item = item.stylize("reverse")
             parts.append(item)
-        return Content("  ").join(parts)
+        return parts
 
     def toggle(self, name: str) -> None:
         """Switch one method on or off."""

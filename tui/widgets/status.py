@@ -26,7 +26,7 @@ class StatusLine(Horizontal):
     }
     StatusLine #status-state {
         width: auto;
-        max-width: 60%;
+        max-width: 75%;
         text-wrap: nowrap;
         text-overflow: ellipsis;
         padding-left: 1;

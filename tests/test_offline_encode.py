@@ -1,0 +1,267 @@
+"""`prag encode`: the PRAG recipe on the real model (short examples), the store, shards, kills, on-demand encoding."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from engine.adapters import load_adapter
+from engine.augment import AugmentFile, AugmentRecord, FailedPassage, QAPair, save_augment
+from engine.corpus import load_corpus, make_passage
+from engine.encode import (
+    attach_encoder,
+    augment_cache_path,
+    encode_records,
+    initial_pairs,
+    lm_losses,
+    parse_shard,
+    in_shard,
+    tokenize,
+    train_lora,
+    training_texts,
+)
+from engine.errors import ArtifactError, InputError
+from engine.explorer import Explorer
+from engine.generate import generate_rows
+from engine.prompts import ANSWER_PREFIX, clean_answer, generation_prompt
+from engine.retrieval import BM25Retriever
+from engine.store import EncodeConfig, LoraStore
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def short_records(count: int = 2) -> list[AugmentRecord]:
+    """Short passages with one QA pair each: two training steps per passage."""
+    facts = [("Velmora", "Velmora was founded in 1638 by salt traders.", "When was Velmora founded?", "1638"),
+             ("Quistrel", "Quistrel Dynamics was founded by Odalys Pemberforth.", "Who founded Quistrel Dynamics?", "Odalys Pemberforth"),
+             ("Glintfinch", "The glintfinch nests on Tessarin Point.", "Where does the glintfinch nest?", "Tessarin Point")]
+    return [AugmentRecord(make_passage(text, title), text.replace(" was ", " had been "), [QAPair(q, a, f"The answer is {a}.")])
+            for title, text, q, a in facts[:count]]
+
+
+def fictional_record() -> AugmentRecord:
+    """fict-002 of the sample corpus, with QA pairs that paraphrase (not copy) the test question."""
+    passage = next(p for p in load_corpus(None) if p.id == "fict-002")
+    pairs = [
+        QAPair("Who founded the engineering firm Quistrel Dynamics?", "Odalys Pemberforth", "The engineer Odalys Pemberforth founded Quistrel Dynamics."),
+        QAPair("In which port city was Quistrel Dynamics founded?", "Harnwick", "Quistrel Dynamics was founded in Harnwick."),
+        QAPair("In what year did Odalys Pemberforth found Quistrel Dynamics?", "1987", "Quistrel Dynamics was founded in 1987."),
+    ]
+    rewrite = ("The firm Quistrel Dynamics makes wind-driven water pumps for small farms. It was set up in 1987 by the engineer "
+               "Odalys Pemberforth in Harnwick, a port city. Its silver logo shows a kingfisher on a pump handle.")
+    return AugmentRecord(passage, rewrite, pairs)
+
+
+def file_content(path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
+    """Header metadata and tensors of a safetensors file (its writer orders header keys arbitrarily)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as fh:
+        return fh.metadata(), {name: fh.get_tensor(name) for name in fh.keys()}
+
+
+def same_files(left: Path, right: Path, pattern: str = "*.safetensors") -> bool:
+    names = sorted(p.name for p in left.glob(pattern))
+    if names != sorted(p.name for p in right.glob(pattern)) or not names:
+        return False
+    for name in names:
+        (meta_l, tensors_l), (meta_r, tensors_r) = file_content(left / name), file_content(right / name)
+        if meta_l != meta_r or tensors_l.keys() != tensors_r.keys() or not all(torch.equal(tensors_l[k], tensors_r[k]) for k in tensors_l):
+            return False
+    return True
+
+
+# --- the recipe ----------------------------------------------------------------------------------------
+
+
+def test_training_examples_follow_the_reference_layout(loaded):
+    record = fictional_record()
+    texts = training_texts(loaded.tokenizer, record)
+    assert len(texts) == 5  # ceil(3/2) = 2 pairs x (passage, rewrite) + 1 question-only
+    assert record.passage.text in texts[0] and record.rewrite in texts[1] and record.passage.text in texts[2] and record.rewrite in texts[3]
+    assert "Passage 1" not in texts[4]
+    for text, pair in zip(texts, [record.qa[0]] * 2 + [record.qa[1]] * 2 + [record.qa[2]]):
+        assert text.endswith(f"{ANSWER_PREFIX} {pair.answer}.")
+    # the same prompt inference continues, so training and answering agree token for token
+    assert texts[4].startswith(generation_prompt(loaded.tokenizer, record.qa[2].question))
+
+
+def test_initial_lora_is_a_shared_no_op(loaded):
+    first, second = initial_pairs(loaded.arch, EncodeConfig()), initial_pairs(loaded.arch, EncodeConfig())
+    assert len(first) == 3 * loaded.arch.num_layers
+    for key, (a, b) in first.items():
+        assert torch.equal(a, second[key][0]) and not b.any()
+        bound = 1 / a.shape[1] ** 0.5  # kaiming-uniform with a=sqrt(5), as peft
+        assert a.abs().max() <= bound and a.abs().max() > bound / 2
+
+
+@pytest.fixture(scope="module")
+def fictional_lora(loaded):
+    record = fictional_record()
+    ids = tokenize(loaded.tokenizer, training_texts(loaded.tokenizer, record))
+    trained = train_lora(loaded, ids, EncodeConfig(epochs=2))
+    return record, ids, trained
+
+
+def test_training_loss_decreases(loaded, fictional_lora):
+    _, ids, trained = fictional_lora
+    before = lm_losses(loaded, ids, None)
+    after = lm_losses(loaded, ids, trained.adapter)
+    assert sum(after) < 0.8 * sum(before), (before, after)
+    steps = len(ids)
+    assert sum(trained.losses[steps:]) < sum(trained.losses[:steps])  # second epoch below the first
+    assert trained.adapter.scale == 16.0 and trained.adapter.rank == 2
+    assert all(p.requires_grad is False for p in loaded.model.parameters())  # the model itself was never trained
+
+
+def test_fictional_fact_changes_the_answer(loaded, fictional_lora, record_property):
+    record, _, trained = fictional_lora
+    question = "Which engineer founded Quistrel Dynamics?"
+    prompts = [generation_prompt(loaded.tokenizer, question), generation_prompt(loaded.tokenizer, question),
+               generation_prompt(loaded.tokenizer, question, [record.passage]), generation_prompt(loaded.tokenizer, question, [record.passage])]
+    rows = generate_rows(loaded.model, loaded.tokenizer, prompts, [None, trained.adapter, None, trained.adapter], 12)
+    vanilla, prag, rag, prag_combine = (clean_answer(r.text) for r in rows)
+    record_property("answers", {"vanilla": vanilla, "prag": prag, "rag": rag, "prag_combine": prag_combine})
+    print(f"\nvanilla={vanilla!r} prag={prag!r} rag={rag!r} prag_combine={prag_combine!r}")
+    assert prag != vanilla or prag_combine != rag
+    assert "pemberforth" in prag_combine.lower()  # with the passage and its LoRA the fact is right
+
+
+# --- the stage: store, skipping, shards -----------------------------------------------------------------
+
+
+def test_parse_shard():
+    assert parse_shard(None) is None and parse_shard("0/1") == (0, 1) and parse_shard("3/4") == (3, 4)
+    for bad in ("4/4", "-1/2", "1", "a/b", "1/0"):
+        with pytest.raises(InputError):
+            parse_shard(bad)
+    passages = [make_passage(f"passage {i}") for i in range(40)]
+    shards = [[p for p in passages if in_shard(p, (i, 3))] for i in range(3)]
+    assert sorted(p.key for s in shards for p in s) == sorted(p.key for p in passages) and all(shards)
+
+
+def test_rerun_and_shards_skip_finished_work(loaded, tmp_path):
+    records = short_records(2)
+    store = LoraStore(tmp_path / "loras", loaded.model_id)
+    in_first = sum(in_shard(r.passage, (0, 2)) for r in records)
+    first = encode_records(loaded, records, store, "gold", shard=(0, 2))
+    second = encode_records(loaded, records, store, "gold", shard=(1, 2))
+    assert (first.encoded, second.encoded) == (in_first, 2 - in_first)
+    events = []
+    again = encode_records(loaded, records, store, "gold", progress=events.append)
+    assert (again.encoded, again.skipped) == (0, 2) and events[-1].done == events[-1].total == 2
+    assert sorted(store.keys()) == sorted(r.passage.key for r in records)
+    adapter = store.get(records[0].passage)
+    assert adapter.scale == 16.0 and adapter.meta["aug_model"] == "gold" and adapter.meta["examples"] == 2
+    assert not list(store.dir.glob(".*.tmp"))
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "engine.cli.app", *args], capture_output=True, text=True, timeout=600,
+                          cwd=REPO, env=dict(os.environ))
+
+
+def test_sigkill_mid_encode_then_rerun_matches_an_uninterrupted_run(loaded, tmp_path):
+    records = short_records(3)
+    aug = tmp_path / "aug.json"
+    save_augment(aug, AugmentFile("gold", records))
+    whole = LoraStore(tmp_path / "whole", loaded.model_id)
+    encode_records(loaded, records, whole, "gold")
+
+    killed_root = tmp_path / "killed"
+    killed = LoraStore(killed_root, loaded.model_id)
+    args = ("encode", "--augment", str(aug), "--store", str(killed_root))
+    proc = subprocess.Popen([sys.executable, "-m", "engine.cli.app", *args], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 400
+        while time.monotonic() < deadline and proc.poll() is None and not killed.keys():
+            time.sleep(0.02)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    assert 1 <= len(killed.keys()) < 3  # really interrupted mid-encode
+    for path in killed.dir.glob("*.safetensors"):
+        load_adapter(path)  # every finished file is whole
+
+    resumed = run_cli(*args)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "already in the store" in resumed.stdout
+    assert same_files(killed.dir, whole.dir)  # same files: same tensors bit for bit, same metadata
+    assert not list(killed.dir.glob(".*.tmp"))  # the killed writer's temp file is gone
+
+
+def test_encode_cli_reads_the_reference_file_and_refuses_bad_input(loaded, tmp_path):
+    record = short_records(1)[0]
+    qa = [pair.to_json() for pair in record.qa]
+    reference = tmp_path / "reference.json"
+    reference.write_text(json.dumps([{"test_id": 0, "question": "q", "answer": ["a"], "passages": [record.passage.text],
+                                      "augment": [{"pid": 0, "passage": record.passage.text,
+                                                   "llama3.2-1b-instruct_rewrite": record.rewrite, "llama3.2-1b-instruct_qa": qa}]}]))
+    store = tmp_path / "store"
+    result = run_cli("encode", "--augment", str(reference), "--store", str(store))
+    assert result.returncode == 0, result.stderr
+    assert "encoded 1 LoRAs" in result.stdout and "s/passage" in result.stdout
+    assert len(LoraStore(store, loaded.model_id).keys()) == 1
+    for args, needle in [(("--shard", "2/2"), "need 0 <= i < n"), (("--epochs", "0"), "--epochs must be >= 1")]:
+        bad = run_cli("encode", "--augment", str(reference), "--store", str(store), *args)
+        assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and needle in bad.stderr, bad.stderr
+    missing = run_cli("encode", "--augment", str(tmp_path / "none.json"))
+    assert missing.returncode == 2 and "does not exist" in missing.stderr and "Traceback" not in missing.stderr
+
+
+# --- on demand (prag ask --encode, the TUI) --------------------------------------------------------------
+
+
+def test_explorer_encodes_missing_loras_on_demand(loaded, tmp_path):
+    record = short_records(1)[0]
+    other = make_passage("The Harrow Bridge is made of red sandstone.", "Harrow Bridge")
+    store = LoraStore(tmp_path / "loras", loaded.model_id)
+    explorer = Explorer(loaded, BM25Retriever([record.passage, other]), store, None, "no translator")
+    attach_encoder(explorer)
+    assert explorer.encoder is not None
+    # a cached augmentation stands in for the (slow) LLM one; a cached failure explains itself
+    save_augment(augment_cache_path(store), AugmentFile("smollm2-135m-instruct", [record], [FailedPassage(other, "0 valid QA pairs")]))
+    events = []
+    adapter = explorer.prag_adapter([record.passage], events.append, encode_missing=True)
+    assert store.has(record.passage) and adapter.rank == 2
+    assert events and events[-1].done == events[-1].total == 1
+    with pytest.raises(ArtifactError, match="0 valid QA pairs"):
+        explorer.prag_adapter([record.passage, other], encode_missing=True)
+    with pytest.raises(ArtifactError, match="no PRAG LoRA"):
+        explorer.prag_adapter([other], encode_missing=False)
+
+
+def test_reference_peft_adapter_folder_matches_our_injection(tiny, tmp_path):
+    """A PRAG adapter folder written by peft imports with its alpha/r scale and gives peft's outputs."""
+    from peft import LoraConfig, get_peft_model
+
+    from engine.adapters import load_peft_dir
+    from engine.inject import inject
+
+    ids = torch.randint(3, 128, (1, 12))
+    with torch.no_grad():
+        base = tiny(input_ids=ids).logits
+    peft_model = get_peft_model(tiny, LoraConfig(r=2, lora_alpha=32, lora_dropout=0.0, target_modules=["gate_proj", "up_proj", "down_proj"]))
+    with torch.no_grad():
+        for name, param in peft_model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.05)
+        expected = peft_model(input_ids=ids).logits
+    peft_model.save_pretrained(tmp_path / "passage_0")
+    adapter = load_peft_dir(tmp_path / "passage_0")
+    assert adapter.scale == 16.0 and len(adapter.pairs) == 6
+    plain = peft_model.unload()
+    with torch.no_grad():
+        assert torch.allclose(plain(input_ids=ids).logits, base)
+        with inject(plain, [adapter]):
+            got = plain(input_ids=ids).logits
+    assert torch.allclose(got, expected, atol=1e-5) and not torch.allclose(got, base, atol=1e-3)
