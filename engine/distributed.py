@@ -384,6 +384,9 @@ def evaluate_on_ray(
     The driver keeps the prediction files (lock, repair, append, fsync) exactly as the
     single-process run does; actors only answer. A question answered by an actor but not
     yet written when the driver dies is simply asked again next run.
+
+    The file handling below mirrors the body of `evaluate` (same helpers, same order);
+    a change there belongs here too.
     """
     from engine.atomic import write_text
     from engine.evaluate import (EvalResult, PredictionFile, _check_options, _exclusive, file_prefix, load_items, summarize)
@@ -394,6 +397,11 @@ def evaluate_on_ray(
     settings = settings or load_settings()
     ray_options = ray_options.check()
     items = load_items(options)
+    out_dir = Path(options.out_dir if options.out_dir is not None else settings.home / "eval").expanduser()
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create the predictions folder {out_dir}: {exc.strerror}", "pass --out with a writable folder") from None
     # Without a corpus the explorer's index is unused (each row brings its passages): keep the actors' copy tiny.
     pool = items if options.corpus is not None else items[:1]
     started_here = start_ray(ray_options)
@@ -406,13 +414,13 @@ def evaluate_on_ray(
         ray = _ray()
         head = ray.get(actors[0].fingerprint.remote())
         fp = head["fp"]
-        out_dir = Path(options.out_dir if options.out_dir is not None else settings.home / "eval").expanduser()
         prefix = file_prefix(Path(options.data), fp)
         files = {m.name: PredictionFile(out_dir / f"{prefix}__{m.name}.jsonl", m.name) for m in options.methods}
         label = f"Evaluating {Path(options.data).stem} (Ray)"
-        with _exclusive(out_dir / f".{prefix}.lock"):
+        with _exclusive(out_dir / f".{prefix}.lock", f"{out_dir / prefix}__*.jsonl"):
             write_text(out_dir / f"{prefix}.settings.json", json.dumps({"data": str(options.data), **fp}, indent=2) + "\n")
             repaired = sum(f.load() for f in files.values())
+            resumed = sum(item.id in f.records for item in items for f in files.values())
             pending = [item for item in items if any(item.id not in f.records for f in files.values())]
             done = len(items) - len(pending)
             report(progress, label, done, len(items), f"{ray_options.workers} workers")
@@ -440,7 +448,7 @@ def evaluate_on_ray(
             result = EvalResult(
                 data=Path(options.data), n=len(items), methods=summarize(items, options.methods, records),
                 predictions={name: f.path for name, f in files.items()}, model=head["model"],
-                top_k=options.top_k, max_new_tokens=options.max_new_tokens, computed=computed, repaired=repaired,
+                top_k=options.top_k, max_new_tokens=options.max_new_tokens, computed=computed, resumed=resumed, repaired=repaired,
                 wall_s=time.perf_counter() - started,
                 seconds_per_question=sum(walls) / len(walls) if walls else None,
             )

@@ -10,7 +10,11 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+import re
+
 from engine.corpus import Passage
+
+_SENTENCE_END = re.compile(r"(?<=[a-z0-9)\]][a-z0-9)\]])\.\s+")
 
 ANSWER_PREFIX = "The answer is"
 
@@ -58,7 +62,9 @@ def clean_answer(text: str) -> str:
     text = text.strip().lstrip(":").strip()
     for stop in ("<|im_end|>", "<|endoftext|>", "\n"):
         text = text.split(stop, 1)[0]
-    text = text.strip()
+    # The answer is the first sentence: "775. The passage says..." -> "775", but "J. R. R. Tolkien" and
+    # "St. Louis" stay whole (a period after a capitalized or one-letter word is an abbreviation).
+    text = _SENTENCE_END.split(text.strip(), maxsplit=1)[0]
     if text.endswith("."):
         text = text[:-1]
     return text.strip().strip('"').strip()

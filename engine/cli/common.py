@@ -43,7 +43,13 @@ def handle_errors(func: F) -> F:
 
 
 def settings_from(**flags: Any) -> Settings:
-    return load_settings({k: v for k, v in flags.items() if v is not None})
+    """Resolve settings and apply the process-wide ones (torch threads: `PRAG_THREADS` or config)."""
+    settings = load_settings({k: v for k, v in flags.items() if v is not None})
+    if settings.threads:
+        import torch
+
+        torch.set_num_threads(max(1, settings.threads))
+    return settings
 
 
 def quiet_libraries() -> None:

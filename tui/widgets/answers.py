@@ -41,9 +41,10 @@ def _repaint(static: Static, content: Content) -> None:
     if isinstance(static.content, Content) and static.content.is_same(content):
         return
     width = static.content_region.width
-    height = static.styles.height
+    height, minimum = static.styles.height, static.styles.min_height
     fixed = height is not None and not height.is_auto
-    same = width > 0 and content.get_height(static.styles, width) == static.content_region.height
+    floor = minimum.cells or 0 if minimum is not None and minimum.is_cells else 0
+    same = width > 0 and max(content.get_height(static.styles, width), floor) == static.content_region.height
     static.update(content, layout=not (fixed or same))
 
 
