@@ -35,13 +35,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from engine.config import Settings, load_settings
+from engine.encode import EncodeSummary
 from engine.errors import Cancelled, InputError, PragError
 from engine.progress import ProgressCallback, report
 from engine.store import EncodeConfig, LoraStore
 
 if TYPE_CHECKING:
     from engine.augment import AugmentRecord
-    from engine.encode import EncodeSummary
     from engine.evaluate import EvalOptions, EvalResult
     from engine.qa import QAItem
 
@@ -240,7 +240,7 @@ class EncodeWorker(_Actor):
         if not record.qa:
             name = (record.passage.title or record.passage.text)[:24]
             raise ArtifactError(f"passage {name!r} has no QA pairs", "augment it again with `prag augment`")
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         ids = tokenize(self.loaded.tokenizer, training_texts(self.loaded.tokenizer, record))
         trained = train_lora(self.loaded, ids, self.store.config, None, None, self.init)
         self.store.put(record.passage, trained.adapter, {
@@ -248,13 +248,18 @@ class EncodeWorker(_Actor):
             "loss_first": round(trained.losses[0], 6), "loss_last": round(trained.losses[-1], 6),
         })
         return {"key": record.passage.key, "skipped": False, "steps": len(trained.losses),
-                "seconds": time.perf_counter() - start, "pid": os.getpid()}
+                "seconds": time.perf_counter() - start, "cpu_s": time.process_time() - cpu, "pid": os.getpid()}
 
 
-def _with_store(summary: "EncodeSummary", store_dir: Path) -> "EncodeSummary":
-    """The summary, plus where the LoRAs went (the driver never loads the model, so the CLI cannot build the path itself)."""
-    summary.store_dir = store_dir  # type: ignore[attr-defined]
-    return summary
+@dataclass
+class RayEncodeSummary(EncodeSummary):
+    """An `EncodeSummary` from a Ray run, plus what only the driver can tell the CLI."""
+
+    store_dir: Path | None = None
+    """The LoRA folder written (the driver never loads the model, so the CLI cannot build this path itself)."""
+    workers: int = 0
+    cpu_seconds: float = 0.0
+    """Worker CPU time spent on the passages encoded: the same per passage at any width when each worker has a core."""
 
 
 def encode_on_ray(
@@ -267,7 +272,7 @@ def encode_on_ray(
     cancel: threading.Event | None = None,
     shard: tuple[int, int] | None = None,
     label: str = "Encoding PRAG LoRAs (Ray)",
-) -> "EncodeSummary":
+) -> RayEncodeSummary:
     """`engine.encode.encode_records` over a Ray cluster: same store, same skip rule, same summary.
 
     Args:
@@ -281,10 +286,10 @@ def encode_on_ray(
         shard: also restrict to shard (i, n) by passage hash, as `prag encode --shard`.
 
     Returns:
-        The `EncodeSummary` of this run, with `store_dir` (the LoRA folder written) set on it.
+        A `RayEncodeSummary`: the `EncodeSummary` fields plus the LoRA folder and worker CPU time.
     """
     from engine.atomic import clean_temp_files
-    from engine.encode import EncodeSummary, in_shard
+    from engine.encode import in_shard
 
     settings = settings or load_settings()
     config = config or EncodeConfig()
@@ -298,7 +303,7 @@ def encode_on_ray(
         ray = _ray()
         model_id = ray.get(actors[0].model_id.remote())
         store = LoraStore(settings.store_dir, model_id, config)
-        summary = _with_store(EncodeSummary(len(chosen)), store.dir)
+        summary = RayEncodeSummary(len(chosen), store_dir=store.dir, workers=ray_options.workers)
         # As encode_records: temp files in the store are what killed writers left (ours start writing only below).
         clean_temp_files(store.dir)
         todo = [r for r in chosen if not store.has(r.passage)]
@@ -312,6 +317,7 @@ def encode_on_ray(
             else:
                 summary.encoded += 1
                 summary.steps += int(result["steps"])
+                summary.cpu_seconds += float(result["cpu_s"])
             summary.seconds = time.perf_counter() - start
             per_minute = 60 * summary.encoded / summary.seconds if summary.seconds else 0.0
             report(progress, label, summary.skipped + summary.encoded, summary.total, f"{per_minute:.1f} passages/min")

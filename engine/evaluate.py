@@ -67,6 +67,10 @@ class EvalOptions:
     """Where prediction files go; None = `<PRAG_HOME>/eval`."""
     encode_missing: bool = False
     """Encode missing PRAG LoRAs on demand (slow) instead of reporting an error."""
+    rerank: str = "none"
+    """Passage selection: "none" (BM25 top-k) or "dynamic" (the LLM reranker picks order and count)."""
+    candidates: int = 10
+    """BM25 candidates the dynamic reranker chooses from."""
 
 
 @dataclass
@@ -95,11 +99,14 @@ class MethodScores:
     """Share of conflict answers containing the passage's (substituted) answer."""
     memory_rate: float | None = None
     """Share of conflict answers containing the original (memory) answer."""
+    passages: float | None = None
+    """Mean number of passages the method was given (varies under dynamic reranking)."""
 
     def to_json(self) -> dict[str, Any]:
         row: dict[str, Any] = {
             "em": _round(self.em), "f1": _round(self.f1), "precision": _round(self.precision), "recall": _round(self.recall),
             "latency_s": _round(self.latency_s), "tokens": _round(self.tokens), "errors": self.errors,
+            "passages": _round(self.passages),
         }
         if self.conflict_n:
             row["context_rate"] = _round(self.context_rate)
@@ -144,14 +151,14 @@ class EvalResult:
 
     def table(self) -> tuple[list[str], list[list[str]]]:
         """Headers and formatted rows, for any renderer (rich in the CLI, a DataTable in the TUI)."""
-        headers = ["Method", "EM", "F1", "Precision", "Recall", "Latency", "Tokens", "Errors"]
+        headers = ["Method", "EM", "F1", "Precision", "Recall", "Latency", "Tokens", "Passages", "Errors"]
         if self.has_conflicts:
             headers += ["Context", "Memory"]
         rows = []
         for s in self.methods.values():
             row = [s.label, f"{s.em:.3f}", f"{s.f1:.3f}", f"{s.precision:.3f}", f"{s.recall:.3f}",
                    "-" if s.latency_s is None else f"{s.latency_s:.2f}s", "-" if s.tokens is None else f"{s.tokens:.1f}",
-                   str(s.errors)]
+                   "-" if s.passages is None else f"{s.passages:.2f}", str(s.errors)]
             if self.has_conflicts:
                 row += ["-" if s.context_rate is None else f"{s.context_rate:.3f}", "-" if s.memory_rate is None else f"{s.memory_rate:.3f}"]
             rows.append(row)
@@ -179,12 +186,15 @@ def summarize(items: Sequence[QAItem], methods: Sequence[Method], records: dict[
         sums = {"em": 0.0, "f1": 0.0, "precision": 0.0, "recall": 0.0}
         latency: list[float] = []
         tokens: list[int] = []
+        kept: list[int] = []
         context = memory = 0
         for item in items:
             record = records.get(method.name, {}).get(item.id)
             if record is None:
                 continue
             scores.n += 1
+            if isinstance(record.get("passages"), list):
+                kept.append(len(record["passages"]))
             error = record.get("error")
             prediction = "" if error else str(record.get("prediction") or "")
             if error:
@@ -208,6 +218,8 @@ def summarize(items: Sequence[QAItem], methods: Sequence[Method], records: dict[
         if latency:
             scores.latency_s = sum(latency) / len(latency)
             scores.tokens = sum(tokens) / len(tokens)
+        if kept:
+            scores.passages = sum(kept) / len(kept)
         if scores.conflict_n:
             scores.context_rate = context / scores.conflict_n
             scores.memory_rate = memory / scores.conflict_n
@@ -343,6 +355,7 @@ def fingerprint(explorer: "Explorer", options: EvalOptions, translator_path: Pat
         "corpus": corpus,
         "translator": translator,
         "prag_lora": explorer.store.config.key(),
+        **({"rerank": {"mode": options.rerank, "candidates": options.candidates}} if options.rerank != "none" else {}),
     }
 
 
@@ -367,6 +380,15 @@ def _answer_one(
     """All methods still missing for `item`, in one compare call; their lines appended. None when cancelled."""
     methods = [m for m in options.methods if item.id not in files[m.name].records]
     hits = hits_for(item, explorer, options)
+    rerank_note = None
+    if options.rerank == "dynamic":
+        pool = hits_for(item, explorer, replace(options, top_k=max(options.candidates, options.top_k)))
+        if explorer.reranker is None:
+            from engine.rerank import LLMReranker
+
+            explorer.reranker = LLMReranker(explorer.loaded)
+        reranked = explorer.reranker.rerank(item.question, pool, options.top_k)
+        hits, rerank_note = reranked.kept, reranked.to_json()
 
     def on_update(update: "AnswerUpdate") -> None:
         if update.answer.status == "encoding" and update.answer.detail:
@@ -382,6 +404,7 @@ def _answer_one(
         files[answer.method].append({
             "id": item.id, "method": answer.method, "prediction": answer.text, "answers": list(item.answers),
             "em": em, "f1": round(f1, 4), "latency_s": round(answer.latency_s, 4), "tokens": answer.tokens, "error": answer.error,
+            "passages": [h.passage.id for h in hits], **({"rerank": rerank_note} if rerank_note else {}),
         })
     if any(a.status == "cancelled" for a in comparison.answers):
         return None
@@ -397,6 +420,11 @@ def _check_options(options: EvalOptions) -> None:
         raise InputError(f"max-new-tokens must be at least 1, got {options.max_new_tokens}", "pass a positive number")
     if not options.methods:
         raise InputError("no method selected", f"choose from {', '.join(METHODS)} or 'all'")
+    from engine.rerank import check_mode
+
+    check_mode(options.rerank)
+    if options.candidates < 1:
+        raise InputError(f"--candidates must be at least 1, got {options.candidates}", "pass 1 or more")
 
 
 def load_items(options: EvalOptions) -> list[QAItem]:

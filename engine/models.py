@@ -8,7 +8,9 @@ read that copy in well under a second.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 import json
 import os
 import shutil
@@ -162,9 +164,11 @@ def _convert_gguf(gguf: Path, target: Path, progress: ProgressCallback | None) -
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     report(progress, "Dequantizing the embedded GGUF model (first run only)", 0, 3)
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    report(progress, "Dequantizing the embedded GGUF model (first run only)", 1, 3)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    # The GGUF reader draws its own tqdm bars on stderr; the caller's progress events replace them.
+    with contextlib.redirect_stderr(io.StringIO()):
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        report(progress, "Dequantizing the embedded GGUF model (first run only)", 1, 3)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     report(progress, "Caching safetensors copy", 2, 3)
     # A GGUF-loaded model refuses to serialize while it still names its quantizer.
     model.config.quantization_config = None

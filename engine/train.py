@@ -315,8 +315,9 @@ def train_translator(
     def show() -> None:
         seen = max(state.index, 1)
         means = {t: state.sums[t] / seen for t in TERMS} if state.index else state.last
-        text = " ".join(f"{t} {means.get(t, 0.0):.4g}" for t in ("lm", "kl", "mse"))
-        report(progress, label, state.step, total, f"epoch {min(state.epoch + 1, config.epochs)}/{config.epochs} {text}")
+        text = " ".join(f"{t} {means.get(t, 0.0):.3g}" for t in ("lm", "kl", "mse"))
+        epoch = f"ep {min(state.epoch + 1, config.epochs)}/{config.epochs} " if config.epochs > 1 else ""
+        report(progress, label, state.step, total, epoch + text)
 
     show()
     while state.epoch < config.epochs:

@@ -81,7 +81,7 @@ class PragApp(App[None]):
         """Questions of the QA file (empty until loaded)."""
         self._by_question: dict[str, "QAItem"] = {}
         self.history: list[str] = self._read_history()
-        """Earlier questions, oldest first."""
+        """Earlier questions, oldest first, as saved in PRAG_HOME (the question box owns the live list)."""
         self.load_id = 0
         """Id of the newest engine load; older loads that finish late are dropped."""
         self.startup_error: str | None = None
@@ -227,16 +227,15 @@ class PragApp(App[None]):
         except (OSError, UnicodeDecodeError):
             return []
 
-    def remember_question(self, question: str) -> None:
-        if question in self.history:
-            self.history.remove(question)
-        self.history.append(question)
+    def save_history(self, history: list[str]) -> None:
+        """Keep the question box's history for the next session."""
+        self.history = list(history)
         if not self.remember_history:
             return
         try:
             path = self._history_path()
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text("\n".join(self.history[-200:]) + "\n", encoding="utf-8")
+            path.write_text("\n".join(history) + "\n", encoding="utf-8")
         except OSError:
             pass  # history is a convenience; a read-only home must not break asking
 

@@ -57,6 +57,8 @@ def register(app: typer.Typer) -> None:
         store: Annotated[Optional[Path], typer.Option(help="PRAG LoRA store directory.")] = None,
         max_new_tokens: Annotated[int, typer.Option(help="New tokens per answer (the reference uses 20).")] = 20,
         encode: Annotated[bool, typer.Option("--encode/--no-encode", help="Encode missing PRAG LoRAs on demand (slow).")] = False,
+        rerank: Annotated[str, typer.Option(help="Passage selection: none (BM25 top-k) or dynamic (the LLM picks order and count).")] = "none",
+        candidates: Annotated[int, typer.Option(help="BM25 candidates the dynamic reranker chooses from.")] = 10,
         as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of the table.")] = False,
     ) -> None:
         """Run each method on each question of a QA file and print EM / F1 per method.
@@ -73,7 +75,7 @@ def register(app: typer.Typer) -> None:
         existing_path(translator, "translator")
         options = EvalOptions(
             data=data, methods=tuple(parse_methods(methods)), limit=limit, top_k=top_k, max_new_tokens=max_new_tokens,
-            corpus=corpus, out_dir=out, encode_missing=encode,
+            corpus=corpus, out_dir=out, encode_missing=encode, rerank=rerank.strip().lower(), candidates=candidates,
         )
         settings = settings_from(model=model, translator=translator, store=store)
         quiet_libraries()

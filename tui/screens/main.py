@@ -201,7 +201,7 @@ class MainScreen(Screen):
             self.notify("Type a question first.", severity="warning")
             return
         self.question_input.remember(question)
-        self.app.remember_question(question)
+        self.app.save_history(self.question_input.history)
         item = item or self.app.find_item(question)
         if self.app.engine is None:
             self.pending = (question, item)
