@@ -212,7 +212,6 @@ class EncodeWorker(_Actor):
     """A Ray actor: the model loaded once, then one passage's LoRA per call, written to the shared store."""
 
     def __init__(self, settings: Settings, config: EncodeConfig, threads: int) -> None:
-        from engine.encode import initial_pairs
         from engine.models import load_model
 
         _quiet_worker(threads)
@@ -222,33 +221,17 @@ class EncodeWorker(_Actor):
             self.error = exc
             return
         self.store = LoraStore(settings.store_dir, self.loaded.model_id, config)
-        self.init = initial_pairs(self.loaded.arch, config)
 
     def model_id(self) -> str:
         return self.loaded.model_id
 
-    def pid(self) -> int:
-        return os.getpid()
-
     def encode(self, record: "AugmentRecord", aug_model: str) -> dict[str, Any]:
-        """Train and store one passage's LoRA (the `engine.encode` recipe); skip it when already stored."""
-        from engine.encode import RECIPE, tokenize, train_lora, training_texts
-        from engine.errors import ArtifactError
+        """`engine.encode.encode_records` on this one passage: skipped when stored; its own stale temp file removed first."""
+        from engine.encode import encode_records
 
-        if self.store.has(record.passage):
-            return {"key": record.passage.key, "skipped": True, "pid": os.getpid()}
-        if not record.qa:
-            name = (record.passage.title or record.passage.text)[:24]
-            raise ArtifactError(f"passage {name!r} has no QA pairs", "augment it again with `prag augment`")
-        start, cpu = time.perf_counter(), time.process_time()
-        ids = tokenize(self.loaded.tokenizer, training_texts(self.loaded.tokenizer, record))
-        trained = train_lora(self.loaded, ids, self.store.config, None, None, self.init)
-        self.store.put(record.passage, trained.adapter, {
-            "recipe": RECIPE, "aug_model": aug_model, "examples": len(ids),
-            "loss_first": round(trained.losses[0], 6), "loss_last": round(trained.losses[-1], 6),
-        })
-        return {"key": record.passage.key, "skipped": False, "steps": len(trained.losses),
-                "seconds": time.perf_counter() - start, "cpu_s": time.process_time() - cpu, "pid": os.getpid()}
+        summary = encode_records(self.loaded, [record], self.store, aug_model)
+        return {"key": record.passage.key, "skipped": summary.skipped == 1, "steps": summary.steps,
+                "seconds": summary.seconds, "cpu_s": summary.cpu_seconds, "pid": os.getpid()}
 
 
 @dataclass
@@ -258,8 +241,6 @@ class RayEncodeSummary(EncodeSummary):
     store_dir: Path | None = None
     """The LoRA folder written (the driver never loads the model, so the CLI cannot build this path itself)."""
     workers: int = 0
-    cpu_seconds: float = 0.0
-    """Worker CPU time spent on the passages encoded: the same per passage at any width when each worker has a core."""
 
 
 def encode_on_ray(
@@ -288,7 +269,6 @@ def encode_on_ray(
     Returns:
         A `RayEncodeSummary`: the `EncodeSummary` fields plus the LoRA folder and worker CPU time.
     """
-    from engine.atomic import clean_temp_files
     from engine.encode import in_shard
 
     settings = settings or load_settings()
@@ -304,8 +284,7 @@ def encode_on_ray(
         model_id = ray.get(actors[0].model_id.remote())
         store = LoraStore(settings.store_dir, model_id, config)
         summary = RayEncodeSummary(len(chosen), store_dir=store.dir, workers=ray_options.workers)
-        # As encode_records: temp files in the store are what killed writers left (ours start writing only below).
-        clean_temp_files(store.dir)
+        # A killed writer's temp file belongs to a passage not stored yet: the worker that encodes it removes it first.
         todo = [r for r in chosen if not store.has(r.passage)]
         summary.skipped = len(chosen) - len(todo)
         report(progress, label, summary.skipped, summary.total, f"{ray_options.workers} workers")

@@ -120,3 +120,26 @@ def test_rerank_data_records_and_resumes(explorer, tmp_path):
         sources = [t["source"] for t in row["trials"]]
         assert sources[0] == "bm25_top_k" and "none" in sources and row["best"] in sources
         assert all(0.0 <= t["f1"] <= 1.0 for t in row["trials"]) and len(row["candidates"]) == 4
+
+
+def test_eval_with_dynamic_rerank_reports_passages_kept(explorer, tmp_path):
+    import json
+
+    from engine.corpus import sample_corpus_path
+    from engine.evaluate import EvalOptions, evaluate
+
+    case = rerank_case()
+    data = tmp_path / "one.jsonl"
+    data.write_text(json.dumps({"id": case.id, "question": case.question, "answers": list(case.answers)}) + "\n")
+    pool = explorer.retrieve(case.question, 10)
+    position = next(i for i, h in enumerate(pool, start=1) if h.passage.id == case.meta["passage_id"])
+    explorer.reranker = ScriptedReranker(explorer.loaded, f"[{position}] > [1]")
+    options = EvalOptions(data=data, methods=tuple(parse_methods("rag")), max_new_tokens=8, corpus=sample_corpus_path(),
+                          out_dir=tmp_path / "out", rerank="dynamic")
+    result = evaluate(options, explorer=explorer)
+    assert result.methods["rag"].passages == 2.0
+    record = json.loads(result.predictions["rag"].read_text().splitlines()[0])
+    assert record["passages"][0] == case.meta["passage_id"] and record["rerank"]["fallback"] is False
+    plain = evaluate(EvalOptions(data=data, methods=tuple(parse_methods("rag")), max_new_tokens=8, corpus=sample_corpus_path(),
+                                 out_dir=tmp_path / "out"), explorer=explorer)
+    assert plain.predictions["rag"] != result.predictions["rag"], "rerank settings must not share prediction files"
