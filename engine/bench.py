@@ -326,9 +326,12 @@ def bench_ray_encode(workdir: Path, passages: int = 6, widths: tuple[int, ...] =
     from engine.config import load_settings
     from engine.distributed import RayOptions, encode_on_ray
 
+    cores = os.cpu_count() or 1
     records = benchmark_records(passages)
     rates: dict[int, float] = {}
     walls: dict[int, float] = {}
+    cpu: dict[int, float] = {}
+    load: dict[int, float] = {}
     for step, width in enumerate(widths):
         overrides: dict = {"store": str(Path(workdir) / f"ray-store-{width}w-{time.time_ns()}")}
         if models_dir is not None:
@@ -337,10 +340,12 @@ def bench_ray_encode(workdir: Path, passages: int = 6, widths: tuple[int, ...] =
         summary = encode_on_ray(records, load_settings(overrides), ray_options=RayOptions(workers=width))
         walls[width] = time.perf_counter() - start
         rates[width] = 60 * summary.encoded / summary.seconds if summary.seconds else 0.0
+        cpu[width] = summary.cpu_seconds_per_passage
+        load[width] = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
         report(progress, "Benchmark: encode on Ray", step + 1, len(widths), f"{width} workers: {rates[width]:.1f} passages/min")
-    cores = os.cpu_count() or 1
     figures = [Figure(f"ray_encode_ppm_{w}w", rates[w], "passages/min", None,
-                      f"{passages} passages, 5 steps each; {walls[w]:.0f} s with cluster start and model loads") for w in widths]
+                      f"{passages} passages, 5 steps each; {cpu[w]:.1f} CPU s/passage per worker; {walls[w]:.0f} s with cluster "
+                      f"start and model loads; load average {load[w]:.1f} on {cores} cores") for w in widths]
     if len(widths) >= 2 and rates[widths[0]]:
         figures.append(Figure(f"ray_encode_{widths[-1]}w_vs_{widths[0]}w", rates[widths[-1]] / rates[widths[0]], "ratio", None,
                               f"throughput ratio on {cores} cores (ideal {widths[-1] / widths[0]:g} when each worker has a free core)"))

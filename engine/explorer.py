@@ -137,7 +137,8 @@ class Explorer:
         """Dynamic reranker; created on first use with the answering model unless set."""
         self.encoder: PassageEncoder | None = None
         """Set by engine.encode to encode missing PRAG LoRAs on demand."""
-        self._lock = threading.Lock()
+        self.model_lock = threading.RLock()
+        """Held by anything that runs the model (generation, embeddings, reranking, encoding): hooks are per model."""
 
     # --- construction -------------------------------------------------------------
 
@@ -192,7 +193,7 @@ class Explorer:
         pool = self.retrieve(question, max(candidates, top_k))
         if self.reranker is None:
             self.reranker = LLMReranker(self.loaded)
-        with self._lock:
+        with self.model_lock:
             result = self.reranker.rerank(question, pool, top_k)
         return result.kept, result
 
@@ -253,54 +254,56 @@ class Explorer:
             if on_update is not None:
                 on_update(AnswerUpdate(index, replace(answers[index]), delta))
 
-        prepared: dict[AdapterSource, Adapter | PragError] = {}
-        prep_time: dict[AdapterSource, float] = {}
-        rows: list[int] = []
-        row_adapters: list[Adapter | None] = []
-        for index, method in enumerate(methods):
-            if cancel is not None and cancel.is_set():
-                break
-            adapter: Adapter | None = None
-            if method.adapter is not AdapterSource.NONE:
-                if method.adapter not in prepared:
-                    emit(index, status="preparing")
-                    t0 = time.perf_counter()
-                    prepared[method.adapter] = self._prepare(method.adapter, passages, index, emit, cancel, encode_missing)
-                    prep_time[method.adapter] = time.perf_counter() - t0
-                result = prepared[method.adapter]
-                if isinstance(result, PragError):
-                    emit(index, status="error", error=result.one_line())
-                    continue
-                adapter = result
-                answers[index].norms = adapter.layer_norms(self.loaded.arch.num_layers)
-            rows.append(index)
-            row_adapters.append(adapter)
+        # One comparison at a time per model: preparing adapters (embeddings, encoding) and generating
+        # all run the model, and another thread's hooks must never see those forward passes.
+        with self.model_lock:
+            prepared: dict[AdapterSource, Adapter | PragError] = {}
+            prep_time: dict[AdapterSource, float] = {}
+            rows: list[int] = []
+            row_adapters: list[Adapter | None] = []
+            for index, method in enumerate(methods):
+                if cancel is not None and cancel.is_set():
+                    break
+                adapter: Adapter | None = None
+                if method.adapter is not AdapterSource.NONE:
+                    if method.adapter not in prepared:
+                        emit(index, status="preparing")
+                        t0 = time.perf_counter()
+                        prepared[method.adapter] = self._prepare(method.adapter, passages, index, emit, cancel, encode_missing)
+                        prep_time[method.adapter] = time.perf_counter() - t0
+                    result = prepared[method.adapter]
+                    if isinstance(result, PragError):
+                        emit(index, status="error", error=result.one_line())
+                        continue
+                    adapter = result
+                    answers[index].norms = adapter.layer_norms(self.loaded.arch.num_layers)
+                rows.append(index)
+                row_adapters.append(adapter)
 
-        prompts = {
-            kind: generation_prompt(self.loaded.tokenizer, question, passages if kind is PromptKind.PASSAGES else ())
-            for kind in PromptKind
-        }
-        if rows and not (cancel is not None and cancel.is_set()):
-            for index in rows:
-                emit(index, status="generating")
+            prompts = {
+                kind: generation_prompt(self.loaded.tokenizer, question, passages if kind is PromptKind.PASSAGES else ())
+                for kind in PromptKind
+            }
+            if rows and not (cancel is not None and cancel.is_set()):
+                for index in rows:
+                    emit(index, status="generating")
 
-            def on_token(row: int, delta: str, result) -> None:
-                index = rows[row]
-                emit(index, delta, text=result.text, tokens=len(result.token_ids))
+                def on_token(row: int, delta: str, result) -> None:
+                    index = rows[row]
+                    emit(index, delta, text=result.text, tokens=len(result.token_ids))
 
-            with self._lock:  # one generation at a time per model: hooks are per model
                 results = generate_rows(
                     self.loaded.model, self.loaded.tokenizer, [prompts[methods[i].prompt] for i in rows], row_adapters,
                     max_new_tokens, on_token, cancel, stop_at_newline=not ignore_eos, ignore_eos=ignore_eos,
                 )
-            cancelled = cancel is not None and cancel.is_set()
-            for index, result in zip(rows, results):
-                extra = prep_time.get(methods[index].adapter, 0.0)
-                status: Status = "cancelled" if cancelled and not result.finished else "done"
-                emit(index, text=clean_answer(result.text), tokens=len(result.token_ids), latency_s=result.latency_s + extra, status=status)
-        for index, answer in enumerate(answers):
-            if answer.status not in ("done", "error"):
-                emit(index, status="cancelled")
+                cancelled = cancel is not None and cancel.is_set()
+                for index, result in zip(rows, results):
+                    extra = prep_time.get(methods[index].adapter, 0.0)
+                    status: Status = "cancelled" if cancelled and not result.finished else "done"
+                    emit(index, text=clean_answer(result.text), tokens=len(result.token_ids), latency_s=result.latency_s + extra, status=status)
+            for index, answer in enumerate(answers):
+                if answer.status not in ("done", "error"):
+                    emit(index, status="cancelled")
         return Comparison(question, self.loaded.model_id, list(hits), answers, time.perf_counter() - start)
 
     def _prepare(self, source: AdapterSource, passages: Sequence[Passage], index: int, emit, cancel, encode_missing) -> Adapter | PragError:
