@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import statistics
 import subprocess
 import sys
@@ -156,7 +157,7 @@ start = time.perf_counter(); load_model(None, Path({str(models_dir)!r})); print(
     return Figure("model_load_from_cache_s", _subprocess_json(code)["s"], "s", 3.0, "safetensors cache + tokenizer, fresh process")
 
 
-def bench_peak_rss(models_dir: Path, new_tokens: int) -> Figure:
+def bench_peak_rss(models_dir: Path, new_tokens: int, store: Path) -> Figure:
     code = f"""
 import json, resource
 from transformers.utils import logging; logging.set_verbosity_error(); logging.disable_progress_bar()
@@ -164,7 +165,7 @@ from engine.config import load_settings
 from engine.explorer import Explorer
 from engine.bench import _prepare_explorer, BENCH_QUESTION
 from engine.methods import parse_methods
-explorer = Explorer.open(load_settings({{"model_cache": {str(models_dir)!r}}}))
+explorer = Explorer.open(load_settings({{"model_cache": {str(models_dir)!r}, "store": {str(store)!r}}}))
 hits, _ = _prepare_explorer(explorer, BENCH_QUESTION)
 explorer.compare(BENCH_QUESTION, hits, parse_methods("all"), {new_tokens}, ignore_eos=True)
 print(json.dumps({{"mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
@@ -192,18 +193,230 @@ def bench_storage(explorer, corpus_size: int, rank: int = 2) -> list[Figure]:
 
 
 def run_benchmarks(explorer, models_dir: Path, quick: bool = False, progress: ProgressCallback | None = None,
-                   corpus_size: int | None = None) -> list[Figure]:
+                   corpus_size: int | None = None, workdir: Path | None = None) -> list[Figure]:
+    """Every target of the default run. `workdir` (a temp folder) receives the random LoRAs, the
+    benchmark's encoded LoRAs and translator: they must never land in the user's store."""
+    import tempfile
+
+    if workdir is None:
+        with tempfile.TemporaryDirectory(prefix="prag-bench-") as tmp:
+            return run_benchmarks(explorer, models_dir, quick, progress, corpus_size, Path(tmp))
     new_tokens, repeats = (16, 3) if quick else (32, 5)
     figures = bench_generation(explorer, new_tokens, repeats, progress)
-    report(progress, "Benchmark: retrieval, storage, load, memory", 0, 3)
+    stage = "Benchmark: retrieval, storage, load, memory, TUI, offline stages"
+    report(progress, stage, 0, 6)
     figures.append(bench_bm25(queries=20 if quick else 50))
     figures += bench_storage(explorer, corpus_size or len(explorer.retriever))
-    report(progress, "Benchmark: retrieval, storage, load, memory", 1, 3)
+    report(progress, stage, 1, 6)
     figures.append(bench_model_load(models_dir))
-    report(progress, "Benchmark: retrieval, storage, load, memory", 2, 3)
-    figures.append(bench_peak_rss(models_dir, new_tokens))
-    report(progress, "Benchmark: retrieval, storage, load, memory", 3, 3)
+    report(progress, stage, 2, 6)
+    figures.append(bench_peak_rss(models_dir, new_tokens, explorer.store.root))
+    report(progress, stage, 3, 6)
+    figures += bench_tui_first_frame(repeats=3)
+    report(progress, stage, 4, 6)
+    figures.append(bench_key_latency(workdir / "tui-loras", samples=30 if quick else 60))
+    report(progress, stage, 5, 6)
+    figures += bench_offline_stages(explorer.loaded, workdir / "offline", quick)
+    report(progress, stage, 6, 6)
     return figures
+
+
+# --- the TUI: first frame and key latency, each in a fresh process ---------------------------------
+
+
+_ESCAPES = re.compile(rb"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[P^_][^\x1b]*\x1b\\|\x1b[()][0-9A-Za-z]|\x1b[@-Z\\-_=>78]")
+"""Terminal control sequences (CSI, OSC, DCS, charset and two-byte escapes): stripped to read the screen's text."""
+FIRST_FRAME_MARKERS = (b"prag-explorer", b"Ask a question", b"Vanilla", b"DyPRAG-combine", b"Help")
+"""Text of the status line, the question box, the first and last answer cards and the key footer."""
+
+
+def _time_first_frame(size: tuple[int, int], timeout_s: float) -> float:
+    """Seconds from spawning `prag tui` on a new pseudo-terminal until its output holds every marker."""
+    import fcntl
+    import pty
+    import select
+    import signal
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    columns, rows = size
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+    env = {**os.environ, "TERM": "xterm-256color", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1"}
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "engine.cli.app", "tui"], stdin=slave, stdout=slave, stderr=slave,
+                            env=env, start_new_session=True, close_fds=True)
+    os.close(slave)
+    output = b""
+    try:
+        while time.perf_counter() - start < timeout_s:
+            ready, _, _ = select.select([master], [], [], 0.25)
+            if not ready:
+                if proc.poll() is not None:
+                    break
+                continue
+            try:
+                chunk = os.read(master, 1 << 16)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            output += chunk
+            screen = _ESCAPES.sub(b"", output)
+            if all(marker in screen for marker in FIRST_FRAME_MARKERS):
+                return time.perf_counter() - start
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)  # the model is still loading in a worker: nothing to save
+        proc.wait(timeout=30)
+        os.close(master)
+    tail = _ESCAPES.sub(b"", output).decode("utf-8", "replace").strip().splitlines()[-1:] or ["no output"]
+    raise RuntimeError(f"`prag tui` drew no complete first frame within {timeout_s:.0f} s (last output: {tail[0][:120]!r})")
+
+
+def bench_tui_first_frame(repeats: int = 3, size: tuple[int, int] = (120, 40), timeout_s: float = 60.0) -> list[Figure]:
+    """`prag tui` as a user starts it, on a pseudo-terminal (POSIX only; elsewhere nothing is reported)."""
+    if os.name != "posix":
+        return []
+    samples = [_time_first_frame(size, timeout_s) for _ in range(repeats)]
+    return [Figure("tui_first_frame_s", statistics.median(samples), "s", 1.5,
+                   f"median of {repeats}: `prag tui` spawned on a {size[0]}x{size[1]} pseudo-terminal until the bytes read "
+                   f"back hold the whole first screen (status, question box, six cards, key footer); the model then loads in a worker")]
+
+
+def bench_key_latency(store: Path, samples: int = 60, max_new_tokens: int = 32) -> Figure:
+    """`python -m tui.bench` in a fresh process: the real app headless (Pilot), six answers streaming."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1"}
+    args = [sys.executable, "-m", "tui.bench", "--samples", str(samples), "--max-new-tokens", str(max_new_tokens), "--store", str(store)]
+    result = subprocess.run(args, capture_output=True, text=True, timeout=900, env=env)
+    if result.returncode != 0:
+        raise RuntimeError(result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "tui.bench failed")
+    data = json.loads(result.stdout.strip().splitlines()[-1])
+    return Figure("tui_key_latency_p95_ms", data["p95_ms"], "ms", 50.0,
+                  f"{data['samples']} keys typed while {data['methods']} answers stream ({data['runs']} runs, {max_new_tokens} tokens, "
+                  f"{data['size'][0]}x{data['size'][1]}): key event to the refresh that shows it; p50 {data['p50_ms']:.1f} ms, "
+                  f"max {data['max_ms']:.1f} ms")
+
+
+# --- offline stages: PRAG encoding and translator training --------------------------------------------
+
+
+def gold_records(count: int = 2, pairs: int = 3) -> list:
+    """Augmented sample passages with their gold QA pair (the sample data has one per passage), used
+    `pairs` times so each passage gets the reference recipe's 5 training examples (3 pairs)."""
+    from engine.augment import AugmentRecord, gold_pairs, light_rewrite
+    from engine.corpus import sample_questions_path
+    from engine.qa import load_qa
+
+    records = []
+    for item in load_qa(sample_questions_path())[:count]:
+        passage = item.passages[0]
+        gold = gold_pairs(passage, [item])
+        records.append(AugmentRecord(passage, light_rewrite(passage.text), (gold * pairs)[:pairs]))
+    return records
+
+
+def bench_offline_stages(loaded, workdir: Path, quick: bool = False) -> list[Figure]:
+    """Encode two sample passages' LoRAs (engine.encode), then train the translator a few steps on them (engine.train)."""
+    from engine.encode import encode_records
+    from engine.store import LoraStore
+    from engine.train import TrainConfig, train_translator
+
+    records = gold_records(2)
+    store = LoraStore(Path(workdir) / "loras", loaded.model_id)
+    encoded = encode_records(loaded, records, store, "gold")
+    steps = encoded.steps // max(encoded.encoded, 1)
+    per_passage = 1 if quick else 2
+    config = TrainConfig(epochs=1, per_passage=per_passage, checkpoint_every=0)
+    trained = train_translator(loaded, records, store, Path(workdir) / "translator.safetensors", config)
+    return [
+        Figure("encode_s_per_passage", encoded.seconds_per_passage, "s", 10.0,
+               f"{encoded.encoded} sample passages, gold QA pair x3 -> the reference recipe's {steps} steps each (rank 2, 1 epoch); "
+               f"{encoded.seconds_per_step:.2f} s/step, {encoded.cpu_seconds_per_passage:.1f} CPU-s/passage"),
+        Figure("translator_train_s_per_step", trained.seconds_per_step, "s", None,
+               f"{trained.new_steps} steps on those passages' LoRAs (p=2, batch 1, LM + KL + MSE loss; embeddings computed before); "
+               f"{trained.cpu_seconds / max(trained.new_steps, 1):.2f} CPU-s/step"),
+    ]
+
+
+# --- soak: one engine session, many questions ------------------------------------------------------------
+
+
+def current_rss_mb() -> float:
+    """Resident memory of this process now (not the peak): /proc on Linux, psutil elsewhere if installed."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError, AttributeError):
+        pass
+    try:
+        import psutil
+    except ImportError:
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # the peak: an upper bound
+    return psutil.Process().memory_info().rss / 2**20
+
+
+def bench_soak(explorer, questions: int = 200, warmup: int = 20, new_tokens: int = 8,
+               progress: ProgressCallback | None = None) -> list[Figure]:
+    """Ask the sample questions in turn (cycling) in one session, all six methods each; memory must level off.
+
+    PRAG gets random stored LoRAs for every retrieved passage and DyPRAG an untrained translator
+    when none is loaded (same shapes and cost as trained ones), so every method runs every time.
+    """
+    import gc
+
+    from engine.adapters import random_adapter
+    from engine.corpus import sample_questions_path
+    from engine.methods import parse_methods
+    from engine.qa import load_qa
+    from engine.translator import ParameterTranslator, TranslatorConfig
+
+    if questions <= warmup:
+        raise ValueError(f"the soak needs more questions ({questions}) than warm-up questions ({warmup})")
+    asked = [item.question for item in load_qa(sample_questions_path())]
+    methods = parse_methods("all")
+    arch = explorer.loaded.arch
+    label = "Soak"
+    for seed, question in enumerate(asked):
+        for hit in explorer.retrieve(question, 3):
+            if not explorer.store.has(hit.passage):
+                explorer.store.put(hit.passage, random_adapter(arch, 2, explorer.store.config.scale, 0.001, seed=seed))
+    if explorer.translator is None:
+        explorer.translator = ParameterTranslator(TranslatorConfig(arch)).eval()
+    rss: list[float] = []
+    start = time.perf_counter()
+    for index in range(questions):
+        question = asked[index % len(asked)]
+        comparison = explorer.compare(question, explorer.retrieve(question, 3), methods, new_tokens, ignore_eos=True)
+        failed = [a for a in comparison.answers if a.error]
+        if failed:
+            raise RuntimeError(f"soak question {index + 1} ({question!r}): {failed[0].method} failed: {failed[0].error}")
+        del comparison
+        gc.collect()
+        rss.append(current_rss_mb())
+        report(progress, label, index + 1, questions, f"RSS {rss[-1]:.0f} MB")
+    seconds = time.perf_counter() - start
+    base, end = rss[warmup - 1], rss[-1]
+    half = rss[len(rss) // 2]
+    return [
+        Figure("soak_rss_growth_pct", 100 * (end - base) / base, "%", 5.0,
+               f"RSS after question {warmup} -> after question {questions}: {base:.0f} -> {end:.0f} MB (peak {max(rss):.0f} MB; "
+               f"second half {100 * (end - half) / half:+.1f}%); sample questions cycled, six methods, {new_tokens} tokens each"),
+        Figure("soak_s_per_question", seconds / questions, "s", None, f"{questions} questions, all six methods in one batched pass each"),
+        Figure("soak_rss_mb", end, "MB", None, "resident memory after the last question"),
+    ]
+
+
+def machine_load() -> list[Figure]:
+    """The 1-minute load average when the run ended: figures from a busy machine are not an idle one's."""
+    cores = os.cpu_count() or 1
+    if not hasattr(os, "getloadavg"):  # Windows
+        return []
+    one, five, fifteen = os.getloadavg()
+    return [Figure("machine_load_1min", one, "", None, f"load average at the end of the run (5 and 15 min: {five:.1f}, {fifteen:.1f}) "
+                  f"on {cores} cores; above {cores} the benchmark shared the CPUs with other work")]
 
 
 def figures_json(figures: list[Figure]) -> dict:
@@ -346,6 +559,9 @@ def bench_ray_encode(workdir: Path, passages: int = 6, widths: tuple[int, ...] =
     figures = [Figure(f"ray_encode_ppm_{w}w", rates[w], "passages/min", None,
                       f"{passages} passages, 5 steps each; {cpu[w]:.1f} CPU s/passage per worker; {walls[w]:.0f} s with cluster "
                       f"start and model loads; load average {load[w]:.1f} on {cores} cores") for w in widths]
+    if len(widths) >= 2 and cpu[widths[0]]:
+        figures.append(Figure(f"ray_encode_cpu_per_passage_{widths[-1]}w_vs_{widths[0]}w", cpu[widths[-1]] / cpu[widths[0]], "ratio", 1.2,
+                              "CPU seconds per passage, wider / narrower: Ray adds no work per passage (machine-independent)"))
     if len(widths) >= 2 and rates[widths[0]]:
         figures.append(Figure(f"ray_encode_{widths[-1]}w_vs_{widths[0]}w", rates[widths[-1]] / rates[widths[0]], "ratio", None,
                               f"throughput ratio on {cores} cores (ideal {widths[-1] / widths[0]:g} when each worker has a free core)"))

@@ -670,12 +670,13 @@ def build_es_index(
     build leaves the old alias answering. `out`, when given, gets a small index folder
     pointing at the alias, so `prag ask --index DIR` works the same for every backend.
     """
-    from elasticsearch.helpers import streaming_bulk
-
     source = resolve_corpus(corpus)
+    if out is not None and Path(out).expanduser().exists() and not (Path(out).expanduser() / MANIFEST).is_file():
+        raise InputError(f"{out} exists and is not a prag index", "pass --out with a new folder name")
     url = es_url(url)
     client = _es_client(url)
     errors = _es_errors()
+    from elasticsearch.helpers import streaming_bulk
     concrete = f"{name}-{time.strftime('%Y%m%d%H%M%S', time.gmtime())}-{os.getpid()}"
     total = None if source.is_dir() else count_lines(source)
     label = "Indexing passages (Elasticsearch)"
@@ -713,13 +714,17 @@ def build_es_index(
             swap = [{"remove": {"index": o, "alias": name}} for o in old] + [{"add": {"index": concrete, "alias": name}}]
             client.indices.update_aliases(actions=swap)
         except BaseException:
-            client.indices.delete(index=concrete, ignore_unavailable=True)
+            try:  # the half-built index goes; the alias still points at the previous one
+                client.indices.delete(index=concrete, ignore_unavailable=True)
+            except errors:
+                pass
             raise
         for o in old:
             client.indices.delete(index=o, ignore_unavailable=True)
         report(progress, label, total or done, total or done)
     except errors as exc:
-        raise ArtifactError(f"Elasticsearch at {url} failed: {exc}", "check --es-url / PRAG_ES_URL and that the server is up") from None
+        raise ArtifactError(f"Elasticsearch at {_without_credentials(url)} failed: {exc}",
+                            "check --es-url / PRAG_ES_URL and that the server is up") from None
     keys.sort()
     stat = source.stat()
     info = IndexInfo(
@@ -730,8 +735,6 @@ def build_es_index(
     )
     if out is not None:
         out = Path(out).expanduser()
-        if out.exists() and not (out / MANIFEST).is_file():
-            raise InputError(f"{out} exists and is not a prag index", "pass --out with a new folder name")
         out.mkdir(parents=True, exist_ok=True)
         write_text(out / MANIFEST, json.dumps(info.to_json(), indent=2) + "\n")
     return info
@@ -779,7 +782,7 @@ class ElasticsearchRetriever:
             return []
         try:
             response = self.client.search(index=self.index, query={"match": {ES_TERMS_FIELD: " ".join(terms)}}, size=k,
-                                          source=["id", "title", "text"])
+                                          source_includes=["id", "title", "text"])
         except self._errors as exc:
             raise ArtifactError(f"Elasticsearch search failed: {exc}", "check that the server is up") from None
         rows = response["hits"]["hits"]

@@ -387,3 +387,17 @@ def test_missing_optional_packages_say_how_to_install(monkeypatch):
     with pytest.raises(InputError, match="elasticsearch") as es_error:
         ElasticsearchRetriever("http://localhost:9200", "x")
     assert "prag-explorer[es]" in es_error.value.hint
+
+
+def test_es_unreachable_server_is_one_clear_error(tmp_path):
+    """No server at all (a closed local port): the error names the URL and says what to check."""
+    pytest.importorskip("elasticsearch", reason="the `elasticsearch` client is not installed (pip install 'prag-explorer[es]')")
+    from engine.index import ElasticsearchRetriever, build_es_index
+
+    closed = "http://127.0.0.1:9"
+    with pytest.raises(ArtifactError, match="127.0.0.1:9") as caught:
+        ElasticsearchRetriever(closed, "prag-nothing")
+    assert "PRAG_ES_URL" in caught.value.hint
+    with pytest.raises(ArtifactError, match="127.0.0.1:9"):
+        build_es_index(None, "prag-nothing", closed, out=tmp_path / "es")
+    assert not (tmp_path / "es").exists()

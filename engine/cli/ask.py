@@ -73,7 +73,7 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")] = False,
     ) -> None:
         """Answer QUESTION with each method on the same model, side by side."""
-        from engine.errors import InputError
+        from engine.errors import InputError, PragError
         from engine.explorer import Explorer, validate_question
         from engine.methods import parse_methods
 
@@ -98,6 +98,11 @@ def register(app: typer.Typer) -> None:
                 explorer.reranker = LLMReranker(load_model(reranker_model, settings.models_dir, progress))
             comparison = explorer.ask(question, chosen, settings.top_k, settings.max_new_tokens, encode_missing=encode,
                                       rerank=rerank, candidates=candidates)
+        failed = [a for a in comparison.answers if a.error]
+        if failed and len(failed) == len(comparison.answers):
+            # Nothing was answered (e.g. `--methods prag` with a missing or corrupt LoRA): say why on one line.
+            more = f" ({len(failed) - 1} more methods failed)" if len(failed) > 1 else ""
+            raise PragError(f"{failed[0].label}: {failed[0].error}{more}")
         if as_json:
             typer.echo(json.dumps(comparison.to_json(), ensure_ascii=False))
         else:

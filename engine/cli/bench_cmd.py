@@ -21,30 +21,51 @@ def register(app: typer.Typer) -> None:
         scale_passages: Annotated[int, typer.Option(help="Synthetic passages for --scale (--quick: 100k).")] = 1_000_000,
         scale_dir: Annotated[Optional[Path], typer.Option(help="Where --scale keeps its corpus and index (default: $PRAG_HOME/bench-scale).")] = None,
         ray: Annotated[bool, typer.Option("--ray/--no-ray", help="With --scale: also time encoding on Ray (needs prag-explorer[cluster]).")] = True,
+        soak: Annotated[bool, typer.Option("--soak", help="Instead: many questions in one engine session; memory growth after warm-up.")] = False,
+        soak_questions: Annotated[int, typer.Option(help="Questions for --soak (--quick: 60).")] = 200,
     ) -> None:
-        """Measure latency, memory and storage targets on the embedded model and sample corpus."""
+        """Measure latency, memory and storage targets on the embedded model and sample corpus.
+
+        Random PRAG LoRAs, the benchmark's encoded LoRAs and its translator go to a temporary
+        folder, never to your LoRA store.
+        """
+        import tempfile
+        from dataclasses import replace
+
         from rich.table import Table
 
-        from engine.bench import figures_json, run_benchmarks, run_scale_benchmarks
+        from engine.bench import bench_soak, figures_json, machine_load, run_benchmarks, run_scale_benchmarks
         from engine.errors import InputError
         from engine.explorer import Explorer
 
         settings = settings_from()
         quiet_libraries()
+        if scale and soak:
+            raise InputError("--scale and --soak both given", "run one of them at a time")
         if scale and scale_passages < 1:
             raise InputError(f"--scale-passages must be at least 1, got {scale_passages}", "e.g. --scale-passages 1000000")
-        with progress_bar(enabled=not as_json) as progress:
+        questions = min(soak_questions, 60) if quick else soak_questions
+        warmup = 20
+        if soak and questions <= warmup:
+            raise InputError(f"--soak-questions must be more than the {warmup} warm-up questions, got {soak_questions}",
+                             "e.g. --soak-questions 200")
+        with progress_bar(enabled=not as_json) as progress, tempfile.TemporaryDirectory(prefix="prag-bench-") as tmp:
             if scale:
                 passages = min(scale_passages, 100_000) if quick else scale_passages
                 figures = run_scale_benchmarks(scale_dir or settings.home / "bench-scale", passages, 4 if quick else 6,
                                                settings.models_dir, ray, progress)
             else:
+                settings = replace(settings, store=Path(tmp) / "loras")  # random LoRAs stay out of the user's store
                 explorer = Explorer.open(settings, progress)
-                figures = run_benchmarks(explorer, settings.models_dir, quick=quick, progress=progress)
+                if soak:
+                    figures = bench_soak(explorer, questions, warmup, progress=progress)
+                else:
+                    figures = run_benchmarks(explorer, settings.models_dir, quick=quick, progress=progress, workdir=Path(tmp))
+                figures += machine_load()
         if as_json:
             typer.echo(json.dumps(figures_json(figures)))
             return
-        table = Table(title="prag bench" + (" --scale" if scale else "") + (" --quick" if quick else ""))
+        table = Table(title="prag bench" + (" --scale" if scale else "") + (" --soak" if soak else "") + (" --quick" if quick else ""))
         for column in ("Figure", "Value", "Target", "", "Note"):
             table.add_column(column, justify="right" if column in ("Value", "Target") else "left")
         for fig in figures:

@@ -143,6 +143,8 @@ def register(app: typer.Typer) -> None:
 
         if epochs < 1 or not lr > 0:
             raise InputError(f"--epochs must be >= 1 and --lr > 0, got {epochs} and {lr}", "e.g. --epochs 1 --lr 3e-4")
+        if limit is not None and limit < 1:
+            raise InputError(f"--limit must be at least 1, got {limit}", "pass a positive number, or leave it out for all passages")
         chosen_shard = parse_shard(shard)
         aug = load_augment(augment, aug_model)
         records = aug.records[:limit]
