@@ -26,6 +26,7 @@ Ray is an optional extra (`pip install 'prag-explorer[cluster]'`) and is importe
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -374,8 +375,7 @@ def evaluate_on_ray(
     a change there belongs here too.
     """
     from engine.atomic import write_text
-    from engine.evaluate import (EvalResult, PredictionFile, _check_options, _exclusive, file_prefix, load_items, summarize)
-    import json
+    from engine.evaluate import EvalResult, PredictionFile, _check_options, _exclusive, file_prefix, load_items, summarize
 
     started = time.perf_counter()
     _check_options(options)

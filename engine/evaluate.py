@@ -63,6 +63,8 @@ class EvalOptions:
     max_new_tokens: int = REFERENCE_MAX_NEW_TOKENS
     corpus: Path | None = None
     """Retrieve from this corpus instead of the passages given in the file."""
+    index: Path | None = None
+    """Retrieve from this index folder (`prag corpus index`) instead of the passages given in the file."""
     out_dir: Path | None = None
     """Where prediction files go; None = `<PRAG_HOME>/eval`."""
     encode_missing: bool = False
@@ -333,7 +335,10 @@ def _file_digest(path: Path) -> str:
 def fingerprint(explorer: "Explorer", options: EvalOptions, translator_path: Path | None) -> dict[str, Any]:
     """Every setting that changes an answer, as plain data (hashed into the file names)."""
     corpus: dict[str, Any] | None = None
-    if options.corpus is not None:
+    if options.index is not None:  # the index manifest's digest: sorted passage keys, as below
+        corpus = {"path": str(options.index), "passages": len(explorer.retriever),
+                  "digest": getattr(explorer.retriever, "digest", str(options.index))}
+    elif options.corpus is not None:
         passages = getattr(explorer.retriever, "passages", None)
         keys = sorted(p.key for p in passages) if passages else [str(options.corpus)]
         corpus = {"path": str(options.corpus), "passages": len(keys),
@@ -441,14 +446,14 @@ def load_items(options: EvalOptions) -> list[QAItem]:
             validate_question(item.question)
         except InputError as exc:
             raise InputError(f"{options.data}: question {item.id}: {exc.message}", "fix that line of the QA file") from None
-        if options.corpus is None and not item.passages:
+        if options.corpus is None and options.index is None and not item.passages:
             raise InputError(f"{options.data}: question {item.id} has no passages", "give every line passages, or pass --corpus to retrieve")
     return items
 
 
 def hits_for(item: QAItem, explorer: "Explorer", options: EvalOptions) -> list[Hit]:
     """The passages a question is answered with: from the corpus, or the file's own (BM25 top-k when more than k)."""
-    if options.corpus is not None:
+    if options.corpus is not None or options.index is not None:
         return explorer.retrieve(item.question, options.top_k)
     if len(item.passages) <= options.top_k:
         return hits_from_passages(item.passages, item.question)
@@ -465,8 +470,8 @@ def hits_for(item: QAItem, explorer: "Explorer", options: EvalOptions) -> list[H
 def _open_explorer(settings: Settings, options: EvalOptions, items: Sequence[QAItem], progress: ProgressCallback | None) -> "Explorer":
     from engine.explorer import Explorer
 
-    if options.corpus is not None:
-        return Explorer.open(replace(settings, corpus=options.corpus), progress)
+    if options.corpus is not None or options.index is not None:
+        return Explorer.open(replace(settings, corpus=options.corpus, index=options.index), progress)
     # Answers come from each row's own passages; the explorer's index is unused, so keep it to those.
     pooled = list({p.id: p for item in items for p in item.passages}.values())
     return Explorer.open(settings, progress, passages=pooled)
@@ -510,6 +515,10 @@ def evaluate(
     computed = 0
     walls: list[float] = []
     with _exclusive(out_dir / f".{prefix}.lock", f"{out_dir / prefix}__*.jsonl"):
+        # Temp files of a run killed mid-write (settings, results, a repaired predictions file): only
+        # this prefix's, which no other run can be writing while we hold its lock. The prefix is glob-safe.
+        for stale in out_dir.glob(f".{prefix}*.tmp"):
+            stale.unlink(missing_ok=True)
         write_text(out_dir / f"{prefix}.settings.json", json.dumps({"data": str(options.data), **fp}, indent=2) + "\n")
         repaired = sum(f.load() for f in files.values())
         resumed = sum(item.id in f.records for item in items for f in files.values())

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import TYPE_CHECKING, Protocol, Sequence
 
 from engine.corpus import Passage
 from engine.errors import InputError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 _TOKEN = re.compile(r"[^\W_]+", re.UNICODE)
 
@@ -76,6 +79,40 @@ class BM25Retriever:
         # rank-bm25 divides by the average length: keep it non-zero for stop-word-only passages.
         self._bm25 = BM25Okapi([doc or [EMPTY_TOKEN] for doc in self._docs], k1=params.k1, b=params.b, epsilon=params.epsilon)
         self._terms = [frozenset(doc) for doc in self._docs]
+        self._build_postings()
+
+    def _build_postings(self) -> None:
+        """term -> (passage indices, counts), so a query reads only the passages that hold its terms.
+
+        rank-bm25's `get_scores` walks every passage in Python for every query term (about 25 ms
+        for 6 terms over 10k passages); scoring from postings gives the same floats.
+        """
+        import numpy as np
+
+        docs: dict[str, list[int]] = {}
+        counts: dict[str, list[int]] = {}
+        for index, freqs in enumerate(self._bm25.doc_freqs):
+            for term, count in freqs.items():
+                docs.setdefault(term, []).append(index)
+                counts.setdefault(term, []).append(count)
+        self._postings = {term: (np.array(docs[term], dtype=np.int64), np.array(counts[term], dtype=np.float64)) for term in docs}
+        bm25 = self._bm25
+        # The same expression rank-bm25 evaluates per query term, computed once.
+        self._length_norm = bm25.k1 * (1 - bm25.b + bm25.b * np.array(bm25.doc_len) / bm25.avgdl)
+
+    def scores(self, terms: Sequence[str]) -> "np.ndarray":
+        """BM25 score of every passage for the query terms (repeats count again), as rank-bm25's `get_scores`."""
+        import numpy as np
+
+        bm25 = self._bm25
+        score = np.zeros(len(self.passages))
+        for term in terms:
+            posting = self._postings.get(term)
+            if posting is None:  # not in the corpus: rank-bm25 adds 0 to every passage
+                continue
+            docs, tf = posting
+            score[docs] += (bm25.idf.get(term) or 0) * (tf * (bm25.k1 + 1) / (tf + self._length_norm[docs]))
+        return score
 
     def __len__(self) -> int:
         return len(self.passages)
@@ -88,7 +125,7 @@ class BM25Retriever:
             return []
         import numpy as np
 
-        scores = self._bm25.get_scores(terms)
+        scores = self.scores(terms)
         k = min(k, len(self.passages))
         top = np.argpartition(-scores, k - 1)[:k]
         order = sorted(top.tolist(), key=lambda i: (-scores[i], i))

@@ -95,7 +95,7 @@ def test_run_writes_one_line_per_question_and_method(baseline) -> None:
         lines = read_lines(path)
         assert [r["id"] for r in lines] == list(QUESTION_IDS[:3])
         assert {tuple(sorted(r)) for r in lines} == {
-            ("answers", "em", "error", "f1", "id", "latency_s", "method", "prediction", "tokens")
+            ("answers", "em", "error", "f1", "id", "latency_s", "method", "passages", "prediction", "tokens")
         }
         assert all(r["method"] == name and r["error"] is None and 1 <= r["tokens"] <= 6 for r in lines)
     scores = result.methods["rag"]
@@ -224,7 +224,7 @@ def test_conflict_rates_follow_the_predictions(baseline) -> None:
     assert result.methods["rag"].context_rate == float(contains_any(conflict, ["Rome"]))
     assert result.methods["rag"].memory_rate == float(contains_any(conflict, ["Paris"]))
     assert set(result.to_json()["methods"]["rag"]) == {
-        "em", "f1", "precision", "recall", "latency_s", "tokens", "errors", "context_rate", "memory_rate"
+        "em", "f1", "precision", "recall", "latency_s", "tokens", "errors", "passages", "context_rate", "memory_rate"
     }
 
 

@@ -209,3 +209,19 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path):
         result = subprocess.run([sys.executable, "-m", "engine.cli.app", "train", *args], capture_output=True, text=True, timeout=300, cwd=REPO)
         lines = [line for line in result.stderr.splitlines() if line.strip()]
         assert result.returncode == 2 and len(lines) == 1 and needle in lines[0], result.stderr
+
+
+def test_ctrl_c_on_the_cli_saves_and_exits_2_with_one_line(encoded):
+    root, _, store = encoded
+    out = root / "interrupted" / "translator.safetensors"
+    args = ("train", "--augment", str(root / "aug.json"), "--store", str(store.root), "--out", str(out), *CLI_ARGS)
+    proc = subprocess.Popen([sys.executable, "-m", "engine.cli.app", *args], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 400
+    while time.monotonic() < deadline and proc.poll() is None and not checkpoint_path(out).is_file():
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=300)
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(lines) == 1 and "Traceback" not in stderr, stderr
+    assert "checkpoint saved" in lines[0] and "run the same command again" in lines[0]
+    assert checkpoint_path(out).is_file() and not out.exists()

@@ -27,8 +27,10 @@ from engine.corpus import sample_questions_path
 from engine.errors import PragError
 from engine.methods import METHODS
 from engine.progress import Progress
+from engine.rerank import check_mode
 
 from tui.export import default_export_dir
+from tui.reranking import candidate_count
 from tui.messages import EngineFailed, EngineOpened, EngineProgressed, QuestionsLoaded
 from tui.screens.dialogs import HelpScreen, PathPrompt
 from tui.screens.main import MainScreen
@@ -57,6 +59,8 @@ class PragApp(App[None]):
         export_dir: Path | None = None,
         cursor_blink: bool = True,
         remember_history: bool = True,
+        rerank: str = "none",
+        candidates: int = 10,
     ) -> None:
         super().__init__()
         self.settings = settings or load_settings()
@@ -75,6 +79,10 @@ class PragApp(App[None]):
         """Input cursors blink (tests and snapshots switch it off)."""
         self.remember_history = remember_history
         """Keep the question history in PRAG_HOME between sessions."""
+        self.start_rerank = check_mode(rerank)
+        """Passage selection the explorer starts with: "none" or "dynamic" (ctrl+g switches it on the main screen)."""
+        self.rerank_candidates = candidates
+        """BM25 candidates the dynamic reranker chooses from (`prag tui --candidates`)."""
         self.engine: Engine | None = None
         """The open engine; None until the first load finishes."""
         self.qa_items: list["QAItem"] = []
@@ -89,7 +97,7 @@ class PragApp(App[None]):
         self._main: MainScreen
 
     def get_default_screen(self) -> Screen:
-        self._main = MainScreen()
+        self._main = MainScreen(rerank=self.start_rerank)
         return self._main
 
     def start(self) -> None:
@@ -299,6 +307,12 @@ class PragApp(App[None]):
         yield SystemCommand("Show answers", "The answers side by side", lambda: main.show_view("tab-answers"))
         yield SystemCommand("Show LoRA norms", "Per-layer norms of the injected adapters", lambda: main.show_view("tab-norms"))
         yield SystemCommand("Show knowledge conflict", "Which answers follow the passage, which the memory", lambda: main.show_view("tab-conflict"))
+        state = "on" if main.rerank == "dynamic" else "off"
+        yield SystemCommand(
+            f"Dynamic rerank ({state})",
+            f"The model picks which of the top {candidate_count(self.settings.top_k, self.rerank_candidates)} BM25 candidates every method gets (ctrl+g)",
+            main.toggle_rerank,
+        )
         yield SystemCommand(
             f"Encode missing PRAG LoRAs ({'on' if self.encode_missing else 'off'})", "Train missing per-passage LoRAs before answering", self.toggle_encode
         )

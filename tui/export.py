@@ -2,6 +2,10 @@
 
 Files go to `<PRAG_HOME>/exports/` unless `prag tui --export-dir` says otherwise, named
 `<timestamp>-<question slug>.md` and `.json`. Both are written atomically.
+
+A run with dynamic reranking carries a `rerank` block in `Comparison.extra`
+(`tui.reranking.rerank_block`): the JSON has it as is, the Markdown adds a Rerank
+section with the reranker's reply and every candidate's new and BM25 rank.
 """
 
 from __future__ import annotations
@@ -80,6 +84,9 @@ def to_markdown(comparison: "Comparison", item: "QAItem | None", excluded: list[
         lines.append("| - | - | - | no passage was used |")
     for title in excluded:
         lines.append(f"| off | - | {_cell(title)} | (switched off for this run) |")
+    rerank = comparison.extra.get("rerank")
+    if rerank:
+        lines += _rerank_markdown(rerank)
     lines += [
         "",
         "## Answers",
@@ -105,6 +112,26 @@ def to_markdown(comparison: "Comparison", item: "QAItem | None", excluded: list[
             values = [f"{series[n][layer]:.4g}" if layer < len(series[n]) else "-" for n in names]
             lines.append(f"| {layer} | " + " | ".join(values) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _rerank_markdown(rerank: dict[str, Any]) -> list[str]:
+    outcome = f"**fell back to BM25 order**: {rerank['note']}" if rerank.get("fallback") else rerank.get("note", "")
+    reply = " ".join(str(rerank.get("raw", "")).split()).replace("`", "'")  # one line, inside a code span
+    lines = [
+        "",
+        "## Rerank (dynamic)",
+        "",
+        f"- **Outcome:** {outcome}",
+        f"- **Candidates asked for:** {rerank.get('candidates', '-')}",
+        f"- **Reranker reply:** " + (f"`{reply}`" if reply else "(empty)"),
+    ]
+    if rerank.get("reused"):
+        lines.append("- **Note:** a re-run of the same question: the earlier rerank was kept, with the switches above")
+    lines += ["", "| Rank | BM25 | Title | Reranker |", "|---:|---:|---|---|"]
+    for row in rerank.get("positions", []):
+        rank = row["rank"] if row["rank"] is not None else "-"
+        lines.append(f"| {rank} | {row['bm25_rank']} | {_cell(row['title'])} | {'kept' if row['kept'] else 'dropped'} |")
+    return lines
 
 
 def to_json(comparison: "Comparison", item: "QAItem | None", excluded: list[str], stamp: str) -> dict[str, Any]:

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from engine.config import Settings
     from engine.explorer import Comparison
     from engine.qa import QAItem
+    from engine.rerank import RerankResult
     from engine.retrieval import Hit
 
 
@@ -60,10 +61,13 @@ class QuestionsLoaded(Message):
 
 @dataclass
 class PassagesRetrieved(Message):
-    """The worker retrieved passages for a run (before generating)."""
+    """The worker retrieved (and maybe reranked) passages for a run, before generating."""
 
     run_id: int
     hits: "list[Hit]"
+    """The passages every method gets."""
+    rerank: "RerankResult | None" = None
+    """The reranker's decision (kept, dropped, raw reply, fallback) when the run reranked."""
 
 
 @dataclass

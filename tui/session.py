@@ -6,6 +6,11 @@
   the UI drains it a few times a second. A burst of tokens therefore costs one repaint,
   not one per token, and typing stays fluid while six answers stream.
 - `RunRequest`: one click of "run", as plain data handed to the worker.
+
+With dynamic reranking on, the worker calls `Engine.select` (BM25 candidates, then the
+reranker's choice) instead of `Engine.retrieve`, in the same worker and under the same
+lock as the comparison that follows, so the reranker and the answers never share the
+model at once.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ if TYPE_CHECKING:
     from engine.explorer import Answer, AnswerUpdate, Comparison, UpdateCallback
     from engine.methods import Method
     from engine.qa import QAItem
+    from engine.rerank import RerankResult
     from engine.retrieval import Hit
 
 
@@ -32,6 +38,12 @@ class Engine(Protocol):
     """Has `.model_id` and `.arch.num_layers`."""
 
     def retrieve(self, question: str, top_k: int = 3) -> "list[Hit]": ...
+
+    def select(
+        self, question: str, top_k: int = 3, rerank: str = "none", candidates: int = 10
+    ) -> "tuple[list[Hit], RerankResult | None]":
+        """BM25 top-k (rerank="none", result None), or the reranker's pick among `candidates` (rerank="dynamic")."""
+        ...
 
     def compare(
         self,
@@ -114,8 +126,14 @@ class RunRequest:
     question: str
     methods: "tuple[Method, ...]"
     hits: "tuple[Hit, ...] | None"
-    """Passages to use (already filtered to the switched-on ones); None = retrieve first."""
+    """Passages to use (already filtered to the switched-on ones); None = retrieve (or select) first."""
     item: "QAItem | None"
     top_k: int
     max_new_tokens: int
     encode_missing: bool
+    rerank: str = "none"
+    """"dynamic": when `hits` is None, the reranker picks among `candidates` BM25 hits ("none": plain top-k)."""
+    candidates: int = 10
+    """BM25 candidates the reranker chooses from."""
+    reranked: "RerankResult | None" = None
+    """The earlier rerank that `hits` came from (re-run of the same question), recorded in the comparison."""

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from engine.cli.common import console, handle_errors, progress_bar, quiet_libraries, settings_from
+from engine.cli.common import console, existing_path, handle_errors, progress_bar, quiet_libraries, settings_from
 
 
 def _norm_summary(norms: list[dict] | None) -> str:
@@ -86,6 +86,7 @@ def register(app: typer.Typer) -> None:
             raise InputError("--reranker-model needs --rerank dynamic", "add --rerank dynamic or drop --reranker-model")
         if corpus is not None and (index is not None or es_index is not None):
             raise InputError("--corpus and --index/--es-index both given", "an index already holds its corpus: pass one of them")
+        existing_path(translator, "translator")  # before the model loads, not after
         settings = settings_from(top_k=top_k, corpus=corpus, model=model, translator=translator, store=store, max_new_tokens=max_new_tokens,
                                  index=index, es_index=es_index, es_url=es_url)
         quiet_libraries()

@@ -51,6 +51,10 @@ def register(app: typer.Typer) -> None:
         limit: Annotated[Optional[int], typer.Option(help="Evaluate only the first N questions.")] = None,
         top_k: Annotated[int, typer.Option("--top-k", "-k", help="Passages per question (BM25 top-k when a row has more).")] = 3,
         corpus: Annotated[Optional[Path], typer.Option(help="Retrieve from this corpus instead of the passages in the file.")] = None,
+        index: Annotated[Optional[Path], typer.Option(help="Retrieve from this index folder (`prag corpus index`) instead.")] = None,
+        ray: Annotated[bool, typer.Option("--ray", help="Spread questions over a Ray cluster (pip install 'prag-explorer[cluster]').")] = False,
+        ray_address: Annotated[Optional[str], typer.Option(help="Ray cluster to join, e.g. auto or ray://head:10001 (default: a local one).")] = None,
+        workers: Annotated[int, typer.Option(help="With --ray: workers, each with its own copy of the model.")] = 2,
         out: Annotated[Optional[Path], typer.Option(help="Predictions folder (default: $PRAG_HOME/eval).")] = None,
         model: Annotated[Optional[str], typer.Option(help="Local Hugging Face model directory (default: embedded SmolLM2).")] = None,
         translator: Annotated[Optional[Path], typer.Option(help="DyPRAG translator (.safetensors or reference .pt).")] = None,
@@ -72,15 +76,23 @@ def register(app: typer.Typer) -> None:
         if data is None:
             raise InputError("no QA file given", "pass --data FILE.jsonl (e.g. one from shared/data)")
         existing_path(corpus, "corpus")
+        existing_path(index, "index")
+        if corpus is not None and index is not None:
+            raise InputError("--corpus and --index both given", "an index already holds its corpus: pass one of them")
         existing_path(translator, "translator")
         options = EvalOptions(
             data=data, methods=tuple(parse_methods(methods)), limit=limit, top_k=top_k, max_new_tokens=max_new_tokens,
-            corpus=corpus, out_dir=out, encode_missing=encode, rerank=rerank.strip().lower(), candidates=candidates,
+            corpus=corpus, index=index, out_dir=out, encode_missing=encode, rerank=rerank.strip().lower(), candidates=candidates,
         )
         settings = settings_from(model=model, translator=translator, store=store)
         quiet_libraries()
         with progress_bar(enabled=not as_json or is_interactive()) as progress:
-            result = evaluate(options, settings, progress=progress)
+            if ray:
+                from engine.distributed import RayOptions, evaluate_on_ray
+
+                result = evaluate_on_ray(options, settings, RayOptions(ray_address, workers), progress=progress)
+            else:
+                result = evaluate(options, settings, progress=progress)
         if as_json:
             typer.echo(json.dumps(result.to_json(), ensure_ascii=False))
         else:

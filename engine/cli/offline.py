@@ -18,7 +18,7 @@ from typing import Annotated, Iterator, Optional
 
 import typer
 
-from engine.cli.common import console, err_console, handle_errors, progress_bar, quiet_libraries, settings_from
+from engine.cli.common import console, err_console, handle_errors, is_interactive, progress_bar, quiet_libraries, settings_from
 
 
 @contextmanager
@@ -34,7 +34,8 @@ def cancel_on_sigint() -> Iterator[threading.Event]:
         if cancel.is_set():
             raise KeyboardInterrupt
         cancel.set()
-        err_console.print("[yellow]stopping after the current step (Ctrl-C again to stop at once)[/]")
+        if is_interactive():  # a note for the person at the keyboard; logs keep the one error line
+            err_console.print("[yellow]stopping after the current step (Ctrl-C again to stop at once)[/]")
 
     signal.signal(signal.SIGINT, on_sigint)
     try:

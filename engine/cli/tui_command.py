@@ -28,8 +28,16 @@ def register(app: typer.Typer) -> None:
         max_new_tokens: Annotated[Optional[int], typer.Option(help="New tokens per answer.")] = None,
         encode: Annotated[bool, typer.Option("--encode/--no-encode", help="Encode missing PRAG LoRAs before answering (slow).")] = False,
         export_dir: Annotated[Optional[Path], typer.Option(help="Where ctrl+s writes exports (default: $PRAG_HOME/exports).")] = None,
+        rerank: Annotated[str, typer.Option(help="Passage selection to start with: none (BM25 top-k) or dynamic (the LLM picks; ctrl+g switches).")] = "none",
+        candidates: Annotated[int, typer.Option(help="BM25 candidates the dynamic reranker chooses from.")] = 10,
     ) -> None:
         """Open the terminal explorer: passages, six methods side by side, LoRA norms, knowledge conflicts."""
+        from engine.errors import InputError
+        from engine.rerank import check_mode
+
+        rerank = check_mode(rerank)
+        if candidates < 1:
+            raise InputError(f"--candidates must be at least 1, got {candidates}", "pass 1 or more")
         existing_path(corpus, "corpus")
         existing_path(translator, "translator")
         existing_path(data, "data")
@@ -38,7 +46,7 @@ def register(app: typer.Typer) -> None:
         settings = settings_from(model=model, corpus=corpus, translator=translator, store=store, top_k=top_k, max_new_tokens=max_new_tokens)
         from tui.app import PragApp  # deferred: Textual is only needed here
 
-        app = PragApp(settings, data=data, encode_missing=encode, export_dir=export_dir)
+        app = PragApp(settings, data=data, encode_missing=encode, export_dir=export_dir, rerank=rerank, candidates=candidates)
         app.run()
         if app.startup_error is not None:
             raise fail(app.startup_error)

@@ -1,8 +1,13 @@
 """A deterministic, fast stand-in for `engine.explorer.Explorer` (layout snapshots and UI logic tests).
 
-Same methods as the real one (`retrieve`, `compare` with streaming `on_update` and a
-cancel event), real BM25 over the sample corpus, canned answers and per-layer norms,
+Same methods as the real one (`retrieve`, `select`, `compare` with streaming `on_update`
+and a cancel event), real BM25 over the sample corpus, canned answers and per-layer norms,
 and fixed latencies, so SVG snapshots are identical run after run.
+
+The fake reranker (`select` with rerank="dynamic") keeps the BM25 top-k in reverse
+order and drops every other candidate (always at least the last one), replying like
+the real one ("[3] > [2] > [1]"); the reply goes through the engine's own parsing, so
+a `rerank_reply` without usable identifiers falls back to BM25 order as the real one does.
 """
 
 from __future__ import annotations
@@ -15,11 +20,12 @@ from types import SimpleNamespace
 from typing import Any, Callable, Sequence
 
 from engine.corpus import load_corpus
-from engine.errors import ArtifactError, PragError
+from engine.errors import ArtifactError, InputError, PragError
 from engine.explorer import Answer, AnswerUpdate, Comparison, UpdateCallback, validate_question
 from engine.methods import AdapterSource, Method
 from engine.models import MLP_MODULES
 from engine.progress import report
+from engine.rerank import RerankResult, apply_order, bm25_fallback, check_mode, parse_identifiers
 from engine.retrieval import BM25Retriever, Hit
 
 NUM_LAYERS = 30
@@ -72,6 +78,8 @@ class FakeExplorer:
         errors: dict[str, PragError] | None = None,
         fail_with: BaseException | None = None,
         gate: threading.Event | None = None,
+        rerank_reply: str | None = None,
+        select_gate: threading.Event | None = None,
     ) -> None:
         self.retriever = BM25Retriever(load_corpus(None))
         self.loaded = SimpleNamespace(model_id=MODEL_ID, arch=SimpleNamespace(num_layers=NUM_LAYERS))
@@ -87,9 +95,37 @@ class FakeExplorer:
         while "encoding" the PRAG LoRAs (for mid-run tests)."""
         self.calls: list[dict[str, Any]] = []
         """What `compare` was asked, for assertions."""
+        self.rerank_reply = rerank_reply
+        """The fake reranker's reply; None = reverse the BM25 top-k (e.g. "[3] > [2] > [1]")."""
+        self.select_gate = select_gate
+        """When given, a dynamic `select` waits on it before answering (to see the reranking status)."""
+        self.selects: list[dict[str, Any]] = []
+        """What `select` was asked, for assertions."""
 
     def retrieve(self, question: str, top_k: int = 3) -> list[Hit]:
         return self.retriever.search(validate_question(question), top_k)
+
+    def select(self, question: str, top_k: int = 3, rerank: str = "none", candidates: int = 10) -> tuple[list[Hit], RerankResult | None]:
+        mode = check_mode(rerank)
+        self.selects.append({"question": question, "top_k": top_k, "rerank": mode, "candidates": candidates})
+        if mode == "none":
+            return self.retrieve(question, top_k), None
+        if candidates < 1:
+            raise InputError(f"--candidates must be at least 1, got {candidates}", "pass 1 or more")
+        pool = self.retrieve(question, max(candidates, top_k))
+        if self.select_gate is not None:
+            self.select_gate.wait(10)
+        if not pool:
+            return [], RerankResult([], [], "", False, "no candidates to rerank")
+        keep = max(1, min(top_k, len(pool) - 1))
+        raw = self.rerank_reply if self.rerank_reply is not None else " > ".join(f"[{n}]" for n in range(keep, 0, -1))
+        order = parse_identifiers(raw, len(pool))
+        if not order:
+            result = bm25_fallback(pool, top_k, raw, "reranker answer had no usable identifiers; kept BM25 order")
+        else:
+            kept, dropped = apply_order(pool, order)
+            result = RerankResult(kept, dropped, raw, False, f"reranker kept {len(kept)} of {len(pool)}", order)
+        return result.kept, result
 
     def compare(
         self,

@@ -7,14 +7,15 @@ and look at the SVGs (tests/tui/__snapshots__/) before committing them.
 from __future__ import annotations
 
 from tests.tui.conftest import CONFLICT_QUESTION, QA_QUESTION, wait_idle, wait_ready, wait_until
+from tests.tui.test_app_rerank import RERANK_QUESTION
 from tests.tui.fake_engine import fake_factory
 
 
-def build_app():
+def build_app(**options):
     from engine.config import load_settings
     from tui.app import PragApp
 
-    return PragApp(load_settings(), engine_factory=fake_factory(), cursor_blink=False)
+    return PragApp(load_settings(), engine_factory=fake_factory(), cursor_blink=False, **options)
 
 
 def run_question(question: str, item_passages: bool = True, view: str | None = None):
@@ -53,3 +54,8 @@ def test_norms_view_120x40(snap_compare):
 
 def test_conflict_view_80x24(snap_compare):
     assert snap_compare(build_app(), terminal_size=(80, 24), run_before=run_question(CONFLICT_QUESTION, view="tab-conflict"))
+
+
+def test_rerank_passages_120x40(snap_compare):
+    # dynamic rerank: kept passages with new and BM25 rank, the dropped candidates greyed below; footer "^g Rerank on"
+    assert snap_compare(build_app(rerank="dynamic"), terminal_size=(120, 40), run_before=run_question(RERANK_QUESTION))

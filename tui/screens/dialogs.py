@@ -26,6 +26,7 @@ in the prompt), **PRAG** (per-passage LoRAs summed into the MLPs), **PRAG-combin
 | ctrl+o | questions browser (type `conflict` to list conflict records) |
 | ctrl+t | next view: answers → LoRA norms → conflict |
 | ctrl+s | export the comparison to Markdown and JSON |
+| ctrl+g | dynamic rerank on/off (the footer shows which) |
 | ctrl+y | copy the focused answer, or all answers |
 | 1-6 | switch a method on/off (outside the question box) |
 | tab | move between question, methods, passages, views and answers |
@@ -44,6 +45,18 @@ in the prompt), **PRAG** (per-passage LoRAs summed into the MLPs), **PRAG-combin
   overlaid or side by side, for gate, up, down or all MLP projections.
 - **Conflict**: for counterfactual questions, which answers follow the passage
   (substituted answer) and which the model's memory (original answer).
+
+## Dynamic rerank
+
+With rerank on (ctrl+g, the palette, or `prag tui --rerank dynamic`), each new question
+first retrieves the top BM25 candidates (`--candidates`, 10 by default) and the model
+picks which of them every method gets, best first. The passages panel then lists the
+kept ones with their new rank and their BM25 rank, e.g. `1 (bm25 #4)`, and below them
+the dropped ones, greyed and switched off (space switches one back on for the next run).
+When the reranker's reply is unusable, BM25 order is kept and a warning line says so:
+enter on it (or its tooltip) shows the reply. Questions from the QA file are retrieved
+and reranked too, instead of using the passages that come with them. Exports include
+the rerank block (reply, fallback, kept and dropped candidates).
 
 Exports go to `$PRAG_HOME/exports/` unless `prag tui --export-dir` says otherwise.
 """

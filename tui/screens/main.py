@@ -5,6 +5,12 @@ The screen owns one run at a time. Enter builds a `RunRequest` on the UI thread 
 hands it to `_generate`, a thread worker in the exclusive "generation" group, so a
 new question cancels the old one. Tokens land in a `StreamBuffer` that a 20 Hz timer
 drains into the cards; the final `Comparison` arrives as a message.
+
+With dynamic reranking on (ctrl+g, the palette, or `prag tui --rerank dynamic`), the
+same worker first asks the engine's `select` which of the top BM25 candidates to keep,
+shows them (kept in their new order, dropped ones greyed), then compares on the kept
+ones. Questions from the QA file are then retrieved from the corpus and reranked too,
+rather than using the passages that come with them.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import threading
 import time
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from textual import on, work
 from textual.binding import Binding
@@ -31,6 +37,7 @@ from engine.retrieval import hits_from_passages
 
 from tui.export import export_comparison
 from tui.messages import ComparisonFinished, PassagesRetrieved, RunFailed
+from tui.reranking import candidate_count, rerank_block, rerank_rows, summary
 from tui.scoring import follows, score
 from tui.session import RunRequest, StreamBuffer
 from tui.widgets.answers import AnswerCard, AnswerGrid
@@ -45,9 +52,13 @@ if TYPE_CHECKING:
     from engine.explorer import Answer, Comparison
     from engine.methods import Method
     from engine.qa import QAItem
+    from engine.rerank import RerankResult
     from engine.retrieval import Hit
 
     from tui.app import PragApp
+
+PassageSource = Literal["item", "none", "dynamic"]
+"""Where the shown passages came from: the QA record, BM25 top-k, or BM25 candidates reranked."""
 
 FLUSH_INTERVAL_S = 0.05
 """How often streamed tokens are painted (coalesced): 20 times a second."""
@@ -72,6 +83,9 @@ class MainScreen(Screen):
         Binding("ctrl+o", "browse", "Questions", tooltip="Pick a question from the QA file.", id="browse-questions"),
         Binding("ctrl+t", "next_view", "View", tooltip="Answers → LoRA norms → conflict.", id="next-view"),
         Binding("ctrl+s", "export", "Export", tooltip="Write the comparison to Markdown and JSON.", id="export"),
+        # One key, two bindings: check_action shows the one that applies, so the footer reads the current mode.
+        Binding("ctrl+g", "set_rerank('dynamic')", "Rerank off", tooltip="Switch dynamic reranking on: the model picks which BM25 candidates every method gets.", id="toggle-rerank"),
+        Binding("ctrl+g", "set_rerank('none')", "Rerank on", tooltip="Switch dynamic reranking off: plain BM25 top-k.", id="toggle-rerank"),
         Binding("ctrl+y", "copy", "Copy", show=False, tooltip="Copy the focused answer, or all answers.", id="copy"),
         Binding("ctrl+l", "focus_question", "Question", show=False, id="focus-question"),
         Binding("f1,question_mark", "help", "Help", key_display="?", tooltip="Keys and what each view shows.", id="help"),
@@ -80,9 +94,12 @@ class MainScreen(Screen):
 
     running: reactive[bool] = reactive(False, bindings=True)
     """A generation is in flight (enables Cancel in the footer)."""
+    rerank: reactive[str] = reactive("none", bindings=True, init=False)
+    """Passage selection for the next run: "none" (BM25 top-k) or "dynamic" (the reranker picks); shown in the footer."""
 
-    def __init__(self) -> None:
+    def __init__(self, rerank: str = "none") -> None:
         super().__init__()
+        self.set_reactive(MainScreen.rerank, rerank)
         self.buffer = StreamBuffer()
         """Streamed snapshots from the worker thread, drained by `_flush`."""
         self.run_id = 0
@@ -93,6 +110,10 @@ class MainScreen(Screen):
         """The QA record of that question, when it came from (or matches) the QA file."""
         self.hits: "list[Hit] | None" = None
         """All passages shown for the question (switched on or off)."""
+        self.hits_source: PassageSource | None = None
+        """Where `hits` came from; a re-run keeps them (and the user's switches) only while this still applies."""
+        self.reranked: "RerankResult | None" = None
+        """The reranker's decision behind `hits` (source "dynamic")."""
         self.run_methods: "list[Method]" = []
         """Methods of the current run, in answer order."""
         self.answers: "list[Answer | None]" = []
@@ -213,17 +234,24 @@ class MainScreen(Screen):
             return
         settings = self.app.settings
         hits: "tuple[Hit, ...] | None"
-        if question == self.question and item == self.item and self.hits is not None:
+        reranked: "RerankResult | None" = None
+        source = self._passage_source(item)
+        if question == self.question and item == self.item and self.hits is not None and self.hits_source == source:
             hits = tuple(self.passages.included_hits())  # same question: keep the user's passage switches
-        elif item is not None and item.passages and self.app.use_item_passages:
+            reranked = self.reranked
+        elif source == "item":
+            assert item is not None
             shown = hits_from_passages(item.passages, question)
             flags = [index < settings.top_k for index in range(len(shown))]
-            self._show_hits(question, item, shown, scored=False, flags=flags, source=f"· from {item.id}")
+            self._show_hits(question, item, shown, "item", scored=False, flags=flags, source=f"· from {item.id}")
             hits = tuple(h for h, on in zip(shown, flags) if on)
         else:
             hits = None
-            self.question, self.item, self.hits = question, item, None
-            self.passages.show_placeholder("Retrieving…")
+            self.question, self.item, self.hits, self.hits_source, self.reranked = question, item, None, None, None
+            self.passages_panel.border_subtitle = ""
+            self.passages.show_placeholder(
+                f"Reranking {candidate_count(settings.top_k, self.app.rerank_candidates)} BM25 candidates…" if source == "dynamic" else "Retrieving…"
+            )
         self._start(RunRequest(
             run_id=self.run_id + 1,
             question=question,
@@ -233,13 +261,31 @@ class MainScreen(Screen):
             top_k=settings.top_k,
             max_new_tokens=settings.max_new_tokens,
             encode_missing=self.app.encode_missing,
+            rerank=self.rerank,
+            candidates=self.app.rerank_candidates,
+            reranked=reranked,
         ))
 
-    def _show_hits(self, question: str, item: "QAItem | None", hits: "list[Hit]", scored: bool,
+    def _passage_source(self, item: "QAItem | None") -> PassageSource:
+        """Where the next run's passages come from; reranking always retrieves from the corpus."""
+        if self.rerank == "dynamic":
+            return "dynamic"
+        if item is not None and item.passages and self.app.use_item_passages:
+            return "item"
+        return "none"
+
+    def _show_hits(self, question: str, item: "QAItem | None", hits: "list[Hit]", origin: PassageSource, scored: bool,
                    flags: list[bool] | None = None, source: str = "") -> None:
         self.question, self.item, self.hits = question, item, list(hits)
+        self.hits_source, self.reranked = origin, None
         self.passages.show(hits, scored=scored, included=flags)
         self.passages_panel.border_title = f"Passages {source}".strip()
+        self._update_passage_subtitle()
+
+    def _show_reranked(self, result: "RerankResult") -> None:
+        self.hits, self.hits_source, self.reranked = list(result.kept), "dynamic", result
+        self.passages.show_reranked(rerank_rows(result), result.note if result.fallback else None, result.raw)
+        self.passages_panel.border_title = f"Passages · {summary(result)}"
         self._update_passage_subtitle()
 
     def _start(self, request: RunRequest) -> None:
@@ -260,12 +306,16 @@ class MainScreen(Screen):
         self._set_conflict_tab(request.item)
         self.running = True
         self._started = self._last_tick = time.monotonic()
-        self.status.set_state(f"Generating {len(self.run_methods)} answers… (esc cancels)", "busy")
+        if request.hits is None and request.rerank == "dynamic":
+            self.status.set_state(f"Reranking {candidate_count(request.top_k, request.candidates)} candidates… (esc cancels)", "busy")
+        else:
+            self.status.set_state(f"Generating {len(self.run_methods)} answers… (esc cancels)", "busy")
         if self._timer is not None:
             self._timer.resume()
         self._worker = self._generate(request)
 
-    @work(thread=True, exclusive=True, group="generation", exit_on_error=False, description="Retrieve passages and generate every method's answer")
+    @work(thread=True, exclusive=True, group="generation", exit_on_error=False,
+          description="Retrieve (and maybe rerank) passages and generate every method's answer")
     def _generate(self, request: RunRequest) -> None:
         worker = get_current_worker()
         engine = self.app.engine
@@ -275,12 +325,16 @@ class MainScreen(Screen):
             self._run_with(engine, worker, request)
 
     def _run_with(self, engine, worker: Worker, request: RunRequest) -> None:
-        """Retrieve (unless given passages) and compare; report through messages (worker thread)."""
+        """Retrieve or select (unless given passages) and compare; report through messages (worker thread)."""
         try:
             hits = request.hits
+            reranked = request.reranked
             if hits is None:
-                found = engine.retrieve(request.question, request.top_k)
-                self.post_message(PassagesRetrieved(request.run_id, found))
+                if request.rerank == "dynamic":
+                    found, reranked = engine.select(request.question, request.top_k, "dynamic", request.candidates)
+                else:
+                    found = engine.retrieve(request.question, request.top_k)
+                self.post_message(PassagesRetrieved(request.run_id, found, reranked))
                 hits = tuple(found)
             comparison = engine.compare(
                 request.question,
@@ -294,6 +348,8 @@ class MainScreen(Screen):
         except PragError as error:
             self.post_message(RunFailed(request.run_id, error))
             return
+        if reranked is not None:
+            comparison.extra["rerank"] = rerank_block(reranked, request.candidates, reused=request.hits is not None)
         self.post_message(ComparisonFinished(request.run_id, comparison))
 
     def _flush(self) -> None:
@@ -314,8 +370,14 @@ class MainScreen(Screen):
 
     @on(PassagesRetrieved)
     def _passages_retrieved(self, message: PassagesRetrieved) -> None:
-        if message.run_id == self.run_id:
-            self._show_hits(self.question or "", self.item, message.hits, scored=True, source=f"· retrieved top-{self.app.settings.top_k}")
+        if message.run_id != self.run_id:
+            return
+        if message.rerank is None:
+            self._show_hits(self.question or "", self.item, message.hits, "none", scored=True, source=f"· retrieved top-{self.app.settings.top_k}")
+            return
+        self._show_reranked(message.rerank)
+        if self.running and not (self._worker is not None and self._worker.is_cancelled):
+            self.status.set_state(f"Generating {len(self.run_methods)} answers… (esc cancels)", "busy")
 
     @on(ComparisonFinished)
     def _finished(self, message: ComparisonFinished) -> None:
@@ -375,6 +437,8 @@ class MainScreen(Screen):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "cancel":
             return self.running
+        if action == "set_rerank":
+            return parameters[0] != self.rerank  # False hides the binding and lets the other ctrl+g one run
         return True
 
     def action_cancel(self) -> None:
@@ -400,6 +464,23 @@ class MainScreen(Screen):
 
     def action_help(self) -> None:
         self.app.action_show_help()
+
+    def action_set_rerank(self, mode: str) -> None:
+        self.rerank = mode
+
+    def toggle_rerank(self) -> None:
+        """Switch dynamic reranking on or off for the next run."""
+        self.rerank = "none" if self.rerank == "dynamic" else "dynamic"
+
+    def watch_rerank(self, mode: str) -> None:
+        if mode == "dynamic":
+            count = candidate_count(self.app.settings.top_k, self.app.rerank_candidates)
+            text = f"On: the model picks, from the top {count} BM25 candidates, which passages every method gets."
+        else:
+            text = f"Off: every method gets the BM25 top-{self.app.settings.top_k}."
+        if self.question is not None:
+            text += " ctrl+r runs the question again."
+        self.notify(text, title="Dynamic rerank")
 
     def action_toggle_method(self, number: int) -> None:
         self.method_bar.toggle(list(METHODS)[number - 1])
@@ -453,8 +534,10 @@ class MainScreen(Screen):
 
     def _update_passage_subtitle(self) -> None:
         items = self.passages.items
-        off = sum(not item.included for item in items)
-        self.passages_panel.border_subtitle = f"{off} off for the next run" if off else ""
+        off = sum(not item.included and not item.dropped for item in items)
+        back = sum(item.included and item.dropped for item in items)
+        parts = ([f"{off} off"] if off else []) + ([f"{back} dropped back on"] if back else [])
+        self.passages_panel.border_subtitle = f"{', '.join(parts)} for the next run" if parts else ""
 
     def _arrange(self) -> None:
         self.grid.arrange_cards(self.method_bar.enabled, [m.name for m in self.run_methods])
@@ -475,7 +558,7 @@ class MainScreen(Screen):
 
     def _reset_view(self) -> None:
         """Forget the run on screen (e.g. after switching model or corpus)."""
-        self.question, self.item, self.hits = None, None, None
+        self.question, self.item, self.hits, self.hits_source, self.reranked = None, None, None, None, None
         self.run_methods, self.answers, self.comparison = [], [], None
         for card in self.grid.cards:
             card.reset()
