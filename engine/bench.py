@@ -17,7 +17,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from engine.progress import ProgressCallback, report
 
@@ -359,8 +359,9 @@ def current_rss_mb() -> float:
 
 
 def bench_soak(explorer, questions: int = 200, warmup: int = 20, new_tokens: int = 8,
-               progress: ProgressCallback | None = None) -> list[Figure]:
-    """Ask the sample questions in turn (cycling) in one session, all six methods each; memory must level off.
+               progress: ProgressCallback | None = None, asked: Sequence[str] | None = None) -> list[Figure]:
+    """Ask the sample questions (or `asked`) in turn, cycling, in one session, all six methods each;
+    memory must level off after the warm-up.
 
     PRAG gets random stored LoRAs for every retrieved passage and DyPRAG an untrained translator
     when none is loaded (same shapes and cost as trained ones), so every method runs every time.
@@ -375,7 +376,7 @@ def bench_soak(explorer, questions: int = 200, warmup: int = 20, new_tokens: int
 
     if questions <= warmup:
         raise ValueError(f"the soak needs more questions ({questions}) than warm-up questions ({warmup})")
-    asked = [item.question for item in load_qa(sample_questions_path())]
+    asked = list(asked) if asked else [item.question for item in load_qa(sample_questions_path())]
     methods = parse_methods("all")
     arch = explorer.loaded.arch
     label = "Soak"

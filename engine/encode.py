@@ -12,6 +12,10 @@ is not needed. Every passage starts from the same initial A (Kaiming-uniform, se
 and B = 0, as the reference starts every passage from one saved base adapter: the
 result depends only on (model, passage, augmentation, recipe), never on the order or
 the shard a passage was encoded in, and a translator can learn to predict it.
+
+`attach_encoder` lets an `Explorer` do the same on demand (`prag ask --encode`, the
+TUI): passages without a LoRA are augmented by the loaded LLM (cached beside the
+store, failures included) and encoded with progress reports and cancellation.
 """
 
 from __future__ import annotations
@@ -251,7 +255,7 @@ def augment_cache_path(store: LoraStore) -> Path:
 def _augment_on_demand(explorer: "Explorer", passage: Passage, cancel: threading.Event | None) -> AugmentRecord:
     """The cached augmentation, or a fresh LLM one (a failure is cached too: sampling is seeded, a retry would repeat it)."""
     path = augment_cache_path(explorer.store)
-    augmenter = LLMAugmenter(explorer.loaded, min_qa=1)
+    augmenter = LLMAugmenter(explorer.loaded, attempts=2, min_qa=1)  # interactive: bounded time, any valid pair will do
     cached = load_augment(path) if path.is_file() else AugmentFile(augmenter.name)
     for record in cached.records:
         if record.passage.key == passage.key:

@@ -22,10 +22,10 @@ from engine.encode import encode_records
 from engine.evaluate import EvalOptions, evaluate
 from engine.methods import METHODS
 from engine.store import LoraStore
-from engine.train import checkpoint_path, embedding_dir, train_translator
+from engine.train import TrainConfig, checkpoint_path, embedding_dir, train_translator
 from tests._kill import KillPoint, prag, run_killed, temp_files
 from tests.test_offline_encode import same_files, short_records
-from tests.test_offline_train import CLI_ARGS, CONFIG, sidecar
+from tests.test_offline_train import sidecar
 
 pytestmark = pytest.mark.model
 
@@ -70,8 +70,10 @@ def test_encode_killed_then_rerun_equals_an_uninterrupted_run(point, stored, tem
 
 # --- train -----------------------------------------------------------------------------------------------
 
+TRAIN_CONFIG = TrainConfig(epochs=1, learning_rate=1e-3, checkpoint_every=1)
+TRAIN_ARGS = ("--epochs", "1", "--lr", "1e-3", "--checkpoint-every", "1")
+"""The same run from Python and from the command line: 2 passages x 2 examples = 4 steps, a checkpoint after each."""
 TRAIN_POINTS = [
-    # 2 passages x 2 examples x 2 epochs = 8 steps, a checkpoint after each
     KillPoint("checkpoint-written-not-renamed", "torch:save", 2, "after"),
     KillPoint("step-done-not-checkpointed", "engine.train:save_checkpoint", 3, "before"),
     KillPoint("weights-written-sidecar-not", "engine.atomic:write_text", 1, "before"),
@@ -92,7 +94,7 @@ def train_data(loaded, tmp_path_factory):
     store = LoraStore(root / "loras", loaded.model_id)
     encode_records(loaded, records, store, "gold")
     out = root / "whole" / "translator.safetensors"
-    train_translator(loaded, records, store, out, CONFIG, info={"command": "test"}, export=True)
+    train_translator(loaded, records, store, out, TRAIN_CONFIG, info={"command": "test"}, export=True)
     shutil.rmtree(embedding_dir(store))  # each killed run computes (and may die writing) its own
     return root / "aug.json", store, out
 
@@ -102,7 +104,7 @@ def test_train_killed_then_rerun_equals_an_uninterrupted_run(point, train_data, 
     aug, store, whole = train_data
     shutil.copytree(store.root, tmp_path / "loras")
     out = tmp_path / "out" / "translator.safetensors"
-    args = ("train", "--augment", str(aug), "--store", str(tmp_path / "loras"), "--out", str(out), *CLI_ARGS, "--export-reference")
+    args = ("train", "--augment", str(aug), "--store", str(tmp_path / "loras"), "--out", str(out), *TRAIN_ARGS, "--export-reference")
 
     run_killed(args, point)
     finished = out.with_suffix(".json").exists()
@@ -120,18 +122,18 @@ def test_train_killed_then_rerun_equals_an_uninterrupted_run(point, train_data, 
 
 # --- eval ------------------------------------------------------------------------------------------------
 
-QUESTION_IDS = ("sq-001", "sq-002", "sq-049", "sq-050")
+QUESTION_IDS = ("sq-001", "sq-002", "sq-049")
 EVAL_POINTS = [
     # (kill point, prediction lines on disk per method when it dies: vanilla, rag)
     (KillPoint("one-method-of-a-question-written", "engine.evaluate:PredictionFile.append", 3, "after"), (2, 1)),
     (KillPoint("answers-generated-not-written", "engine.generate:generate_rows", 2, "after"), (1, 1)),
-    (KillPoint("results-written-not-renamed", "engine.atomic:_umask", 2, "before"), (4, 4)),
+    (KillPoint("results-written-not-renamed", "engine.atomic:_umask", 2, "before"), (3, 3)),
 ]
 
 
 @pytest.fixture(scope="module")
 def eval_data(loaded, tmp_path_factory):
-    """A 4-question QA file (2 answerable, 2 counterfactual) and its uninterrupted vanilla + RAG run."""
+    """A 3-question QA file (2 answerable, 1 counterfactual) and its uninterrupted vanilla + RAG run."""
     from engine.explorer import Explorer
     from engine.retrieval import BM25Retriever
 
@@ -141,7 +143,7 @@ def eval_data(loaded, tmp_path_factory):
     qa.write_text("".join(rows[i] + "\n" for i in QUESTION_IDS), encoding="utf-8")
     explorer = Explorer(loaded, BM25Retriever([make_passage("Placeholder index.", "unused")]), LoraStore(root / "loras", loaded.model_id),
                         None, "no translator")
-    options = EvalOptions(data=qa, methods=(METHODS["vanilla"], METHODS["rag"]), limit=4, max_new_tokens=6, out_dir=root / "whole")
+    options = EvalOptions(data=qa, methods=(METHODS["vanilla"], METHODS["rag"]), limit=3, max_new_tokens=6, out_dir=root / "whole")
     return qa, evaluate(options, explorer=explorer)
 
 
@@ -160,7 +162,7 @@ def _scores(folder: Path) -> dict:
 def test_eval_killed_then_rerun_equals_an_uninterrupted_run(point, lines, eval_data, tmp_path):
     qa, reference = eval_data
     out = tmp_path / "out"
-    args = ("eval", "--data", str(qa), "--limit", "4", "--methods", "vanilla,rag", "--max-new-tokens", "6", "--out", str(out))
+    args = ("eval", "--data", str(qa), "--limit", "3", "--methods", "vanilla,rag", "--max-new-tokens", "6", "--out", str(out))
 
     run_killed(args, point)
     files = {name: out / path.name for name, path in reference.predictions.items()}
@@ -169,7 +171,7 @@ def test_eval_killed_then_rerun_equals_an_uninterrupted_run(point, lines, eval_d
 
     rerun = prag(*args, "--json")
     assert rerun.returncode == 0, rerun.stderr[-2000:]
-    assert json.loads(rerun.stdout)["n"] == 4
+    assert json.loads(rerun.stdout)["n"] == 3
     whole = reference.predictions["vanilla"].parent
     assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in whole.iterdir())
     for name, path in reference.predictions.items():

@@ -8,9 +8,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import threading
 
+from textual import events
 from textual.widgets import Static
 from textual.worker import Worker, WorkerState
 
@@ -26,8 +28,14 @@ KEYS = [
 ]
 """Everything a user might press, except quitting (ctrl+q, ctrl+c) and the command palette (ctrl+p),
 whose "Quit" entry random typing would find."""
+CHARACTERS = {"space": " ", "full_stop": ".", "comma": ",", "question_mark": "?", "minus": "-"}
 SIZES = [(80, 24), (120, 40), (100, 30), (170, 45), (200, 60), (60, 20), (40, 12), (20, 8)]
 """From the supported 80x24 upward, and smaller ones that must not crash either."""
+
+
+def key_event(key: str) -> events.Key:
+    """The event a terminal sends for `key` (what `Pilot.press` posts, without its idle wait per key)."""
+    return events.Key(key, key if len(key) == 1 else CHARACTERS.get(key))
 
 
 def make_app(engine, tmp_path):
@@ -54,17 +62,23 @@ async def test_a_thousand_random_keys_and_resizes_raise_nothing(tmp_path):
     async with app.run_test(size=(120, 40), message_hook=messages.append) as pilot:
         await wait_ready(pilot)
         await wait_until(pilot, lambda: bool(app.qa_items), 10, "the QA file")
-        events = []
-        for _ in range(1000):
-            if rng.random() < 0.06:
+        # Keys arrive as from a fast typist: about 2 ms apart, with the app catching up every 20 events
+        # (Pilot.press would wait for the app to go idle after each key: 60 ms, a minute for the lot).
+        done = []
+        for index in range(1000):
+            if rng.random() < 0.05:
                 size = rng.choice(SIZES)
-                events.append(f"resize {size}")
+                done.append(f"resize {size}")
                 await pilot.resize_terminal(*size)
             else:
                 key = rng.choice(KEYS)
-                events.append(key)
-                await pilot.press(key)
-            assert app.is_running, f"the app stopped after {events[-20:]}"
+                done.append(key)
+                app.post_message(key_event(key))
+                await asyncio.sleep(0.002)
+            if index % 20 == 19:
+                await pilot.pause()
+                assert app.is_running, f"the app stopped after {done[-20:]}"
+        await pilot.pause()
         assert failed_workers(messages) == []
         assert len(engine.calls) > 5, "the random keys hardly ran anything; the test is not exercising runs"
 
@@ -110,7 +124,7 @@ def assert_final_and_matching(screen, question: str) -> None:
 
 async def test_cancel_mid_stream_then_ask_again_at_once_leaves_a_consistent_screen(tmp_path):
     gate = threading.Event()
-    engine = FakeExplorer(step_delay=0.03, gate=gate)
+    engine = FakeExplorer(step_delay=0.15, gate=gate)  # a run streams for up to 1.2 s
     app = make_app(engine, tmp_path)
     messages: list = []
     async with app.run_test(size=(120, 40), message_hook=messages.append) as pilot:
@@ -142,7 +156,7 @@ async def test_cancel_mid_stream_then_ask_again_at_once_leaves_a_consistent_scre
             box.value = questions[round_index % 2]
             await pilot.press("enter")
             await wait_until(pilot, streaming, 10, "the stream")
-            await pilot.pause(rng.random() * 0.08)
+            await pilot.pause(rng.random() * 0.3)
             await pilot.press("escape")
             last = questions[(round_index + 1) % 2]
             box.value = last

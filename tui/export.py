@@ -127,6 +127,8 @@ def _rerank_markdown(rerank: dict[str, Any]) -> list[str]:
     ]
     if rerank.get("reused"):
         lines.append("- **Note:** a re-run of the same question: the earlier rerank was kept, with the switches above")
+    elif rerank.get("seconds") is not None:
+        lines.append(f"- **Retrieval and rerank time:** {rerank['seconds']:.2f} s")
     lines += ["", "| Rank | BM25 | Title | Reranker |", "|---:|---:|---|---|"]
     for row in rerank.get("positions", []):
         rank = row["rank"] if row["rank"] is not None else "-"

@@ -57,17 +57,19 @@ def summary(result: "RerankResult") -> str:
     return f"reranked {total} candidates, kept {len(result.kept)}"
 
 
-def rerank_block(result: "RerankResult", candidates: int, reused: bool = False) -> dict[str, Any]:
+def rerank_block(result: "RerankResult", candidates: int, seconds: float | None = None) -> dict[str, Any]:
     """The `rerank` entry of a comparison's JSON: `RerankResult.to_json()` plus every candidate's positions.
 
     Args:
         result: the reranker's decision for this question.
         candidates: the `--candidates` setting the run asked for.
-        reused: True when the run re-used an earlier rerank of the same question
-            (ctrl+r keeps the passages and the user's switches instead of reranking again).
+        seconds: how long retrieval and reranking took in this run; None when the run
+            re-used an earlier rerank of the same question (ctrl+r keeps the passages
+            and the user's switches instead of reranking again).
     """
     block: dict[str, Any] = {"mode": "dynamic", "candidates": candidates, **result.to_json()}
-    block["reused"] = reused
+    block["seconds"] = None if seconds is None else round(seconds, 3)
+    block["reused"] = seconds is None
     block["positions"] = [
         {
             "id": row.hit.passage.id,

@@ -72,7 +72,8 @@ async def test_ctrl_g_reranks_the_next_run_and_the_panel_shows_new_and_bm25_rank
         assert screen.passages_panel.border_title == "Passages · reranked 10 candidates, kept 3"
         assert not screen.passages.query(RerankNote)
         assert screen.comparison.extra["rerank"]["kept"] == kept and not screen.comparison.extra["rerank"]["fallback"]
-        assert "Done in" in str(state.render())
+        assert "Done in 0.42 s (+ rerank" in str(state.render())
+        assert screen.comparison.extra["rerank"]["seconds"] >= 0
         retrieved = {id(m): m for m in messages if isinstance(m, PassagesRetrieved)}  # the hook sees it again as it bubbles
         assert [type(m.rerank) for m in retrieved.values()] == [RerankResult]
 
@@ -116,7 +117,7 @@ async def test_rerun_keeps_the_rerank_and_a_dropped_passage_switched_back_on(mak
         used = [h.passage.id for h in engine.calls[-1]["hits"]]
         assert used == [items[1].hit.passage.id, items[2].hit.passage.id, items[3].hit.passage.id]
         block = screen.comparison.extra["rerank"]
-        assert block["reused"] is True and len(block["positions"]) == 6
+        assert block["reused"] is True and block["seconds"] is None and len(block["positions"]) == 6
 
 
 async def test_unusable_reply_shows_the_fallback_note_with_the_raw_reply(make_app):
@@ -196,8 +197,8 @@ def test_rerank_rows_and_block_from_engine_results():
     result = RerankResult(kept, dropped, "[4] > [1]", False, "reranker kept 2 of 6", [4, 1])
     rows = rerank_rows(result)
     assert [(r.rank, r.bm25_rank, r.kept) for r in rows] == [(1, 4, True), (2, 1, True), (None, 2, False), (None, 3, False), (None, 5, False), (None, 6, False)]
-    block = rerank_block(result, 6)
-    assert block["kept"] == [pool[3].passage.id, pool[0].passage.id] and block["reused"] is False
+    block = rerank_block(result, 6, 1.23456)
+    assert block["kept"] == [pool[3].passage.id, pool[0].passage.id] and block["reused"] is False and block["seconds"] == 1.235
     fallback = bm25_fallback(pool, 3, "", "reranker answer had no usable identifiers; kept BM25 order")
     assert [(r.rank, r.bm25_rank, r.kept) for r in rerank_rows(fallback)][:4] == [(1, 1, True), (2, 2, True), (3, 3, True), (None, 4, False)]
     from engine.explorer import Comparison

@@ -56,6 +56,8 @@ def test_conflict_view_80x24(snap_compare):
     assert snap_compare(build_app(), terminal_size=(80, 24), run_before=run_question(CONFLICT_QUESTION, view="tab-conflict"))
 
 
-def test_rerank_passages_120x40(snap_compare):
+def test_rerank_passages_120x40(snap_compare, monkeypatch):
     # dynamic rerank: kept passages with new and BM25 rank, the dropped candidates greyed below; footer "^g Rerank on"
+    ticks = iter([10.0, 11.25])
+    monkeypatch.setattr("tui.screens.main.rerank_clock", lambda: next(ticks))  # "+ rerank 1.25 s" in the status
     assert snap_compare(build_app(rerank="dynamic"), terminal_size=(120, 40), run_before=run_question(RERANK_QUESTION))

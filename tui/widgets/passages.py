@@ -241,8 +241,11 @@ class PassageList(VerticalScroll, can_focus=False):
             widgets.append(RerankNote(fallback_note, raw))
         if not rows:
             widgets.append(Static(NO_MATCH, classes="passages-empty"))
-        widgets += [PassageItem(row.hit, True, row.kept, bm25_rank=row.bm25_rank, dropped=not row.kept) for row in rows]
-        self.mount_all(widgets)
+        items = [PassageItem(row.hit, True, row.kept, bm25_rank=row.bm25_rank, dropped=not row.kept) for row in rows]
+        if fallback_note is None:
+            for item in items:  # with a fallback the note carries the reply
+                item.tooltip = f"{item.tooltip}\nReranker replied: {raw!r}"
+        self.mount_all(widgets + items)
 
     def show_placeholder(self, text: str) -> None:
         self.remove_children()
