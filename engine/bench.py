@@ -216,7 +216,7 @@ def run_benchmarks(explorer, models_dir: Path, quick: bool = False, progress: Pr
     report(progress, stage, 4, 6)
     figures.append(bench_key_latency(workdir / "tui-loras", samples=30 if quick else 60))
     report(progress, stage, 5, 6)
-    figures += bench_offline_stages(explorer.loaded, workdir / "offline", quick)
+    figures += bench_offline_stages(explorer.loaded, workdir / "offline", quick, progress)
     report(progress, stage, 6, 6)
     return figures
 
@@ -293,7 +293,7 @@ def bench_key_latency(store: Path, samples: int = 60, max_new_tokens: int = 32) 
         raise RuntimeError(result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "tui.bench failed")
     data = json.loads(result.stdout.strip().splitlines()[-1])
     return Figure("tui_key_latency_p95_ms", data["p95_ms"], "ms", 50.0,
-                  f"{data['samples']} keys typed while {data['methods']} answers stream ({data['runs']} runs, {max_new_tokens} tokens, "
+                  f"{data['samples']} keys typed while {data['methods']} answers stream ({data['runs']} run(s) of {max_new_tokens} tokens, "
                   f"{data['size'][0]}x{data['size'][1]}): key event to the refresh that shows it; p50 {data['p50_ms']:.1f} ms, "
                   f"max {data['max_ms']:.1f} ms")
 
@@ -316,7 +316,7 @@ def gold_records(count: int = 2, pairs: int = 3) -> list:
     return records
 
 
-def bench_offline_stages(loaded, workdir: Path, quick: bool = False) -> list[Figure]:
+def bench_offline_stages(loaded, workdir: Path, quick: bool = False, progress: ProgressCallback | None = None) -> list[Figure]:
     """Encode two sample passages' LoRAs (engine.encode), then train the translator a few steps on them (engine.train)."""
     from engine.encode import encode_records
     from engine.store import LoraStore
@@ -324,11 +324,11 @@ def bench_offline_stages(loaded, workdir: Path, quick: bool = False) -> list[Fig
 
     records = gold_records(2)
     store = LoraStore(Path(workdir) / "loras", loaded.model_id)
-    encoded = encode_records(loaded, records, store, "gold")
+    encoded = encode_records(loaded, records, store, "gold", progress, label="Benchmark: encoding PRAG LoRAs")
     steps = encoded.steps // max(encoded.encoded, 1)
     per_passage = 1 if quick else 2
     config = TrainConfig(epochs=1, per_passage=per_passage, checkpoint_every=0)
-    trained = train_translator(loaded, records, store, Path(workdir) / "translator.safetensors", config)
+    trained = train_translator(loaded, records, store, Path(workdir) / "translator.safetensors", config, progress)
     return [
         Figure("encode_s_per_passage", encoded.seconds_per_passage, "s", 10.0,
                f"{encoded.encoded} sample passages, gold QA pair x3 -> the reference recipe's {steps} steps each (rank 2, 1 epoch); "

@@ -388,12 +388,8 @@ def _answer_one(
     rerank_note = None
     if options.rerank == "dynamic":
         pool = hits_for(item, explorer, replace(options, top_k=max(options.candidates, options.top_k)))
-        if explorer.reranker is None:
-            from engine.rerank import LLMReranker
-
-            explorer.reranker = LLMReranker(explorer.loaded)
-        reranked = explorer.reranker.rerank(item.question, pool, options.top_k)
-        hits, rerank_note = reranked.kept, reranked.to_json()
+        hits, reranked = explorer.rerank_hits(item.question, pool, options.top_k, cancel)
+        rerank_note = reranked.to_json()
 
     def on_update(update: "AnswerUpdate") -> None:
         if update.answer.status == "encoding" and update.answer.detail:

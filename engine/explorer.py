@@ -182,7 +182,8 @@ class Explorer:
     def retrieve(self, question: str, top_k: int = 3) -> list[Hit]:
         return self.retriever.search(validate_question(question), top_k)
 
-    def select(self, question: str, top_k: int = 3, rerank: str = "none", candidates: int = 10) -> "tuple[list[Hit], RerankResult | None]":
+    def select(self, question: str, top_k: int = 3, rerank: str = "none", candidates: int = 10,
+               cancel: threading.Event | None = None) -> "tuple[list[Hit], RerankResult | None]":
         """Retrieve, then (with rerank="dynamic") let the reranker choose which passages every method gets."""
         from engine.rerank import LLMReranker, check_mode
 
@@ -190,11 +191,17 @@ class Explorer:
             return self.retrieve(question, top_k), None
         if candidates < 1:
             raise InputError(f"--candidates must be at least 1, got {candidates}", "pass 1 or more")
-        pool = self.retrieve(question, max(candidates, top_k))
+        return self.rerank_hits(question, self.retrieve(question, max(candidates, top_k)), top_k, cancel)
+
+    def rerank_hits(self, question: str, pool: Sequence[Hit], top_k: int = 3,
+                    cancel: threading.Event | None = None) -> "tuple[list[Hit], RerankResult]":
+        """Let the reranker choose among given candidates (e.g. a QA row's own passages)."""
+        from engine.rerank import LLMReranker
+
         if self.reranker is None:
             self.reranker = LLMReranker(self.loaded)
         with self.model_lock:
-            result = self.reranker.rerank(question, pool, top_k)
+            result = self.reranker.rerank(question, list(pool), top_k, cancel)
         return result.kept, result
 
     # --- adapters -----------------------------------------------------------------
@@ -322,7 +329,7 @@ class Explorer:
     def ask(self, question: str, methods: Sequence[Method] = tuple(METHODS.values()), top_k: int = 3, max_new_tokens: int = 32,
             on_update: UpdateCallback | None = None, cancel: threading.Event | None = None, encode_missing: bool = False,
             rerank: str = "none", candidates: int = 10) -> Comparison:
-        hits, reranked = self.select(question, top_k, rerank, candidates)
+        hits, reranked = self.select(question, top_k, rerank, candidates, cancel)
         comparison = self.compare(question, hits, methods, max_new_tokens, on_update, cancel, encode_missing)
         if reranked is not None:
             comparison.extra["rerank"] = reranked.to_json()

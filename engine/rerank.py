@@ -10,6 +10,7 @@ answer falls back to BM25 order with a visible note, never silently.
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Sequence
 
@@ -95,16 +96,19 @@ class LLMReranker:
         self.loaded = loaded
         self.max_new_tokens = max_new_tokens
 
-    def generate(self, prompt: str) -> str:
+    def generate(self, prompt: str, cancel: threading.Event | None = None) -> str:
         from engine.generate import generate_rows
 
-        rows = generate_rows(self.loaded.model, self.loaded.tokenizer, [prompt], [None], self.max_new_tokens, stop_at_newline=True)
+        rows = generate_rows(self.loaded.model, self.loaded.tokenizer, [prompt], [None], self.max_new_tokens,
+                             cancel=cancel, stop_at_newline=True)
         return "[" + rows[0].text
 
-    def rerank(self, question: str, candidates: Sequence[Hit], top_k: int) -> RerankResult:
+    def rerank(self, question: str, candidates: Sequence[Hit], top_k: int, cancel: threading.Event | None = None) -> RerankResult:
         if not candidates:
             return RerankResult([], [], "", False, "no candidates to rerank")
-        raw = self.generate(rerank_prompt(self.loaded.tokenizer, question, candidates))
+        raw = self.generate(rerank_prompt(self.loaded.tokenizer, question, candidates), cancel)
+        if cancel is not None and cancel.is_set():
+            return bm25_fallback(candidates, top_k, raw, "reranking cancelled; kept BM25 order")
         order = parse_identifiers(raw, len(candidates))
         if not order:
             return bm25_fallback(candidates, top_k, raw, "reranker answer had no usable identifiers; kept BM25 order")

@@ -64,20 +64,17 @@ def collect(
 ) -> int:
     """Append one record per unfinished question; returns how many were written now."""
     from engine.evaluate import PredictionFile
-    from engine.rerank import LLMReranker
 
     records = PredictionFile(Path(out), method.name)
     records.load()
     todo = [item for item in items if item.id not in records.records]
-    if explorer.reranker is None:
-        explorer.reranker = LLMReranker(explorer.loaded)
     written = 0
     try:
         report(progress, "Collecting rerank data", len(items) - len(todo), len(items))
         for item in todo:
             check_cancel(cancel)
             pool = candidate_pool(explorer, item, candidates, use_corpus)
-            reranked = explorer.reranker.rerank(item.question, pool, top_k)
+            _, reranked = explorer.rerank_hits(item.question, pool, top_k, cancel)
             trials = []
             for source, order in orderings(len(pool), top_k, [] if reranked.fallback else reranked.order, singles):
                 check_cancel(cancel)

@@ -46,7 +46,7 @@ class ScriptedReranker(LLMReranker):
         self.reply = reply
         self.prompts: list[str] = []
 
-    def generate(self, prompt: str) -> str:
+    def generate(self, prompt: str, cancel=None) -> str:
         self.prompts.append(prompt)
         return self.reply
 

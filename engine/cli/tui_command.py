@@ -21,6 +21,7 @@ def register(app: typer.Typer) -> None:
     def tui(
         model: Annotated[Optional[str], typer.Option(help="Local Hugging Face model directory (default: embedded SmolLM2).")] = None,
         corpus: Annotated[Optional[Path], typer.Option(help="Corpus JSONL or folder of .txt (default: sample corpus).")] = None,
+        index: Annotated[Optional[Path], typer.Option(help="Index folder from `prag corpus index` (instead of --corpus).")] = None,
         translator: Annotated[Optional[Path], typer.Option(help="DyPRAG translator (.safetensors or reference .pt).")] = None,
         data: Annotated[Optional[Path], typer.Option(help="QA JSONL for the questions browser (default: sample_corpus/questions.jsonl).")] = None,
         store: Annotated[Optional[Path], typer.Option(help="PRAG LoRA store directory.")] = None,
@@ -39,11 +40,12 @@ def register(app: typer.Typer) -> None:
         if candidates < 1:
             raise InputError(f"--candidates must be at least 1, got {candidates}", "pass 1 or more")
         existing_path(corpus, "corpus")
+        existing_path(index, "index")
         existing_path(translator, "translator")
         existing_path(data, "data")
         if model not in (None, "", "default"):
             existing_path(Path(model), "model")
-        settings = settings_from(model=model, corpus=corpus, translator=translator, store=store, top_k=top_k, max_new_tokens=max_new_tokens)
+        settings = settings_from(model=model, corpus=corpus, index=index, translator=translator, store=store, top_k=top_k, max_new_tokens=max_new_tokens)
         from tui.app import PragApp  # deferred: Textual is only needed here
 
         app = PragApp(settings, data=data, encode_missing=encode, export_dir=export_dir, rerank=rerank, candidates=candidates)

@@ -241,8 +241,7 @@ class MainScreen(Screen):
         if question == self.question and item == self.item and self.hits is not None and self.hits_source == source:
             hits = tuple(self.passages.included_hits())  # same question: keep the user's passage switches
             reranked = self.reranked
-        elif source == "item":
-            assert item is not None
+        elif source == "item" and item is not None:
             shown = hits_from_passages(item.passages, question)
             flags = [index < settings.top_k for index in range(len(shown))]
             self._show_hits(question, item, shown, "item", scored=False, flags=flags, source=f"· from {item.id}")

@@ -94,8 +94,9 @@ class PassageItem(Widget, can_focus=True):
             return self.item
 
     def __init__(self, hit: "Hit", scored: bool, included: bool = True, bm25_rank: int | None = None, dropped: bool = False) -> None:
-        # set_reactive skips watch_included, so the starting classes are given here
-        super().__init__(classes=" ".join(name for name, on in (("-dropped", dropped), ("-excluded", not included)) if on) or None)
+        # set_reactive below skips watch_included, so the starting classes are given here
+        classes = [name for name, on in (("-dropped", dropped), ("-excluded", not included)) if on]
+        super().__init__(classes=" ".join(classes) or None)
         self.hit = hit
         """The passage with its rank (the reranked one after a rerank), score and matched terms."""
         self.scored = scored
