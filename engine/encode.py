@@ -288,8 +288,8 @@ def encode_on_demand(explorer: "Explorer", passages: Sequence[Passage], progress
     for index, passage in enumerate(missing):
         check_cancel(cancel)
         report(progress, label, index, len(missing), f"augmenting {(passage.title or passage.text)[:24]}")
-        record = _augment_on_demand(explorer, passage, cancel)
-        with explorer.model_lock:  # training hooks the same model a generation would use
+        with explorer.model_lock:  # augmenting and training run the same model a generation hooks
+            record = _augment_on_demand(explorer, passage, cancel)
             encode_records(explorer.loaded, [record], explorer.store, slug(explorer.loaded.model_id), cancel=cancel, label=label,
                            progress=lambda p, i=index: report(progress, label, i, len(missing), p.info))
     report(progress, label, len(missing), len(missing))

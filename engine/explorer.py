@@ -29,7 +29,7 @@ from engine.store import LoraStore
 
 if TYPE_CHECKING:
     from engine.rerank import LLMReranker, RerankResult
-    from engine.translator import EmbeddingCache, ParameterTranslator
+    from engine.translator import ParameterTranslator
 
 MAX_QUESTION_CHARS = 2000
 Status = Literal["waiting", "preparing", "encoding", "generating", "done", "cancelled", "error"]
@@ -132,7 +132,7 @@ class Explorer:
         self.translator = translator
         self.translator_note = translator_note
         """Why there is no translator, shown in DyPRAG answer slots."""
-        self.embeddings: EmbeddingCache = EmbeddingCache(loaded)
+        self.embeddings = EmbeddingCache(loaded)
         self.reranker: "LLMReranker | None" = None
         """Dynamic reranker; created on first use with the answering model unless set."""
         self.encoder: PassageEncoder | None = None
@@ -185,7 +185,7 @@ class Explorer:
     def select(self, question: str, top_k: int = 3, rerank: str = "none", candidates: int = 10,
                cancel: threading.Event | None = None) -> "tuple[list[Hit], RerankResult | None]":
         """Retrieve, then (with rerank="dynamic") let the reranker choose which passages every method gets."""
-        from engine.rerank import LLMReranker, check_mode
+        from engine.rerank import check_mode
 
         if check_mode(rerank) == "none":
             return self.retrieve(question, top_k), None

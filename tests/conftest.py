@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: spinning OpenMP threads starve each other
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 
 SHARED_MODEL_CACHE = Path(os.environ.get("PRAG_TEST_MODEL_CACHE", Path.home() / ".cache" / "prag-explorer-test" / "models"))

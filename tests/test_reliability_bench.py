@@ -42,7 +42,7 @@ def test_screen_text_is_read_through_terminal_escapes():
 
 
 @pytest.mark.skipif(not hasattr(__import__("os"), "openpty"), reason="pseudo-terminals are POSIX only")
-def test_tui_first_frame_is_measured_on_a_pseudo_terminal():
+def test_tui_first_frame_is_measured_on_a_pseudo_terminal(loaded):  # loaded: the model cache exists, nothing converts
     from engine.bench import bench_tui_first_frame
 
     (figure,) = bench_tui_first_frame(repeats=1, timeout_s=120)

@@ -123,7 +123,7 @@ def _rerank_markdown(rerank: dict[str, Any]) -> list[str]:
         "",
         f"- **Outcome:** {outcome}",
         f"- **Candidates asked for:** {rerank.get('candidates', '-')}",
-        f"- **Reranker reply:** " + (f"`{reply}`" if reply else "(empty)"),
+        "- **Reranker reply:** " + (f"`{reply}`" if reply else "(empty)"),
     ]
     if rerank.get("reused"):
         lines.append("- **Note:** a re-run of the same question: the earlier rerank was kept, with the switches above")

@@ -7,7 +7,6 @@ one line); a second Ctrl-C stops at once, losing only the unfinished step.
 
 from __future__ import annotations
 
-import os
 import shlex
 import signal
 import sys
@@ -44,15 +43,6 @@ def cancel_on_sigint() -> Iterator[threading.Event]:
         signal.signal(signal.SIGINT, previous)
 
 
-def _passive_threads() -> None:
-    """Let idle OpenMP threads sleep instead of spinning (before torch loads; the user's setting wins).
-
-    Training runs for minutes; on a shared or busy CPU, two spinning threads waiting on
-    each other made a step 5-8x slower in our measurements, while sleeping costs a few ms.
-    """
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-
 def _command_line() -> str:
     return " ".join(shlex.quote(a) for a in ["prag", *sys.argv[1:]])
 
@@ -84,7 +74,6 @@ def register(app: typer.Typer) -> None:
         model: Annotated[Optional[str], typer.Option(help="Local Hugging Face model directory (default: embedded SmolLM2).")] = None,
     ) -> None:
         """Write one rewrite and QA pairs per passage, in the PRAG augmentation layout (resumable)."""
-        _passive_threads()
         from engine.augment import (LLMAugmenter, augment_passages, gold_qa_index, gold_source, llm_source, passages_from, slug,
                                     status_path)
         from engine.errors import InputError
@@ -131,12 +120,14 @@ def register(app: typer.Typer) -> None:
         epochs: Annotated[int, typer.Option(help="Epochs per passage (1 is what `prag ask` reads by default).")] = 1,
         lr: Annotated[float, typer.Option("--lr", help="AdamW learning rate (reference 3e-4).")] = 3e-4,
         shard: Annotated[Optional[str], typer.Option(help="Encode only shard i/n (0 <= i < n), chosen by passage hash.")] = None,
+        ray: Annotated[bool, typer.Option("--ray", help="Spread passages over a Ray cluster (pip install 'prag-explorer[cluster]').")] = False,
+        ray_address: Annotated[Optional[str], typer.Option(help="Ray cluster to join, e.g. auto or ray://head:10001 (default: a local one).")] = None,
+        workers: Annotated[int, typer.Option(help="With --ray: workers, each with its own copy of the model.")] = 2,
         aug_model: Annotated[Optional[str], typer.Option(help="Which <name>_qa to read when the file holds several.")] = None,
         limit: Annotated[Optional[int], typer.Option(help="Only the first N passages of the file.")] = None,
         model: Annotated[Optional[str], typer.Option(help="Local Hugging Face model directory (default: embedded SmolLM2).")] = None,
     ) -> None:
         """Train one PRAG LoRA per augmented passage into the store (resumable, shardable)."""
-        _passive_threads()
         from engine.augment import load_augment
         from engine.encode import encode_records, parse_shard
         from engine.errors import InputError
@@ -152,13 +143,23 @@ def register(app: typer.Typer) -> None:
         if not records:
             raise InputError(f"{augment} has no augmented passages", "run `prag augment` first")
         with progress_bar() as progress, cancel_on_sigint() as cancel:
-            settings, loaded = _load(model, store, progress)
-            lora_store = LoraStore(settings.store_dir, loaded.model_id, EncodeConfig(epochs=epochs, learning_rate=lr))
-            summary = encode_records(loaded, records, lora_store, aug.aug_model, progress, cancel, chosen_shard)
+            if ray:
+                from engine.distributed import RayOptions, encode_on_ray
+
+                settings = settings_from(model=model, store=store)
+                quiet_libraries()
+                summary = encode_on_ray(records, settings, EncodeConfig(epochs=epochs, learning_rate=lr), aug.aug_model,
+                                        RayOptions(ray_address, workers), progress, cancel, chosen_shard)
+                lora_dir = summary.store_dir
+            else:
+                settings, loaded = _load(model, store, progress)
+                lora_store = LoraStore(settings.store_dir, loaded.model_id, EncodeConfig(epochs=epochs, learning_rate=lr))
+                summary = encode_records(loaded, records, lora_store, aug.aug_model, progress, cancel, chosen_shard)
+                lora_dir = lora_store.dir
         where = f" (shard {chosen_shard[0]}/{chosen_shard[1]})" if chosen_shard else ""
         timing = (f" in {summary.seconds:.1f}s: {summary.seconds_per_passage:.2f} s/passage, {summary.seconds_per_step:.2f} s/step, "
                   f"{summary.cpu_seconds_per_passage:.2f} CPU-s/passage" if summary.encoded else "")
-        console.print(f"encoded {summary.encoded} LoRAs{where} ({summary.skipped} already in the store){timing} -> {lora_store.dir}", soft_wrap=True)
+        console.print(f"encoded {summary.encoded} LoRAs{where} ({summary.skipped} already in the store){timing} -> {lora_dir}", soft_wrap=True)
 
     @app.command()
     @handle_errors
@@ -180,7 +181,6 @@ def register(app: typer.Typer) -> None:
         model: Annotated[Optional[str], typer.Option(help="Local Hugging Face model directory (default: embedded SmolLM2).")] = None,
     ) -> None:
         """Fit the DyPRAG parameter translator on the stored PRAG LoRAs (checkpointed, resumable)."""
-        _passive_threads()
         from engine.augment import load_augment, slug
         from engine.errors import InputError
         from engine.store import EncodeConfig, LoraStore
