@@ -11,6 +11,13 @@ import typer
 from engine.cli.common import console, existing_path, handle_errors, progress_bar, quiet_libraries, settings_from
 
 
+def _fraction(detail: str) -> tuple[int, int | None]:
+    """"encoding PRAG LoRA 2/3" -> (2, 3)."""
+    tail = detail.rsplit(" ", 1)[-1]
+    done, _, total = tail.partition("/")
+    return (int(done), int(total)) if done.isdigit() and total.isdigit() else (0, None)
+
+
 def _norm_summary(norms: list[dict] | None) -> str:
     if not norms:
         return "-"
@@ -76,6 +83,7 @@ def register(app: typer.Typer) -> None:
         from engine.errors import InputError, PragError
         from engine.explorer import Explorer, validate_question
         from engine.methods import parse_methods
+        from engine.progress import Progress
 
         from engine.rerank import check_mode
 
@@ -97,8 +105,13 @@ def register(app: typer.Typer) -> None:
                 from engine.rerank import LLMReranker
 
                 explorer.reranker = LLMReranker(load_model(reranker_model, settings.models_dir, progress))
-            comparison = explorer.ask(question, chosen, settings.top_k, settings.max_new_tokens, encode_missing=encode,
-                                      rerank=rerank, candidates=candidates)
+            def show_encoding(update) -> None:
+                # On-demand PRAG encoding takes minutes: mirror its "encoding PRAG LoRA i/n" status on the bar.
+                if update.answer.status == "encoding" and update.answer.detail:
+                    progress(Progress("Encoding PRAG LoRAs", *_fraction(update.answer.detail)))
+
+            comparison = explorer.ask(question, chosen, settings.top_k, settings.max_new_tokens, on_update=show_encoding,
+                                      encode_missing=encode, rerank=rerank, candidates=candidates)
         failed = [a for a in comparison.answers if a.error]
         if failed and len(failed) == len(comparison.answers):
             # Nothing was answered (e.g. `--methods prag` with a missing or corrupt LoRA): say why on one line.
