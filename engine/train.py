@@ -104,9 +104,10 @@ def cached_embeddings(loaded: LoadedModel, passages: Sequence[Passage], folder: 
     from safetensors import SafetensorError
     from safetensors.torch import load_file, save_file
 
-    from engine.atomic import atomic_path
+    from engine.atomic import atomic_path, clean_temp_files
     from engine.translator import passage_embeddings
 
+    clean_temp_files(folder)  # a killed earlier run may have died mid-write; its temp file is garbage
     unique = list({p.key: p for p in passages}.values())
     result: dict[str, torch.Tensor] = {}
     label = "Embedding passages"

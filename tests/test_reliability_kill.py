@@ -77,11 +77,7 @@ TRAIN_POINTS = [
     KillPoint("checkpoint-written-not-renamed", "torch:save", 2, "after"),
     KillPoint("step-done-not-checkpointed", "engine.train:save_checkpoint", 3, "before"),
     KillPoint("weights-written-sidecar-not", "engine.atomic:write_text", 1, "before"),
-    pytest.param(
-        KillPoint("embedding-written-not-renamed", "engine.atomic:_umask", 1, "before"),
-        marks=pytest.mark.xfail(strict=True, reason="engine/train.py cached_embeddings leaves a killed run's temp file in the "
-                                                    "embeddings folder (fix described in the issue #7 report)"),
-    ),
+    KillPoint("embedding-written-not-renamed", "engine.atomic:_umask", 1, "before"),
 ]
 
 
