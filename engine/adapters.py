@@ -157,14 +157,18 @@ def load_adapter(path: Path) -> Adapter:
     path = Path(path)
     if path.is_dir():
         return load_peft_dir(path)
-    from safetensors import SafetensorError, safe_open
+    from safetensors import SafetensorError
+    from safetensors.torch import load as load_bytes
 
     if not path.is_file():
         raise ArtifactError(f"adapter {path} does not exist", "encode it with `prag encode`")
+    # Whole-file bytes, not `safe_open(...).get_tensor`: the latter keeps two small Python objects
+    # alive per tensor read (safetensors 0.8; cf. safetensors issue #369), and the explorer reads
+    # 3 x 180 tensors per PRAG question, so a long session grew without bound.
     try:
-        with safe_open(str(path), framework="pt") as fh:
-            header = fh.metadata() or {}
-            state = {name: fh.get_tensor(name) for name in fh.keys()}
+        data = path.read_bytes()
+        state = load_bytes(data)
+        header = _safetensors_metadata(data)
     except (SafetensorError, OSError, ValueError) as exc:
         raise ArtifactError(f"adapter {path} is corrupt ({exc})", "delete it and encode again") from None
     try:
@@ -175,6 +179,16 @@ def load_adapter(path: Path) -> Adapter:
     adapter = from_state_dict(state, scale, str(path))
     adapter.meta = meta
     return adapter
+
+
+def _safetensors_metadata(data: bytes) -> dict[str, str]:
+    """The `__metadata__` of a safetensors file: an 8-byte little-endian header length, then a JSON header."""
+    size = int.from_bytes(data[:8], "little")
+    if len(data) < 8 or size > len(data) - 8:
+        raise ValueError("the header is longer than the file")
+    header = json.loads(data[8:8 + size])
+    meta = header.get("__metadata__") if isinstance(header, dict) else None
+    return meta if isinstance(meta, dict) else {}
 
 
 def peft_scale(config: dict[str, Any]) -> float:

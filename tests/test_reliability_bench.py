@@ -70,3 +70,28 @@ def test_soak_runs_six_methods_per_question_and_reports_memory(loaded, tmp_path)
     assert figures["soak_rss_growth_pct"].target == 5.0 and figures["soak_rss_mb"].value > 100
     assert explorer.store.keys() and all(p.parent == explorer.store.dir for p in explorer.store.dir.glob("*"))  # random LoRAs: only there
     assert 0 < current_rss_mb() < 1e6
+
+
+def test_reading_a_stored_lora_again_and_again_keeps_nothing_alive(tmp_path):
+    """The soak's steady growth came from here: safetensors' `get_tensor` kept two objects per tensor."""
+    import gc
+    import tracemalloc
+
+    from engine.adapters import load_adapter, random_adapter, save_adapter
+    from engine.models import ModelArch
+
+    path = tmp_path / "lora.safetensors"
+    save_adapter(random_adapter(ModelArch("m", 64, 128, 30), 2, 16.0), path)  # 180 tensors, like a SmolLM2 LoRA
+    for _ in range(3):
+        load_adapter(path)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot()
+        for _ in range(40):
+            assert len(load_adapter(path).pairs) == 90
+        gc.collect()
+        grown = sum(stat.count_diff for stat in tracemalloc.take_snapshot().compare_to(before, "filename"))
+    finally:
+        tracemalloc.stop()
+    assert grown < 100, f"{grown} objects kept alive by 40 reads of one LoRA (7,200 tensors)"
