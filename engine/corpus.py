@@ -74,14 +74,19 @@ def _load_jsonl(path: Path) -> list[Passage]:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
             raise CorpusError(f"{path}:{number} is not valid JSON ({exc.msg})", "fix or remove that line") from None
-        if not isinstance(row, dict) or not isinstance(row.get("text"), str) or not row["text"].strip():
-            raise CorpusError(f"{path}:{number} has no non-empty \"text\" field", 'each line needs {"text": ..., "title"?: ..., "id"?: ...}')
-        title = row.get("title") or ""
-        if not isinstance(title, str):
-            raise CorpusError(f"{path}:{number} has a non-string \"title\"", "make the title a string")
-        ident = row.get("id")
-        passages.append(make_passage(row["text"], title, str(ident) if ident not in (None, "") else None))
+        passages.append(passage_from_row(row, f"{path}:{number}"))
     return passages
+
+
+def passage_from_row(row: object, where: str) -> Passage:
+    """One parsed corpus JSONL line -> a Passage; `where` ("file:line") names it in errors."""
+    if not isinstance(row, dict) or not isinstance(row.get("text"), str) or not row["text"].strip():
+        raise CorpusError(f"{where} has no non-empty \"text\" field", 'each line needs {"text": ..., "title"?: ..., "id"?: ...}')
+    title = row.get("title") or ""
+    if not isinstance(title, str):
+        raise CorpusError(f"{where} has a non-string \"title\"", "make the title a string")
+    ident = row.get("id")
+    return make_passage(row["text"], title, str(ident) if ident not in (None, "") else None)
 
 
 def _load_folder(path: Path) -> list[Passage]:

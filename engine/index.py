@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from engine.atomic import write_text
-from engine.corpus import Passage, load_corpus, make_passage, sample_corpus_path
+from engine.corpus import Passage, load_corpus, passage_from_row, sample_corpus_path
 from engine.errors import ArtifactError, CorpusError, InputError
 from engine.progress import ProgressCallback, check_cancel, report
 from engine.retrieval import EMPTY_TOKEN, BM25Params, Hit, tokenize
@@ -153,13 +153,7 @@ def iter_passages(path: Path) -> Iterator[Passage]:
                 raise CorpusError(f"{path}:{number} is not UTF-8", "re-encode the file as UTF-8") from None
             except json.JSONDecodeError as exc:
                 raise CorpusError(f"{path}:{number} is not valid JSON ({exc.msg})", "fix or remove that line") from None
-            if not isinstance(row, dict) or not isinstance(row.get("text"), str) or not row["text"].strip():
-                raise CorpusError(f"{path}:{number} has no non-empty \"text\" field", 'each line needs {"text": ..., "title"?: ..., "id"?: ...}')
-            title = row.get("title") or ""
-            if not isinstance(title, str):
-                raise CorpusError(f"{path}:{number} has a non-string \"title\"", "make the title a string")
-            ident = row.get("id")
-            yield make_passage(row["text"], title, str(ident) if ident not in (None, "") else None)
+            yield passage_from_row(row, f"{path}:{number}")
 
 
 @dataclass
