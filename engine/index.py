@@ -548,7 +548,7 @@ class BM25SRetriever:
         return self._bm25.get_scores_from_ids(ids)
 
     def search(self, query: str, k: int) -> list[Hit]:
-        import numpy as np
+        from engine.retrieval import top_k_indices
 
         if k < 1:
             raise InputError(f"top-k must be at least 1, got {k}", "pass --top-k 1 or more")
@@ -556,9 +556,7 @@ class BM25SRetriever:
         if not terms:
             return []
         scores = self.scores(terms)
-        k = min(k, len(scores))
-        top = np.argpartition(-scores, k - 1)[:k]
-        order = sorted(top.tolist(), key=lambda i: (-float(scores[i]), i))
+        order = top_k_indices(scores, k)
         return _hits([self.passages[i] for i in order], [float(scores[i]) for i in order], terms)
 
 

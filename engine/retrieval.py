@@ -123,12 +123,8 @@ class BM25Retriever:
         terms = tokenize(query)
         if not terms:
             return []
-        import numpy as np
-
         scores = self.scores(terms)
-        k = min(k, len(self.passages))
-        top = np.argpartition(-scores, k - 1)[:k]
-        order = sorted(top.tolist(), key=lambda i: (-scores[i], i))
+        order = top_k_indices(scores, k)
         unique_terms = list(dict.fromkeys(terms))
         hits = []
         for rank, index in enumerate(order, start=1):
@@ -137,6 +133,15 @@ class BM25Retriever:
                 break
             hits.append(Hit(self.passages[index], float(scores[index]), rank, matched))
         return hits
+
+
+def top_k_indices(scores: "np.ndarray", k: int) -> list[int]:
+    """Indices of the k highest scores, best first; ties go to the earlier passage (both BM25 backends agree)."""
+    import numpy as np
+
+    k = min(k, len(scores))
+    top = np.argpartition(-scores, k - 1)[:k]
+    return sorted(top.tolist(), key=lambda i: (-float(scores[i]), i))
 
 
 def hits_from_passages(passages: Sequence[Passage], query: str) -> list[Hit]:
