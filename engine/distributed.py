@@ -375,18 +375,11 @@ def evaluate_on_ray(
     a change there belongs here too.
     """
     from engine.atomic import write_text
-    from engine.evaluate import EvalResult, PredictionFile, _check_options, _exclusive, file_prefix, load_items, summarize
+    from engine.evaluate import EvalResult, PredictionFile, _exclusive, file_prefix, prepare_run, summarize
 
     started = time.perf_counter()
-    _check_options(options)
-    settings = settings or load_settings()
     ray_options = ray_options.check()
-    items = load_items(options)
-    out_dir = Path(options.out_dir if options.out_dir is not None else settings.home / "eval").expanduser()
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"cannot create the predictions folder {out_dir}: {exc.strerror}", "pass --out with a writable folder") from None
+    settings, items, out_dir = prepare_run(options, settings)
     # Without a corpus the explorer's index is unused (each row brings its passages): keep the actors' copy tiny.
     pool = items if options.corpus is not None else items[:1]
     started_here = start_ray(ray_options)

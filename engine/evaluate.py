@@ -473,6 +473,19 @@ def _open_explorer(settings: Settings, options: EvalOptions, items: Sequence[QAI
     return Explorer.open(settings, progress, passages=pooled)
 
 
+def prepare_run(options: EvalOptions, settings: Settings | None) -> tuple[Settings, list[QAItem], Path]:
+    """Checks before any model loads: options, the QA file, a writable predictions folder."""
+    _check_options(options)
+    settings = settings or load_settings()
+    items = load_items(options)
+    out_dir = Path(options.out_dir if options.out_dir is not None else settings.home / "eval").expanduser()
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create the predictions folder {out_dir}: {exc.strerror}", "pass --out with a writable folder") from None
+    return settings, items, out_dir
+
+
 def evaluate(
     options: EvalOptions,
     settings: Settings | None = None,
@@ -493,14 +506,7 @@ def evaluate(
     from engine.explorer import default_translator_path
 
     started = time.perf_counter()
-    _check_options(options)
-    settings = settings or load_settings()
-    items = load_items(options)
-    out_dir = Path(options.out_dir if options.out_dir is not None else settings.home / "eval").expanduser()
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"cannot create the predictions folder {out_dir}: {exc.strerror}", "pass --out with a writable folder") from None
+    settings, items, out_dir = prepare_run(options, settings)
     if explorer is None:
         explorer = _open_explorer(settings, options, items, progress)
     translator_path = settings.translator or default_translator_path(explorer.loaded.model_id)
