@@ -23,6 +23,7 @@ Two sources of QA pairs:
 from __future__ import annotations
 
 import json
+import random
 import re
 import threading
 import time
@@ -321,8 +322,8 @@ def parse_qa_output(text: str) -> list[dict[str, Any]]:
 # --- sources ------------------------------------------------------------------------------------
 
 
-def passages_from(corpus: Path | None = None, data: Path | None = None) -> list[Passage]:
-    """Passages of a corpus, or the distinct passages of a QA file, in file order."""
+def passages_from(corpus: Path | None = None, data: Path | None = None, questions: int | None = None) -> list[Passage]:
+    """Passages of a corpus, or the distinct passages of a QA file (of its first `questions` rows), in file order."""
     if corpus is not None:
         return load_corpus(corpus)
     if data is None:
@@ -330,12 +331,18 @@ def passages_from(corpus: Path | None = None, data: Path | None = None) -> list[
     from engine.qa import load_qa
 
     seen: dict[str, Passage] = {}
-    for item in load_qa(data):
+    for item in load_qa(data)[:questions]:
         for passage in item.passages:
             seen.setdefault(passage.key, passage)
     if not seen:
         raise InputError(f"{data} has no passages", "its lines need \"passages\": [{\"title\", \"text\"}]")
     return list(seen.values())
+
+
+def sample_passages(passages: Sequence[Passage], count: int, seed: int = 0) -> list[Passage]:
+    """A seeded random `count` of them in their original order: a spread over every article, not the first few."""
+    chosen = sorted(random.Random(seed).sample(range(len(passages)), min(count, len(passages))))
+    return [passages[i] for i in chosen]
 
 
 def gold_qa_index(items: Sequence["QAItem"]) -> dict[str, list["QAItem"]]:

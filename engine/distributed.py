@@ -367,15 +367,12 @@ def evaluate_on_ray(
 ) -> "EvalResult":
     """`engine.evaluate.evaluate` with questions spread over Ray actors; the same files, table and resume rule.
 
-    The driver keeps the prediction files (lock, repair, append, fsync) exactly as the
-    single-process run does; actors only answer. A question answered by an actor but not
-    yet written when the driver dies is simply asked again next run.
-
-    The file handling below mirrors the body of `evaluate` (same helpers, same order);
-    a change there belongs here too.
+    The driver keeps the prediction files through the same `open_predictions` as the
+    single-process run (lock, repair, append, fsync); actors only answer. A question
+    answered by an actor but not yet written when the driver dies is asked again next run.
     """
     from engine.atomic import write_text
-    from engine.evaluate import EvalResult, PredictionFile, _exclusive, file_prefix, prepare_run, summarize
+    from engine.evaluate import EvalResult, open_predictions, prepare_run, summarize
 
     started = time.perf_counter()
     ray_options = ray_options.check()
@@ -392,12 +389,8 @@ def evaluate_on_ray(
         ray = _ray()
         head = ray.get(actors[0].fingerprint.remote())
         fp = head["fp"]
-        prefix = file_prefix(Path(options.data), fp)
-        files = {m.name: PredictionFile(out_dir / f"{prefix}__{m.name}.jsonl", m.name) for m in options.methods}
         label = f"Evaluating {Path(options.data).stem} (Ray)"
-        with _exclusive(out_dir / f".{prefix}.lock", f"{out_dir / prefix}__*.jsonl"):
-            write_text(out_dir / f"{prefix}.settings.json", json.dumps({"data": str(options.data), **fp}, indent=2) + "\n")
-            repaired = sum(f.load() for f in files.values())
+        with open_predictions(out_dir, Path(options.data), fp, options.methods) as (prefix, files, repaired):
             resumed = sum(item.id in f.records for item in items for f in files.values())
             pending = [item for item in items if any(item.id not in f.records for f in files.values())]
             done = len(items) - len(pending)
@@ -417,11 +410,7 @@ def evaluate_on_ray(
                     done += 1
                 report(progress, label, done, len(items), f"{sum(walls) / len(walls):.1f} s/question" if walls else "")
 
-            try:
-                _dispatch(actors, pending, submit, on_result, cancel)
-            finally:
-                for f in files.values():
-                    f.close()
+            _dispatch(actors, pending, submit, on_result, cancel)
             records = {name: f.records for name, f in files.items()}
             result = EvalResult(
                 data=Path(options.data), n=len(items), methods=summarize(items, options.methods, records),

@@ -20,13 +20,14 @@ Why it is built this way:
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
 import re
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Iterator, Sequence
@@ -34,7 +35,7 @@ from typing import IO, TYPE_CHECKING, Any, Iterator, Sequence
 from engine.atomic import write_text
 from engine.config import Settings, load_settings
 from engine.errors import Cancelled, InputError
-from engine.methods import METHODS, Method
+from engine.methods import METHODS, AdapterSource, Method
 from engine.metrics import contains_any, exact_match, f1_score
 from engine.progress import ProgressCallback, report
 from engine.qa import QAItem, load_qa
@@ -58,7 +59,9 @@ class EvalOptions:
     """QA file in the shared JSONL format."""
     methods: tuple[Method, ...] = tuple(METHODS.values())
     limit: int | None = None
-    """Evaluate only the first N questions of the file; None = all."""
+    """Evaluate only the first N questions of the file (after `offset`); None = all."""
+    offset: int = 0
+    """Skip this many questions first: a dev split of the same file (`--offset 200 --limit 100`)."""
     top_k: int = REFERENCE_TOP_K
     max_new_tokens: int = REFERENCE_MAX_NEW_TOKENS
     corpus: Path | None = None
@@ -364,6 +367,43 @@ def fingerprint(explorer: "Explorer", options: EvalOptions, translator_path: Pat
     }
 
 
+def method_fingerprint(fp: dict[str, Any], method: Method) -> dict[str, Any]:
+    """Only the settings `method` reads: a new translator leaves the vanilla, RAG and PRAG predictions valid."""
+    return {**fp, "translator": fp["translator"] if method.adapter is AdapterSource.DYPRAG else None,
+            "prag_lora": fp["prag_lora"] if method.adapter is AdapterSource.PRAG else None}
+
+
+def prediction_path(out_dir: Path, data: Path, fp: dict[str, Any], method: Method) -> Path:
+    return out_dir / f"{file_prefix(data, method_fingerprint(fp, method))}__{method.name}.jsonl"
+
+
+@contextmanager
+def open_predictions(out_dir: Path, data: Path, fp: dict[str, Any], methods: Sequence[Method]
+                     ) -> Iterator[tuple[str, dict[str, PredictionFile], int]]:
+    """Lock, clean and load every method's prediction file; yields (run prefix, files, lines repaired).
+
+    One lock per prediction file: runs that share no file (another translator, another
+    method) may run side by side; two that would append to the same file cannot.
+    """
+    prefix = file_prefix(data, fp)
+    files = {m.name: PredictionFile(prediction_path(out_dir, data, fp, m), m.name) for m in methods}
+    with ExitStack() as stack:
+        for f in sorted(files.values(), key=lambda f: f.path.name):
+            stack.enter_context(_exclusive(f.path.with_name(f".{f.path.stem}.lock"), str(f.path)))
+        # Temp files of a run killed mid-write (a repaired predictions file; settings and results
+        # below): only ours, which no other run can be writing while we hold the locks.
+        for name in [prefix, *(f.path.name for f in files.values())]:
+            for stale in out_dir.glob(f".{glob.escape(name)}*.tmp"):
+                stale.unlink(missing_ok=True)
+        write_text(out_dir / f"{prefix}.settings.json", json.dumps({"data": str(data), **fp}, indent=2) + "\n")
+        repaired = sum(f.load() for f in files.values())
+        try:
+            yield prefix, files, repaired
+        finally:
+            for f in files.values():
+                f.close()
+
+
 def file_prefix(data: Path, fp: dict[str, Any]) -> str:
     """`<data stem>__<model>__k<k>__n<new tokens>__<given|corpus-NAME>__<tr-none|tr-NAME>__<hash>`."""
     corpus = "given" if fp["corpus"] is None else f"corpus-{_segment(Path(fp['corpus']['path']).stem, 24)}"
@@ -415,6 +455,8 @@ def _answer_one(
 def _check_options(options: EvalOptions) -> None:
     if options.limit is not None and options.limit < 1:
         raise InputError(f"limit must be at least 1, got {options.limit}", "pass --limit 1 or more, or leave it out for all")
+    if options.offset < 0:
+        raise InputError(f"offset cannot be negative, got {options.offset}", "pass --offset 0 or more")
     if options.top_k < 1:
         raise InputError(f"top-k must be at least 1, got {options.top_k}", "pass --top-k 1 or more")
     if options.max_new_tokens < 1:
@@ -432,7 +474,9 @@ def load_items(options: EvalOptions) -> list[QAItem]:
     """The questions to run, checked up front so bad data fails before the model loads."""
     from engine.explorer import validate_question
 
-    items = load_qa(options.data, options.limit)
+    items = load_qa(options.data, None if options.limit is None else options.offset + options.limit)[options.offset:]
+    if not items:
+        raise InputError(f"{options.data} has no questions after the first {options.offset}", "pass a smaller --offset")
     seen: set[str] = set()
     for item in items:
         if item.id in seen:
@@ -511,36 +555,24 @@ def evaluate(
         explorer = _open_explorer(settings, options, items, progress)
     translator_path = settings.translator or default_translator_path(explorer.loaded.model_id)
     fp = fingerprint(explorer, options, translator_path)
-    prefix = file_prefix(Path(options.data), fp)
-    files = {m.name: PredictionFile(out_dir / f"{prefix}__{m.name}.jsonl", m.name) for m in options.methods}
     label = f"Evaluating {Path(options.data).stem}"
     computed = 0
     walls: list[float] = []
-    with _exclusive(out_dir / f".{prefix}.lock", f"{out_dir / prefix}__*.jsonl"):
-        # Temp files of a run killed mid-write (settings, results, a repaired predictions file): only
-        # this prefix's, which no other run can be writing while we hold its lock. The prefix is glob-safe.
-        for stale in out_dir.glob(f".{prefix}*.tmp"):
-            stale.unlink(missing_ok=True)
-        write_text(out_dir / f"{prefix}.settings.json", json.dumps({"data": str(options.data), **fp}, indent=2) + "\n")
-        repaired = sum(f.load() for f in files.values())
+    with open_predictions(out_dir, Path(options.data), fp, options.methods) as (prefix, files, repaired):
         resumed = sum(item.id in f.records for item in items for f in files.values())
         pending = [item for item in items if any(item.id not in f.records for f in files.values())]
         done = len(items) - len(pending)
         report(progress, label, done, len(items))
-        try:
-            for item in pending:
-                if cancel is not None and cancel.is_set():
-                    break
-                wall = _answer_one(explorer, item, options, files, progress, label, done, len(items), cancel)
-                if wall is None:
-                    break
-                walls.append(wall)
-                computed += 1
-                done += 1
-                report(progress, label, done, len(items), f"{sum(walls) / len(walls):.1f} s/question")
-        finally:
-            for f in files.values():
-                f.close()
+        for item in pending:
+            if cancel is not None and cancel.is_set():
+                break
+            wall = _answer_one(explorer, item, options, files, progress, label, done, len(items), cancel)
+            if wall is None:
+                break
+            walls.append(wall)
+            computed += 1
+            done += 1
+            report(progress, label, done, len(items), f"{sum(walls) / len(walls):.1f} s/question")
         records = {name: f.records for name, f in files.items()}
         result = EvalResult(
             data=Path(options.data), n=len(items), methods=summarize(items, options.methods, records),

@@ -16,7 +16,7 @@ import pytest
 
 from engine.corpus import make_passage, sample_questions_path
 from engine.errors import Cancelled, InputError
-from engine.evaluate import EvalOptions, PredictionFile, _exclusive, evaluate, file_prefix, hits_for, summarize
+from engine.evaluate import EvalOptions, PredictionFile, _exclusive, evaluate, file_prefix, hits_for, prediction_path, summarize
 from engine.methods import METHODS
 from engine.metrics import contains_any
 from engine.qa import Conflict, QAItem
@@ -122,6 +122,20 @@ def test_file_names_encode_the_settings(baseline) -> None:
     assert file_prefix(Path("popqa-dev.jsonl"), moved) == file_prefix(Path("popqa-dev.jsonl"), with_translator)
     retrained = {**with_translator, "translator": {"path": "/t/my-tr.safetensors", "digest": "abd"}}
     assert file_prefix(Path("popqa-dev.jsonl"), retrained) != file_prefix(Path("popqa-dev.jsonl"), with_translator)
+
+
+def test_each_method_file_depends_only_on_what_the_method_reads(tmp_path) -> None:
+    fp = {"model": "m", "top_k": 3, "max_new_tokens": 20, "corpus": None, "translator": None, "prag_lora": "r2"}
+    trained = {**fp, "translator": {"path": "/t/tr.safetensors", "digest": "abc"}}
+    relora = {**fp, "prag_lora": "r4"}
+    data = Path("popqa-dev.jsonl")
+
+    def same(method: str, a: dict, b: dict) -> bool:
+        return prediction_path(tmp_path, data, a, METHODS[method]) == prediction_path(tmp_path, data, b, METHODS[method])
+
+    assert same("vanilla", fp, trained) and same("rag", fp, relora) and same("prag", fp, trained)
+    assert not same("dyprag", fp, trained) and not same("dyprag_combine", fp, trained)
+    assert not same("prag", fp, relora) and not same("prag_combine", fp, relora) and same("dyprag", fp, relora)
 
 
 # --- resume ------------------------------------------------------------------------------
@@ -330,3 +344,14 @@ def test_sigkill_mid_run_resumes_to_the_same_predictions(loaded, explorer, qa_fi
         got = read_lines(out / path.name)
         assert len({r["id"] for r in got}) == len(got) == 4  # no duplicates
         assert {r["id"]: r["prediction"] for r in got} == expected
+
+
+def test_offset_takes_a_dev_split_of_the_same_file(qa_file) -> None:
+    from engine.errors import InputError
+    from engine.evaluate import load_items
+
+    every = load_items(EvalOptions(data=qa_file))
+    assert [i.id for i in load_items(EvalOptions(data=qa_file, offset=1, limit=1))] == [every[1].id]
+    assert [i.id for i in load_items(EvalOptions(data=qa_file, offset=1))] == [i.id for i in every[1:]]
+    with pytest.raises(InputError, match="no questions after the first"):
+        load_items(EvalOptions(data=qa_file, offset=len(every)))

@@ -49,6 +49,7 @@ def register(app: typer.Typer) -> None:
         data: Annotated[Optional[Path], typer.Option("--data", "-d", help="QA file (JSONL: id, question, answers, passages?, conflict?).")] = None,
         methods: Annotated[str, typer.Option("--methods", "-m", help="Comma list of methods, or 'all'.")] = "all",
         limit: Annotated[Optional[int], typer.Option(help="Evaluate only the first N questions.")] = None,
+        offset: Annotated[int, typer.Option(help="Skip the first N questions (a dev split: --offset 200 --limit 100).")] = 0,
         top_k: Annotated[int, typer.Option("--top-k", "-k", help="Passages per question (BM25 top-k when a row has more).")] = 3,
         corpus: Annotated[Optional[Path], typer.Option(help="Retrieve from this corpus instead of the passages in the file.")] = None,
         index: Annotated[Optional[Path], typer.Option(help="Retrieve from this index folder (`prag corpus index`) instead.")] = None,
@@ -81,7 +82,7 @@ def register(app: typer.Typer) -> None:
             raise InputError("--corpus and --index both given", "an index already holds its corpus: pass one of them")
         existing_path(translator, "translator")
         options = EvalOptions(
-            data=data, methods=tuple(parse_methods(methods)), limit=limit, top_k=top_k, max_new_tokens=max_new_tokens,
+            data=data, methods=tuple(parse_methods(methods)), limit=limit, offset=offset, top_k=top_k, max_new_tokens=max_new_tokens,
             corpus=corpus, index=index, out_dir=out, encode_missing=encode, rerank=rerank.strip().lower(), candidates=candidates,
         )
         settings = settings_from(model=model, translator=translator, store=store)

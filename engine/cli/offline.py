@@ -63,8 +63,12 @@ def register(app: typer.Typer) -> None:
         corpus: Annotated[Optional[Path], typer.Option(help="Corpus JSONL or folder of .txt whose passages to augment.")] = None,
         data: Annotated[Optional[Path], typer.Option(help="QA JSONL: its passages (and with --qa-from-data its questions).")] = None,
         qa_from_data: Annotated[bool, typer.Option("--qa-from-data", help="Take gold QA pairs from --data instead of the LLM.")] = False,
-        rewrite: Annotated[Optional[str], typer.Option(help="'light' (deterministic synonym swaps) or 'llm'. Default: light with --qa-from-data, else llm.")] = None,
+        qa_cloze: Annotated[bool, typer.Option("--qa-cloze", help="Blank a name, number or ending of the passage's own sentences (no LLM, no gold answers; fast).")] = False,
+        rewrite: Annotated[Optional[str], typer.Option(help="'light' (deterministic synonym swaps) or 'llm'. Default: light with --qa-from-data or --qa-cloze, else llm.")] = None,
         limit: Annotated[Optional[int], typer.Option(help="Only the first N passages.")] = None,
+        questions: Annotated[Optional[int], typer.Option(help="Only the passages of the first N questions of --data (those `prag eval --limit N` reads).")] = None,
+        sample: Annotated[Optional[int], typer.Option(help="A seeded random N passages spread over the whole file (file order kept).")] = None,
+        seed: Annotated[int, typer.Option(help="Seed of --sample.")] = 0,
         aug_model: Annotated[Optional[str], typer.Option(help="Key prefix: <name>_rewrite / <name>_qa (default: the model name, or 'gold').")] = None,
         min_qa: Annotated[int, typer.Option(help="QA pairs a passage needs, else it is recorded as failed.")] = 3,
         max_qa: Annotated[int, typer.Option(help="QA pairs kept per passage (the reference keeps 3).")] = 3,
@@ -74,7 +78,7 @@ def register(app: typer.Typer) -> None:
         model: Annotated[Optional[str], typer.Option(help="Local Hugging Face model directory (default: embedded SmolLM2).")] = None,
     ) -> None:
         """Write one rewrite and QA pairs per passage, in the PRAG augmentation layout (resumable)."""
-        from engine.augment import (LLMAugmenter, augment_passages, gold_qa_index, gold_source, llm_source, passages_from, slug,
+        from engine.augment import (LLMAugmenter, augment_passages, gold_qa_index, gold_source, llm_source, passages_from, sample_passages, slug,
                                     status_path)
         from engine.errors import InputError
         from engine.qa import load_qa
@@ -83,20 +87,38 @@ def register(app: typer.Typer) -> None:
             raise InputError("nothing to augment", "pass --corpus PATH or --data QA.jsonl")
         if qa_from_data and data is None:
             raise InputError("--qa-from-data needs --data QA.jsonl", "pass the QA file whose questions to use")
-        rewrite = rewrite or ("light" if qa_from_data else "llm")
+        if qa_from_data and qa_cloze:
+            raise InputError("--qa-from-data and --qa-cloze both choose the QA pairs", "pass one of them")
+        rewrite = rewrite or ("light" if qa_from_data or qa_cloze else "llm")
         if rewrite not in ("light", "llm"):
             raise InputError(f"--rewrite must be 'light' or 'llm', got {rewrite!r}", "choose one of the two")
+        if qa_cloze and rewrite == "llm":
+            raise InputError("--qa-cloze goes with the light rewrite", "leave out --rewrite llm")
         if limit is not None and limit < 1:
             raise InputError(f"--limit must be at least 1, got {limit}", "pass a positive number")
         if not 1 <= min_qa <= max_qa:
             raise InputError(f"need 1 <= --min-qa <= --max-qa, got {min_qa} and {max_qa}", "e.g. --min-qa 3 --max-qa 3")
-        passages = passages_from(corpus, data)[:limit]
+        for name, value in (("--sample", sample), ("--questions", questions)):
+            if value is not None and value < 1:
+                raise InputError(f"{name} must be at least 1, got {value}", "pass a positive number")
+        if sum(v is not None for v in (sample, limit, questions)) > 1:
+            raise InputError("--sample, --limit and --questions all choose passages", "pass one of them")
+        if questions is not None and data is None:
+            raise InputError("--questions needs --data QA.jsonl", "pass the QA file whose first questions to take")
+        passages = passages_from(corpus, data, questions)
+        passages = sample_passages(passages, sample, seed) if sample else passages[:limit]
         with progress_bar() as progress, cancel_on_sigint() as cancel:
             augmenter = None
-            if not qa_from_data or rewrite == "llm":
+            if not (qa_from_data or qa_cloze) or rewrite == "llm":
                 _, loaded = _load(model, None, progress)
                 augmenter = LLMAugmenter(loaded, attempts=max(1, attempts), min_qa=min_qa, max_qa=max_qa)
-            if qa_from_data:
+            if qa_cloze:
+                from engine.cloze import cloze_source
+
+                source = cloze_source(min_qa, max_qa)
+                name = aug_model or "cloze"
+                info = {"qa_source": "cloze: blanked spans of the passage's sentences", "rewrite_source": "light"}
+            elif qa_from_data:
                 source = gold_source(gold_qa_index(load_qa(data)), min_qa, max_qa, augmenter if rewrite == "llm" else None)
                 name = aug_model or "gold"
                 info = {"qa_source": f"gold QA pairs from {data}", "rewrite_source": rewrite}
