@@ -9,7 +9,7 @@ import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Iterable, Iterator
 
 
 def _umask() -> int:
@@ -55,11 +55,22 @@ def write_bytes(path: Path, data: bytes) -> None:
         fh.write(data)
 
 
-def clean_temp_files(folder: Path) -> int:
-    """Remove temp files a killed writer left behind; returns how many."""
+def temp_target(tmp: Path) -> str:
+    """The file name a temp file from `atomic_path` was going to become (".name.RANDOM.tmp" -> "name")."""
+    return tmp.name[1:].removesuffix(".tmp").rsplit(".", 1)[0]
+
+
+def clean_temp_files(folder: Path, names: Iterable[str] | None = None) -> int:
+    """Remove temp files a killed writer left behind; returns how many.
+
+    With `names`, only the temps of those files: a folder shared by concurrent runs keeps the
+    temps another run is writing right now.
+    """
+    wanted = None if names is None else set(names)
     removed = 0
     if folder.is_dir():
         for tmp in folder.rglob(".*.tmp"):
-            tmp.unlink(missing_ok=True)
-            removed += 1
+            if wanted is None or temp_target(tmp) in wanted:
+                tmp.unlink(missing_ok=True)
+                removed += 1
     return removed

@@ -107,8 +107,9 @@ def cached_embeddings(loaded: LoadedModel, passages: Sequence[Passage], folder: 
     from engine.atomic import atomic_path, clean_temp_files
     from engine.translator import passage_embeddings
 
-    clean_temp_files(folder)  # a killed earlier run may have died mid-write; its temp file is garbage
     unique = list({p.key: p for p in passages}.values())
+    # A killed earlier run may have died mid-write; only our passages' temps: another run may share the folder.
+    clean_temp_files(folder, [f"{p.key}.safetensors" for p in unique])
     result: dict[str, torch.Tensor] = {}
     label = "Embedding passages"
     for index, passage in enumerate(unique):

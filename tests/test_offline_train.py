@@ -225,3 +225,20 @@ def test_ctrl_c_on_the_cli_saves_and_exits_2_with_one_line(encoded):
     assert proc.returncode == 2 and len(lines) == 1 and "Traceback" not in stderr, stderr
     assert "checkpoint saved" in lines[0] and "run the same command again" in lines[0]
     assert checkpoint_path(out).is_file() and not out.exists()
+
+
+def test_embedding_cache_cleans_only_its_own_temp_files(loaded, tmp_path) -> None:
+    from engine.corpus import make_passage
+    from engine.train import cached_embeddings
+
+    mine = make_passage("Velmora is a hill town in the province of Drasketh.", "Velmora")
+    other = make_passage("Harnwick is a port city.", "Harnwick")
+    folder = tmp_path / "embeddings"
+    folder.mkdir()
+    dead = folder / f".{mine.key}.safetensors.k1ll3d.tmp"  # the names atomic_path gives its temps
+    busy = folder / f".{other.key}.safetensors.bu5y00.tmp"
+    dead.write_bytes(b"half")
+    busy.write_bytes(b"another run is writing this")
+    cached = cached_embeddings(loaded, [mine], folder)
+    assert not dead.exists() and busy.exists()  # the killed run's temp is gone; a concurrent run's is not
+    assert cached[mine.key].shape == (loaded.arch.hidden_size,)
