@@ -46,6 +46,13 @@ def stop_token_ids(tokenizer) -> set[int]:
     return ids
 
 
+def cache_kwarg(model) -> str:
+    """The forward argument that takes the KV cache: `cache` since transformers 5.x renamed `past_key_values`."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
 def _prefill(model, ids: "torch.Tensor", mask: "torch.Tensor", adapters: Sequence[Adapter | None]):
     import torch
     from transformers import DynamicCache
@@ -53,8 +60,9 @@ def _prefill(model, ids: "torch.Tensor", mask: "torch.Tensor", adapters: Sequenc
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     cache = DynamicCache(config=model.config)
     with inject(model, adapters), torch.inference_mode():
-        out = model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True, logits_to_keep=1)
-    return out.logits[:, -1, :], out.past_key_values
+        out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1,
+                    **{cache_kwarg(model): cache})
+    return out.logits[:, -1, :], cache  # filled in place
 
 
 def _left_pad(tensor: "torch.Tensor", length: int) -> "torch.Tensor":
@@ -139,6 +147,7 @@ def generate_rows(
         logits, cache = _prefill(model, batch["input_ids"], mask, adapters)
     positions = mask.sum(-1, keepdim=True) - 1
     active = [True] * len(prompts)
+    cache_name = cache_kwarg(model)
     with inject(model, adapters), torch.inference_mode():
         for step in range(max_new_tokens):
             next_ids = logits.argmax(-1)
@@ -163,8 +172,8 @@ def generate_rows(
             feed = torch.tensor([[t if a else pad_id] for t, a in zip(next_ids.tolist(), active)])
             mask = torch.cat([mask, torch.ones(len(prompts), 1, dtype=mask.dtype)], dim=1)
             positions = positions + 1
-            out = model(input_ids=feed, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True)
-            logits, cache = out.logits[:, -1, :], out.past_key_values
+            out = model(input_ids=feed, attention_mask=mask, position_ids=positions, use_cache=True, **{cache_name: cache})
+            logits = out.logits[:, -1, :]  # the cache grew in place
     end = time.perf_counter() - start
     for row, result in enumerate(results):
         if active[row]:
