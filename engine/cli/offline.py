@@ -126,6 +126,7 @@ def register(app: typer.Typer) -> None:
                 source = llm_source(augmenter, rewrite)
                 name = aug_model or slug(augmenter.loaded.model_id)
                 info = {"qa_source": f"LLM {augmenter.loaded.model_id}", "rewrite_source": rewrite}
+            info["command"] = _command_line()
             summary = augment_passages(passages, out, name, source, info, progress, cancel, retry_failed,
                                        layout="questions" if reference_layout else None)
         fallbacks = f", {augmenter.rewrite_fallbacks} LLM rewrites replaced by the light one" if augmenter and augmenter.rewrite_fallbacks else ""
@@ -216,7 +217,8 @@ def register(app: typer.Typer) -> None:
             settings, loaded = _load(model, store, progress)
             target = out or settings.home / "translators" / f"{slug(loaded.model_id)}-p{p}.safetensors"
             lora_store = LoraStore(settings.store_dir, loaded.model_id, EncodeConfig(epochs=lora_epochs, learning_rate=lora_lr))
-            info = {"data_files": [str(Path(augment).expanduser().resolve())], "aug_model": aug.aug_model, "command": _command_line()}
+            info = {"data_files": [str(Path(augment).expanduser().resolve())], "aug_model": aug.aug_model, "command": _command_line(),
+                    **({"augment": aug.info} if aug.info else {})}
             summary = train_translator(loaded, aug.records, lora_store, target, config, progress, cancel, info, fresh, export_reference)
         if summary.new_steps == 0:
             console.print(f"already trained ({summary.steps} steps; checkpoint {checkpoint_path(target)}); wrote {target}", soft_wrap=True)
