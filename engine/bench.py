@@ -78,9 +78,9 @@ def bench_generation(explorer, new_tokens: int, repeats: int, progress: Progress
     hits, note = _prepare_explorer(explorer, question)
     all_methods = parse_methods("all")
 
-    def run(methods):
-        comparison = explorer.compare(question, hits, methods, new_tokens, ignore_eos=True)
-        bad = [a for a in comparison.answers if a.error or a.tokens != new_tokens]
+    def run(methods, tokens: int = new_tokens):
+        comparison = explorer.compare(question, hits, methods, tokens, ignore_eos=True)
+        bad = [a for a in comparison.answers if a.error or a.tokens != tokens]
         if bad:
             raise RuntimeError(f"benchmark row failed: {bad[0].method}: {bad[0].error or bad[0].tokens}")
         return comparison
@@ -91,6 +91,9 @@ def bench_generation(explorer, new_tokens: int, repeats: int, progress: Progress
         "rag": lambda: run(parse_methods("rag")),
         "vanilla": lambda: run(parse_methods("vanilla")),
         "dyprag": lambda: run(parse_methods("dyprag")),
+        # One new token: the prompt prefill (plus adapter set-up), to tell which part batching cannot shrink.
+        "batched_prefill": lambda: run(all_methods, 1),
+        "sequential_prefill": lambda: [run([m], 1) for m in all_methods],
     }
     run(all_methods)  # warm-up: passage embeddings, allocator, kernels
     samples: dict[str, list[float]] = {name: [] for name in variants}
@@ -99,7 +102,8 @@ def bench_generation(explorer, new_tokens: int, repeats: int, progress: Progress
         for name, fn in variants.items():
             samples[name].append(_timed(fn, 1))
         report(progress, "Benchmark: generation", round_index + 1, repeats)
-    batched, sequential, rag, vanilla, dyprag = (statistics.median(samples[n]) for n in variants)
+    batched, sequential, rag, vanilla, dyprag, batched_prefill, sequential_prefill = (statistics.median(samples[n]) for n in variants)
+    decode_ratio = (batched - batched_prefill) / max(sequential - sequential_prefill, 1e-9)
 
     passages = [h.passage for h in hits]
 
@@ -113,6 +117,11 @@ def bench_generation(explorer, new_tokens: int, repeats: int, progress: Progress
     tokens = f"{new_tokens} new tokens per answer"
     return [
         Figure("batched_vs_sequential", batched / sequential, "ratio", 0.4, f"six methods in one pass / one after another, {tokens}"),
+        Figure("batched_prefill_share", batched_prefill / batched, "ratio", None,
+               f"of the batched pass, the prompt prefill (one new token): rows with different adapters share none of it "
+               f"({batched_prefill:.2f} s batched vs {sequential_prefill:.2f} s one after another)"),
+        Figure("batched_vs_sequential_decode", decode_ratio, "ratio", None,
+               f"the decode loop alone (time beyond one token), batched / one after another, {tokens}"),
         Figure("batched_vs_one_rag", batched / rag, "ratio", None, f"six methods in one pass / one RAG answer, {tokens}"),
         Figure("six_methods_batched_s", batched, "s", None, tokens),
         Figure("dyprag_vs_vanilla", dyprag / vanilla, "ratio", 1.15, f"translate + merge + inject for top-3 included; {note}".strip("; ")),
