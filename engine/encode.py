@@ -13,9 +13,9 @@ and B = 0, as the reference starts every passage from one saved base adapter: th
 result depends only on (model, passage, augmentation, recipe), never on the order or
 the shard a passage was encoded in, and a translator can learn to predict it.
 
-`attach_encoder` lets an `Explorer` do the same on demand (`prag ask --encode`, the
-TUI): passages without a LoRA are augmented by the loaded LLM (cached beside the
-store, failures included) and encoded with progress reports and cancellation.
+`attach_encoder` lets an `Explorer` do the same on demand (`prag eval`, `prag ask --encode`,
+the TUI): passages without a LoRA get cloze QA pairs from their own sentences (cached
+beside the store) and are encoded with progress reports and cancellation.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from engine.adapters import Adapter, Key
-from engine.augment import AugmentFile, AugmentRecord, FailedPassage, LLMAugmenter, load_augment, save_augment, slug
+from engine.augment import AugmentFile, AugmentRecord, FailedPassage, load_augment, save_augment
 from engine.corpus import Passage, make_passage
 from engine.errors import ArtifactError, InputError
 from engine.inject import inject
@@ -253,44 +253,41 @@ def augment_cache_path(store: LoraStore) -> Path:
 
 
 def _augment_on_demand(explorer: "Explorer", passage: Passage, cancel: threading.Event | None) -> AugmentRecord:
-    """The cached augmentation, or a fresh LLM one (a failure is cached too: sampling is seeded, a retry would repeat it)."""
+    """The cached augmentation, else cloze pairs from the passage's own sentences (instant, cached).
+
+    Not the LLM: a 135M model takes about a minute per passage and fails on most, and gold
+    pairs would train the LoRA on the very question being evaluated.
+    """
+    from engine.cloze import MIN_WORDS, cloze_source
+
     path = augment_cache_path(explorer.store)
-    augmenter = LLMAugmenter(explorer.loaded, attempts=2, min_qa=1)  # interactive: bounded time, any valid pair will do
-    cached = load_augment(path) if path.is_file() else AugmentFile(augmenter.name)
+    cached = load_augment(path) if path.is_file() else AugmentFile("cloze")
     for record in cached.records:
         if record.passage.key == passage.key:
             return record
-    for failure in cached.failed:
-        if failure.passage.key == passage.key:
-            break
-    else:
-        pairs, reason = augmenter.qa_pairs(passage, cancel)
-        if pairs:
-            record = AugmentRecord(passage, augmenter.rewrite(passage, cancel), pairs)
-            cached = load_augment(path) if path.is_file() else cached  # re-read: another worker may have written
-            cached.records.append(record)
-            save_augment(path, cached)
-            return record
-        failure = FailedPassage(passage, reason)
-        cached.failed.append(failure)
-        save_augment(path, cached)
-    raise ArtifactError(
-        f"{explorer.loaded.model_id} could not write QA pairs for passage {(passage.title or passage.text)[:40]!r} ({failure.reason})",
-        f"augment it with `prag augment` (e.g. --qa-from-data) and `prag encode`, or remove it from {path} to retry",
-    )
+    outcome = cloze_source(min_qa=1, max_qa=3)(passage, cancel)
+    if isinstance(outcome, FailedPassage):
+        raise ArtifactError(
+            f"passage {(passage.title or passage.text)[:40]!r} has no sentence of {MIN_WORDS}+ words to ask about",
+            "augment it with `prag augment` (LLM or --qa-from-data) and `prag encode` it",
+        )
+    cached = load_augment(path) if path.is_file() else cached  # re-read: another worker may have written
+    cached.records.append(outcome)
+    save_augment(path, cached)
+    return outcome
 
 
 def encode_on_demand(explorer: "Explorer", passages: Sequence[Passage], progress: ProgressCallback | None = None,
                      cancel: threading.Event | None = None) -> None:
-    """`PassageEncoder`: augment missing passages with the LLM, then encode them into `explorer.store`."""
+    """`PassageEncoder`: cloze-augment missing passages, then encode them into `explorer.store`."""
     label = "Encoding PRAG LoRAs"
     missing = list({p.key: p for p in passages if not explorer.store.has(p)}.values())
     for index, passage in enumerate(missing):
         check_cancel(cancel)
-        report(progress, label, index, len(missing), f"augmenting {(passage.title or passage.text)[:24]}")
-        with explorer.model_lock:  # augmenting and training run the same model a generation hooks
-            record = _augment_on_demand(explorer, passage, cancel)
-            encode_records(explorer.loaded, [record], explorer.store, slug(explorer.loaded.model_id), cancel=cancel, label=label,
+        report(progress, label, index, len(missing), f"encoding {(passage.title or passage.text)[:24]}")
+        record = _augment_on_demand(explorer, passage, cancel)
+        with explorer.model_lock:  # training runs the same model a generation hooks
+            encode_records(explorer.loaded, [record], explorer.store, "cloze", cancel=cancel, label=label,
                            progress=lambda p, i=index: report(progress, label, i, len(missing), p.info))
     report(progress, label, len(missing), len(missing))
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from engine.adapters import load_adapter
-from engine.augment import AugmentFile, AugmentRecord, FailedPassage, QAPair, save_augment
+from engine.augment import AugmentFile, AugmentRecord, QAPair, load_augment, save_augment
 from engine.corpus import load_corpus, make_passage
 from engine.encode import (
     attach_encoder,
@@ -224,20 +224,26 @@ def test_encode_cli_reads_the_reference_file_and_refuses_bad_input(loaded, tmp_p
 def test_explorer_encodes_missing_loras_on_demand(loaded, tmp_path):
     record = short_records(1)[0]
     other = make_passage("The Harrow Bridge is made of red sandstone.", "Harrow Bridge")
+    tiny = make_passage("Too short.", "Stub")
     store = LoraStore(tmp_path / "loras", loaded.model_id)
-    explorer = Explorer(loaded, BM25Retriever([record.passage, other]), store, None, "no translator")
+    explorer = Explorer(loaded, BM25Retriever([record.passage, other, tiny]), store, None, "no translator")
     attach_encoder(explorer)
     assert explorer.encoder is not None
-    # a cached augmentation stands in for the (slow) LLM one; a cached failure explains itself
-    save_augment(augment_cache_path(store), AugmentFile("smollm2-135m-instruct", [record], [FailedPassage(other, "0 valid QA pairs")]))
+    # a cached augmentation (e.g. an earlier LLM one) is used as it is
+    save_augment(augment_cache_path(store), AugmentFile("smollm2-135m-instruct", [record]))
     events = []
     adapter = explorer.prag_adapter([record.passage], events.append, encode_missing=True)
     assert store.has(record.passage) and adapter.rank == 2
     assert events and events[-1].done == events[-1].total == 1
-    with pytest.raises(ArtifactError, match="0 valid QA pairs"):
-        explorer.prag_adapter([record.passage, other], encode_missing=True)
     with pytest.raises(ArtifactError, match="no PRAG LoRA"):
         explorer.prag_adapter([other], encode_missing=False)
+    # a passage nobody augmented gets cloze pairs from its own sentence, cached beside the store
+    explorer.prag_adapter([record.passage, other], encode_missing=True)
+    assert store.has(other)
+    cached = {r.passage.key: r for r in load_augment(augment_cache_path(store)).records}
+    assert cached[other.key].qa and all(pair.answer in other.text for pair in cached[other.key].qa)
+    with pytest.raises(ArtifactError, match="no sentence"):
+        explorer.prag_adapter([tiny], encode_missing=True)
 
 
 def test_reference_peft_adapter_folder_matches_our_injection(tiny, tmp_path):

@@ -61,7 +61,7 @@ def register(app: typer.Typer) -> None:
         translator: Annotated[Optional[Path], typer.Option(help="DyPRAG translator (.safetensors or reference .pt).")] = None,
         store: Annotated[Optional[Path], typer.Option(help="PRAG LoRA store directory.")] = None,
         max_new_tokens: Annotated[int, typer.Option(help="New tokens per answer (the reference uses 20).")] = 20,
-        encode: Annotated[bool, typer.Option("--encode/--no-encode", help="Encode missing PRAG LoRAs on demand (slow).")] = False,
+        encode: Annotated[bool, typer.Option("--encode/--no-encode", help="Encode missing PRAG LoRAs on demand (cloze QA pairs, a few seconds a passage, cached); --no-encode reports them as errors.")] = True,
         rerank: Annotated[str, typer.Option(help="Passage selection: none (BM25 top-k) or dynamic (the LLM picks order and count).")] = "none",
         candidates: Annotated[int, typer.Option(help="BM25 candidates the dynamic reranker chooses from.")] = 10,
         as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of the table.")] = False,
