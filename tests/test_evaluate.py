@@ -124,6 +124,16 @@ def test_file_names_encode_the_settings(baseline) -> None:
     assert file_prefix(Path("popqa-dev.jsonl"), retrained) != file_prefix(Path("popqa-dev.jsonl"), with_translator)
 
 
+def test_markdown_table_has_a_row_per_method(baseline) -> None:
+    from engine.cli.eval_cmd import markdown_table
+
+    _, result = baseline
+    lines = markdown_table(result).splitlines()
+    assert lines[0].startswith("sample-qa.jsonl: 3 questions") and lines[2].startswith("| Method | EM | F1 |")
+    rows = [line for line in lines[4:] if line.startswith("| ")]
+    assert [row.split(" | ")[0].lstrip("| ") for row in rows] == [s.label for s in result.methods.values()]
+
+
 def test_each_method_file_depends_only_on_what_the_method_reads(tmp_path) -> None:
     fp = {"model": "m", "top_k": 3, "max_new_tokens": 20, "corpus": None, "translator": None, "prag_lora": "r2"}
     trained = {**fp, "translator": {"path": "/t/tr.safetensors", "digest": "abc"}}
@@ -314,6 +324,8 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path) -> None:
     ok = tmp_path / "ok.jsonl"
     ok.write_text(row, encoding="utf-8")
     assert_one_line_error(prag("eval", "--data", str(ok), "--out", str(ok / "sub")), "cannot create the predictions folder")
+    assert_one_line_error(prag("eval", "--data", str(ok), "--json", "--markdown"), "pass one of them")
+    assert_one_line_error(prag("eval", "--data", str(ok), "--offset", "1"), "no questions after the first 1")
 
 
 def test_sigkill_mid_run_resumes_to_the_same_predictions(loaded, explorer, qa_file, tmp_path) -> None:

@@ -42,6 +42,15 @@ def render_result(result: "EvalResult") -> None:
                   f"Predictions: {escape(str(result.to_json()['predictions']))}[/]", soft_wrap=True)
 
 
+def markdown_table(result: "EvalResult") -> str:
+    """The same table as GitHub markdown, for a README or a paper draft."""
+    headers, rows = result.table()
+    lines = [f"{result.data.name}: {result.n} questions ({result.model}, top-{result.top_k}, {result.max_new_tokens} new tokens)", "",
+             "| " + " | ".join(headers) + " |", "|" + "|".join(["---", *["---:"] * (len(headers) - 1)]) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
 def register(app: typer.Typer) -> None:
     @app.command("eval")
     @handle_errors
@@ -65,6 +74,7 @@ def register(app: typer.Typer) -> None:
         rerank: Annotated[str, typer.Option(help="Passage selection: none (BM25 top-k) or dynamic (the LLM picks order and count).")] = "none",
         candidates: Annotated[int, typer.Option(help="BM25 candidates the dynamic reranker chooses from.")] = 10,
         as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of the table.")] = False,
+        markdown: Annotated[bool, typer.Option("--markdown", help="Print the table as GitHub markdown.")] = False,
     ) -> None:
         """Run each method on each question of a QA file and print EM / F1 per method.
 
@@ -76,6 +86,8 @@ def register(app: typer.Typer) -> None:
 
         if data is None:
             raise InputError("no QA file given", "pass --data FILE.jsonl (e.g. one from shared/data)")
+        if as_json and markdown:
+            raise InputError("--json and --markdown both given", "pass one of them")
         existing_path(corpus, "corpus")
         existing_path(index, "index")
         if corpus is not None and index is not None:
@@ -87,7 +99,7 @@ def register(app: typer.Typer) -> None:
         )
         settings = settings_from(model=model, translator=translator, store=store)
         quiet_libraries()
-        with progress_bar(enabled=not as_json or is_interactive()) as progress:
+        with progress_bar(enabled=not (as_json or markdown) or is_interactive()) as progress:
             if ray:
                 from engine.distributed import RayOptions, evaluate_on_ray
 
@@ -96,5 +108,7 @@ def register(app: typer.Typer) -> None:
                 result = evaluate(options, settings, progress=progress)
         if as_json:
             typer.echo(json.dumps(result.to_json(), ensure_ascii=False))
+        elif markdown:
+            typer.echo(markdown_table(result))
         else:
             render_result(result)
