@@ -74,3 +74,20 @@ def clean_temp_files(folder: Path, names: Iterable[str] | None = None) -> int:
                 tmp.unlink(missing_ok=True)
                 removed += 1
     return removed
+
+
+@contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """Wait for an exclusive advisory lock on `path` (the kernel frees it if the holder dies)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)

@@ -160,6 +160,24 @@ def _default_cache_dir(models_dir: Path) -> Path:
 
 def _convert_gguf(gguf: Path, target: Path, progress: ProgressCallback | None) -> None:
     """Dequantize the GGUF once and save it as a plain safetensors model directory."""
+    from engine.atomic import file_lock
+
+    # One conversion at a time (two shards started together would both convert), and the
+    # temp folders of a conversion that was killed are removed by the next one.
+    with file_lock(target.parent / f".{target.name}.lock"):
+        if _is_complete(target):
+            return  # another process finished it while we waited
+        for stale in target.parent.glob(f".{target.name}.*"):
+            if stale.is_dir():
+                shutil.rmtree(stale, ignore_errors=True)
+        _dequantize_and_save(gguf, target, progress)
+
+
+def _is_complete(cache: Path) -> bool:
+    return (cache / "config.json").is_file() and (cache / "model.safetensors").is_file()
+
+
+def _dequantize_and_save(gguf: Path, target: Path, progress: ProgressCallback | None) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -202,7 +220,7 @@ def load_model(spec: str | Path | None, models_dir: Path, progress: ProgressCall
         report(progress, f"Loading {path.name}", 1, 1)
         return loaded
     cache = _default_cache_dir(models_dir)
-    if not (cache / "config.json").is_file() or not (cache / "model.safetensors").is_file():
+    if not _is_complete(cache):
         _convert_gguf(embedded_gguf_path(), cache, progress)
     report(progress, f"Loading {DEFAULT_MODEL_ID}", 0, 1)
     try:

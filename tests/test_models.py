@@ -43,3 +43,25 @@ def test_missing_and_non_model_paths(tmp_path):
         load_model(tmp_path / "nope", tmp_path)
     with pytest.raises(ModelError, match="config.json"):
         load_model(tmp_path, tmp_path)
+
+
+def test_conversion_removes_a_killed_conversions_temp_folder(tmp_path, monkeypatch) -> None:
+    from engine import models
+
+    target = tmp_path / "smollm2-v1"
+    stale = tmp_path / ".smollm2-v1.k1ll3d"  # what a SIGKILL mid-save leaves (about 500 MB for real)
+    stale.mkdir()
+    (stale / "model.safetensors").write_bytes(b"half a model")
+    calls = []
+
+    def fake_dequantize(gguf, where, progress) -> None:
+        calls.append(where)
+        where.mkdir()
+        (where / "config.json").write_text("{}")
+        (where / "model.safetensors").write_bytes(b"weights")
+
+    monkeypatch.setattr(models, "_dequantize_and_save", fake_dequantize)
+    models._convert_gguf(tmp_path / "model.gguf", target, None)
+    assert not stale.exists() and calls == [target]
+    models._convert_gguf(tmp_path / "model.gguf", target, None)  # finished meanwhile (another process): nothing to do
+    assert calls == [target]
