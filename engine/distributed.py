@@ -332,13 +332,13 @@ class EvalWorker(_Actor):
     """A Ray actor: one explorer (model, retriever, store, translator) opened once, then one question per call."""
 
     def __init__(self, settings: Settings, options: "EvalOptions", pool: Sequence["QAItem"], threads: int) -> None:
-        from engine.evaluate import _open_explorer
+        from engine.evaluate import open_explorer
 
         _quiet_worker(threads)
         self.options = options
         self.settings = settings
         try:
-            self.explorer = _open_explorer(settings, options, pool, None)
+            self.explorer = open_explorer(settings, options, pool, None)
         except PragError as exc:
             self.error = exc
 
@@ -351,10 +351,10 @@ class EvalWorker(_Actor):
 
     def answer(self, item: "QAItem", done_methods: Sequence[str]) -> dict[str, Any]:
         """All methods of `item` not in `done_methods`, in one compare call; the records, not written."""
-        from engine.evaluate import _answer_one
+        from engine.evaluate import answer_one
 
         files = {m.name: _Collect(m.name in done_methods, item.id) for m in self.options.methods}
-        wall = _answer_one(self.explorer, item, self.options, files, None, "", 0, 0, None)  # type: ignore[arg-type]
+        wall = answer_one(self.explorer, item, self.options, files, None, "", 0, 0, None)  # type: ignore[arg-type]
         return {"records": [r for f in files.values() for r in f.new], "wall": wall}
 
 

@@ -418,7 +418,7 @@ def file_prefix(data: Path, fp: dict[str, Any]) -> str:
 # --- the run ---------------------------------------------------------------------------
 
 
-def _answer_one(
+def answer_one(
     explorer: "Explorer", item: QAItem, options: EvalOptions, files: dict[str, PredictionFile],
     progress: ProgressCallback | None, label: str, done: int, total: int, cancel: threading.Event | None,
 ) -> float | None:
@@ -507,7 +507,7 @@ def hits_for(item: QAItem, explorer: "Explorer", options: EvalOptions) -> list[H
     return hits
 
 
-def _open_explorer(settings: Settings, options: EvalOptions, items: Sequence[QAItem], progress: ProgressCallback | None) -> "Explorer":
+def open_explorer(settings: Settings, options: EvalOptions, items: Sequence[QAItem], progress: ProgressCallback | None) -> "Explorer":
     from engine.explorer import Explorer
 
     if options.corpus is not None or options.index is not None:
@@ -552,7 +552,7 @@ def evaluate(
     started = time.perf_counter()
     settings, items, out_dir = prepare_run(options, settings)
     if explorer is None:
-        explorer = _open_explorer(settings, options, items, progress)
+        explorer = open_explorer(settings, options, items, progress)
     translator_path = settings.translator or default_translator_path(explorer.loaded.model_id)
     fp = fingerprint(explorer, options, translator_path)
     label = f"Evaluating {Path(options.data).stem}"
@@ -566,7 +566,7 @@ def evaluate(
         for item in pending:
             if cancel is not None and cancel.is_set():
                 break
-            wall = _answer_one(explorer, item, options, files, progress, label, done, len(items), cancel)
+            wall = answer_one(explorer, item, options, files, progress, label, done, len(items), cancel)
             if wall is None:
                 break
             walls.append(wall)
