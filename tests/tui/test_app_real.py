@@ -23,7 +23,7 @@ def settings(tokens: int):
 
 
 async def test_type_run_and_six_columns_finish(make_app, real_explorer):
-    """As `prag tui` opens it on a fresh machine: no PRAG LoRAs, no translator."""
+    """Nothing encoded, no translator (as for a model without a shipped one): the four parametric rows explain why."""
     app = make_app(factory_of(real_explorer), settings=settings(6))
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_ready(pilot)
