@@ -367,3 +367,21 @@ def test_offset_takes_a_dev_split_of_the_same_file(qa_file) -> None:
     assert [i.id for i in load_items(EvalOptions(data=qa_file, offset=1))] == [i.id for i in every[1:]]
     with pytest.raises(InputError, match="no questions after the first"):
         load_items(EvalOptions(data=qa_file, offset=len(every)))
+
+
+def test_ctrl_c_stops_after_the_question_in_flight(qa_file, tmp_path) -> None:
+    out = tmp_path / "interrupted"
+    args = ("eval", "--data", str(qa_file), "--limit", "4", "--methods", "vanilla", "--max-new-tokens", "6", "--out", str(out))
+    # A fresh session: SIGINT reaches only this process, as Ctrl-C in its own terminal would.
+    proc = subprocess.Popen([sys.executable, "-m", "engine.cli.app", *args], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None and not any(p.read_bytes().count(b"\n") >= 1 for p in out.glob("*.jsonl")):
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 2, stderr
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "evaluation stopped after" in lines[0] and "Traceback" not in stderr
+    done = [r["id"] for p in out.glob("*.jsonl") for r in read_lines(p)]
+    assert 1 <= len(done) < 4 and len(set(done)) == len(done)  # the finished questions are kept, once each

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import signal
 import sys
 import threading
 from contextlib import contextmanager
@@ -95,3 +96,26 @@ def existing_path(value: Path | None, what: str) -> Path | None:
 
 def is_interactive() -> bool:
     return sys.stderr.isatty()
+
+
+@contextmanager
+def cancel_on_sigint() -> Iterator[threading.Event]:
+    """First Ctrl-C sets the engine's cancel event; the second raises KeyboardInterrupt as usual."""
+    cancel = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield cancel
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def on_sigint(signum, frame) -> None:
+        if cancel.is_set():
+            raise KeyboardInterrupt
+        cancel.set()
+        if is_interactive():  # a note for the person at the keyboard; logs keep the one error line
+            err_console.print("[yellow]stopping after the current step (Ctrl-C again to stop at once)[/]")
+
+    signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield cancel
+    finally:
+        signal.signal(signal.SIGINT, previous)

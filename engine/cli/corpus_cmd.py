@@ -42,7 +42,7 @@ def index_command(
     interrupted build leaves the previous index as it was. Rerunning on an unchanged
     corpus returns at once.
     """
-    from engine.cli.offline import cancel_on_sigint
+    from engine.cli.common import cancel_on_sigint
     from engine.index import BACKENDS, build_es_index, build_index
 
     if backend not in BACKENDS:

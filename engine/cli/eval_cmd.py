@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from engine.cli.common import console, existing_path, handle_errors, is_interactive, progress_bar, quiet_libraries, settings_from
+from engine.cli.common import cancel_on_sigint, console, existing_path, handle_errors, is_interactive, progress_bar, quiet_libraries, settings_from
 from engine.errors import InputError
 
 if TYPE_CHECKING:
@@ -99,13 +99,14 @@ def register(app: typer.Typer) -> None:
         )
         settings = settings_from(model=model, translator=translator, store=store)
         quiet_libraries()
-        with progress_bar(enabled=not (as_json or markdown) or is_interactive()) as progress:
+        # Ctrl-C: stop after the question in flight (its answers are kept), exit 2; again: at once.
+        with progress_bar(enabled=not (as_json or markdown) or is_interactive()) as progress, cancel_on_sigint() as cancel:
             if ray:
                 from engine.distributed import RayOptions, evaluate_on_ray
 
-                result = evaluate_on_ray(options, settings, RayOptions(ray_address, workers), progress=progress)
+                result = evaluate_on_ray(options, settings, RayOptions(ray_address, workers), progress=progress, cancel=cancel)
             else:
-                result = evaluate(options, settings, progress=progress)
+                result = evaluate(options, settings, progress=progress, cancel=cancel)
         if as_json:
             typer.echo(json.dumps(result.to_json(), ensure_ascii=False))
         elif markdown:

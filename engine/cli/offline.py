@@ -8,39 +8,13 @@ one line); a second Ctrl-C stops at once, losing only the unfinished step.
 from __future__ import annotations
 
 import shlex
-import signal
 import sys
-import threading
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Iterator, Optional
+from typing import Annotated, Optional
 
 import typer
 
-from engine.cli.common import console, err_console, handle_errors, is_interactive, progress_bar, quiet_libraries, settings_from
-
-
-@contextmanager
-def cancel_on_sigint() -> Iterator[threading.Event]:
-    """First Ctrl-C sets the engine's cancel event; the second raises KeyboardInterrupt as usual."""
-    cancel = threading.Event()
-    if threading.current_thread() is not threading.main_thread():
-        yield cancel
-        return
-    previous = signal.getsignal(signal.SIGINT)
-
-    def on_sigint(signum, frame) -> None:
-        if cancel.is_set():
-            raise KeyboardInterrupt
-        cancel.set()
-        if is_interactive():  # a note for the person at the keyboard; logs keep the one error line
-            err_console.print("[yellow]stopping after the current step (Ctrl-C again to stop at once)[/]")
-
-    signal.signal(signal.SIGINT, on_sigint)
-    try:
-        yield cancel
-    finally:
-        signal.signal(signal.SIGINT, previous)
+from engine.cli.common import cancel_on_sigint, console, handle_errors, progress_bar, quiet_libraries, settings_from
 
 
 def _command_line() -> str:
