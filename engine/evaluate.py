@@ -367,14 +367,15 @@ def fingerprint(explorer: "Explorer", options: EvalOptions, translator_path: Pat
     }
 
 
-def method_fingerprint(fp: dict[str, Any], method: Method) -> dict[str, Any]:
-    """Only the settings `method` reads: a new translator leaves the vanilla, RAG and PRAG predictions valid."""
-    return {**fp, "translator": fp["translator"] if method.adapter is AdapterSource.DYPRAG else None,
-            "prag_lora": fp["prag_lora"] if method.adapter is AdapterSource.PRAG else None}
+def methods_fingerprint(fp: dict[str, Any], methods: Sequence[Method]) -> dict[str, Any]:
+    """Only the settings these methods read: a new translator leaves the vanilla, RAG and PRAG predictions valid."""
+    sources = {m.adapter for m in methods}
+    return {**fp, "translator": fp["translator"] if AdapterSource.DYPRAG in sources else None,
+            "prag_lora": fp["prag_lora"] if AdapterSource.PRAG in sources else None}
 
 
 def prediction_path(out_dir: Path, data: Path, fp: dict[str, Any], method: Method) -> Path:
-    return out_dir / f"{file_prefix(data, method_fingerprint(fp, method))}__{method.name}.jsonl"
+    return out_dir / f"{file_prefix(data, methods_fingerprint(fp, [method]))}__{method.name}.jsonl"
 
 
 @contextmanager
@@ -385,6 +386,7 @@ def open_predictions(out_dir: Path, data: Path, fp: dict[str, Any], methods: Seq
     One lock per prediction file: runs that share no file (another translator, another
     method) may run side by side; two that would append to the same file cannot.
     """
+    fp = methods_fingerprint(fp, methods)  # the run's settings and results files, too, name only what it reads
     prefix = file_prefix(data, fp)
     files = {m.name: PredictionFile(prediction_path(out_dir, data, fp, m), m.name) for m in methods}
     with ExitStack() as stack:
