@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from engine.augment import AugmentFile, AugmentRecord, QAPair, save_augment
 from engine.config import load_settings
@@ -67,7 +68,12 @@ def test_ray_encodes_into_the_store_as_one_process_does(cluster, loaded, tmp_pat
     assert store_files(store) == (sorted(r.passage.key for r in records), [])
 
     single = LoraStore(tmp_path / "single", loaded.model_id)
-    encode_records(loaded, records[:1], single, "gold")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as each worker runs: float sums in another thread split differ in the last bits
+    try:
+        encode_records(loaded, records[:1], single, "gold")
+    finally:
+        torch.set_num_threads(threads)
     ours, theirs = store.get(records[0].passage), single.get(records[0].passage)
     assert ours is not None and theirs is not None
     for key, (a, b) in theirs.pairs.items():
