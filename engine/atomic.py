@@ -77,16 +77,20 @@ def clean_temp_files(folder: Path, names: Iterable[str] | None = None) -> int:
 
 
 @contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """Wait for an exclusive advisory lock on `path` (the kernel frees it if the holder dies)."""
+def file_lock(path: Path, wait: bool = True) -> Iterator[None]:
+    """An exclusive advisory lock on `path` (the kernel frees it if the holder dies).
+
+    `wait=False` raises BlockingIOError at once when another process holds it. Windows has
+    no advisory locks: there it does nothing, and one writer at a time is up to the user.
+    """
     try:
         import fcntl
-    except ImportError:  # Windows: no advisory locks
+    except ImportError:
         yield
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         try:
             yield
         finally:

@@ -32,7 +32,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Iterator, Sequence
 
-from engine.atomic import write_text
+from engine.atomic import file_lock, write_text
 from engine.config import Settings, load_settings
 from engine.errors import Cancelled, InputError
 from engine.methods import METHODS, AdapterSource, Method
@@ -299,22 +299,14 @@ class PredictionFile:
 
 @contextmanager
 def _exclusive(lock_path: Path, what: str) -> Iterator[None]:
-    """Refuse a second run writing the same prediction files (the kernel frees the lock if we die)."""
+    """Refuse a second run writing the same prediction files."""
+    held = ExitStack()
     try:
-        import fcntl
-    except ImportError:  # Windows: no advisory locks; one run at a time is up to the user
+        held.enter_context(file_lock(lock_path, wait=False))
+    except BlockingIOError:
+        raise InputError(f"another `prag eval` is writing {what}", "wait for it to finish, or pass a different --out") from None
+    with held:
         yield
-        return
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "a") as fh:
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise InputError(f"another `prag eval` is writing {what}", "wait for it to finish, or pass a different --out") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 # --- settings fingerprint --------------------------------------------------------------
