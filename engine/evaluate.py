@@ -20,7 +20,6 @@ Why it is built this way:
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import json
 import os
@@ -32,7 +31,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Iterator, Sequence
 
-from engine.atomic import file_lock, write_text
+from engine.atomic import clean_temp_files, file_lock, write_text
 from engine.config import Settings, load_settings
 from engine.errors import Cancelled, InputError
 from engine.methods import METHODS, AdapterSource, Method
@@ -379,16 +378,15 @@ def open_predictions(out_dir: Path, data: Path, fp: dict[str, Any], methods: Seq
     method) may run side by side; two that would append to the same file cannot.
     """
     fp = methods_fingerprint(fp, methods)  # the run's settings and results files, too, name only what it reads
-    prefix = file_prefix(data, fp)
+    # The method names keep runs of other methods (which may share every setting) off these two files.
+    prefix = file_prefix(data, {**fp, "methods": [m.name for m in methods]})
     files = {m.name: PredictionFile(prediction_path(out_dir, data, fp, m), m.name) for m in methods}
     with ExitStack() as stack:
         for f in sorted(files.values(), key=lambda f: f.path.name):
             stack.enter_context(_exclusive(f.path.with_name(f".{f.path.stem}.lock"), str(f.path)))
         # Temp files of a run killed mid-write (a repaired predictions file; settings and results
-        # below): only ours, which no other run can be writing while we hold the locks.
-        for name in [prefix, *(f.path.name for f in files.values())]:
-            for stale in out_dir.glob(f".{glob.escape(name)}*.tmp"):
-                stale.unlink(missing_ok=True)
+        # below): only those of our own files, which no other run can be writing while we hold the locks.
+        clean_temp_files(out_dir, [f"{prefix}.settings.json", f"{prefix}.results.json", *(f.path.name for f in files.values())])
         write_text(out_dir / f"{prefix}.settings.json", json.dumps({"data": str(data), **fp}, indent=2) + "\n")
         repaired = sum(f.load() for f in files.values())
         try:

@@ -385,3 +385,17 @@ def test_ctrl_c_stops_after_the_question_in_flight(qa_file, tmp_path) -> None:
     assert len(lines) == 1 and "evaluation stopped after" in lines[0] and "Traceback" not in stderr
     done = [r["id"] for p in out.glob("*.jsonl") for r in read_lines(p)]
     assert 1 <= len(done) < 4 and len(set(done)) == len(done)  # the finished questions are kept, once each
+
+
+def test_a_run_cleans_only_its_own_files_temps(explorer, qa_file, tmp_path) -> None:
+    options = EvalOptions(data=qa_file, methods=(METHODS["vanilla"],), limit=1, max_new_tokens=2, out_dir=tmp_path)
+    first = evaluate(options, explorer=explorer)
+    vanilla = first.predictions["vanilla"]
+    rag = vanilla.with_name(vanilla.name.replace("__vanilla.jsonl", "__rag.jsonl"))  # same settings, another method
+    dead = vanilla.with_name(f".{vanilla.name}.k1ll3d.tmp")  # what a run killed mid-repair leaves
+    busy = rag.with_name(f".{rag.name}.bu5y00.tmp")  # a concurrent RAG-only run writing right now
+    dead.write_text("half")
+    busy.write_text("being written")
+    evaluate(options, explorer=explorer)
+    assert not dead.exists() and busy.exists()
+    assert len(list(tmp_path.glob("*.settings.json"))) == 1  # the run's own files, named by its methods
