@@ -76,7 +76,7 @@ def cloze_pairs(passage: Passage, max_qa: int = 3) -> list[QAPair]:
 
 
 def cloze_source(min_qa: int = 3, max_qa: int = 3) -> AugmentFn:
-    """`prag augment --qa cloze`: cloze pairs and the light rewrite; a passage too short for `min_qa` fails."""
+    """`prag augment --qa-cloze`: cloze pairs and the light rewrite; a passage too short for `min_qa` fails."""
 
     def run(passage: Passage, cancel: threading.Event | None) -> AugmentRecord | FailedPassage:
         pairs = cloze_pairs(passage, max_qa)

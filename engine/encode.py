@@ -252,8 +252,8 @@ def augment_cache_path(store: LoraStore) -> Path:
     return store.dir.parent / "augment-on-demand.json"
 
 
-def _augment_on_demand(explorer: "Explorer", passage: Passage, cancel: threading.Event | None) -> AugmentRecord:
-    """The cached augmentation, else cloze pairs from the passage's own sentences (instant, cached).
+def _augment_on_demand(explorer: "Explorer", passage: Passage, cancel: threading.Event | None) -> tuple[AugmentRecord, str]:
+    """(record, its source name): the cached augmentation, else cloze pairs from the passage's own sentences (instant, cached).
 
     Not the LLM: a 135M model takes about a minute per passage and fails on most, and gold
     pairs would train the LoRA on the very question being evaluated.
@@ -264,7 +264,7 @@ def _augment_on_demand(explorer: "Explorer", passage: Passage, cancel: threading
     cached = load_augment(path) if path.is_file() else AugmentFile("cloze")
     for record in cached.records:
         if record.passage.key == passage.key:
-            return record
+            return record, cached.aug_model
     outcome = cloze_source(min_qa=1, max_qa=3)(passage, cancel)
     if isinstance(outcome, FailedPassage):
         raise ArtifactError(
@@ -274,7 +274,7 @@ def _augment_on_demand(explorer: "Explorer", passage: Passage, cancel: threading
     cached = load_augment(path) if path.is_file() else cached  # re-read: another worker may have written
     cached.records.append(outcome)
     save_augment(path, cached)
-    return outcome
+    return outcome, "cloze"
 
 
 def encode_on_demand(explorer: "Explorer", passages: Sequence[Passage], progress: ProgressCallback | None = None,
@@ -285,9 +285,9 @@ def encode_on_demand(explorer: "Explorer", passages: Sequence[Passage], progress
     for index, passage in enumerate(missing):
         check_cancel(cancel)
         report(progress, label, index, len(missing), f"encoding {(passage.title or passage.text)[:24]}")
-        record = _augment_on_demand(explorer, passage, cancel)
+        record, source = _augment_on_demand(explorer, passage, cancel)
         with explorer.model_lock:  # training runs the same model a generation hooks
-            encode_records(explorer.loaded, [record], explorer.store, "cloze", cancel=cancel, label=label,
+            encode_records(explorer.loaded, [record], explorer.store, source, cancel=cancel, label=label,
                            progress=lambda p, i=index: report(progress, label, i, len(missing), p.info))
     report(progress, label, len(missing), len(missing))
 

@@ -68,11 +68,9 @@ def register(app: typer.Typer) -> None:
             raise InputError(f"--rewrite must be 'light' or 'llm', got {rewrite!r}", "choose one of the two")
         if qa_cloze and rewrite == "llm":
             raise InputError("--qa-cloze goes with the light rewrite", "leave out --rewrite llm")
-        if limit is not None and limit < 1:
-            raise InputError(f"--limit must be at least 1, got {limit}", "pass a positive number")
         if not 1 <= min_qa <= max_qa:
             raise InputError(f"need 1 <= --min-qa <= --max-qa, got {min_qa} and {max_qa}", "e.g. --min-qa 3 --max-qa 3")
-        for name, value in (("--sample", sample), ("--questions", questions)):
+        for name, value in (("--limit", limit), ("--sample", sample), ("--questions", questions)):
             if value is not None and value < 1:
                 raise InputError(f"{name} must be at least 1, got {value}", "pass a positive number")
         if sum(v is not None for v in (sample, limit, questions)) > 1:
