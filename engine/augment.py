@@ -331,7 +331,7 @@ def passages_from(corpus: Path | None = None, data: Path | None = None, question
     from engine.qa import load_qa
 
     seen: dict[str, Passage] = {}
-    for item in load_qa(data)[:questions]:
+    for item in load_qa(data, questions):
         for passage in item.passages:
             seen.setdefault(passage.key, passage)
     if not seen:
