@@ -36,13 +36,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from engine.config import Settings, load_settings
-from engine.encode import EncodeSummary
+from engine.offline.encode import EncodeSummary
 from engine.errors import Cancelled, InputError, PragError
 from engine.progress import ProgressCallback, report
 from engine.store import EncodeConfig, LoraStore
 
 if TYPE_CHECKING:
-    from engine.augment import AugmentRecord
+    from engine.offline.augment import AugmentRecord
     from engine.evaluate import EvalOptions, EvalResult
     from engine.qa import QAItem
 
@@ -227,8 +227,8 @@ class EncodeWorker(_Actor):
         return self.loaded.model_id
 
     def encode(self, record: "AugmentRecord", aug_model: str) -> dict[str, Any]:
-        """`engine.encode.encode_records` on this one passage: skipped when stored; its own stale temp file removed first."""
-        from engine.encode import encode_records
+        """`engine.offline.encode.encode_records` on this one passage: skipped when stored; its own stale temp file removed first."""
+        from engine.offline.encode import encode_records
 
         summary = encode_records(self.loaded, [record], self.store, aug_model)
         return {"key": record.passage.key, "skipped": summary.skipped == 1, "steps": summary.steps,
@@ -255,7 +255,7 @@ def encode_on_ray(
     shard: tuple[int, int] | None = None,
     label: str = "Encoding PRAG LoRAs (Ray)",
 ) -> RayEncodeSummary:
-    """`engine.encode.encode_records` over a Ray cluster: same store, same skip rule, same summary.
+    """`engine.offline.encode.encode_records` over a Ray cluster: same store, same skip rule, same summary.
 
     Args:
         records: augmented passages (from `load_augment`).
@@ -270,7 +270,7 @@ def encode_on_ray(
     Returns:
         A `RayEncodeSummary`: the `EncodeSummary` fields plus the LoRA folder and worker CPU time.
     """
-    from engine.encode import in_shard
+    from engine.offline.encode import in_shard
 
     settings = settings or load_settings()
     config = config or EncodeConfig()

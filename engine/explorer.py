@@ -35,7 +35,7 @@ MAX_QUESTION_CHARS = 2000
 Status = Literal["waiting", "preparing", "encoding", "generating", "done", "cancelled", "error"]
 
 PassageEncoder = Callable[["Explorer", Sequence[Passage], ProgressCallback | None, threading.Event | None], None]
-"""Fills the LoRA store for passages that have no PRAG LoRA yet (provided by engine.encode)."""
+"""Fills the LoRA store for passages that have no PRAG LoRA yet (provided by engine.offline.encode)."""
 
 
 @dataclass
@@ -136,7 +136,7 @@ class Explorer:
         self.reranker: "LLMReranker | None" = None
         """Dynamic reranker; created on first use with the answering model unless set."""
         self.encoder: PassageEncoder | None = None
-        """Set by engine.encode to encode missing PRAG LoRAs on demand."""
+        """Set by engine.offline.encode to encode missing PRAG LoRAs on demand."""
         self.model_lock = threading.RLock()
         """Held by anything that runs the model (generation, embeddings, reranking, encoding): hooks are per model."""
 
@@ -144,7 +144,7 @@ class Explorer:
 
     @classmethod
     def open(cls, settings: Settings, progress: ProgressCallback | None = None, passages: Sequence[Passage] | None = None) -> "Explorer":
-        from engine.index import open_configured_index
+        from engine.retrieval.index import open_configured_index
 
         # A built index (settings.index / es_index) replaces BM25 over the corpus; opened first, to fail before the model.
         index = open_configured_index(settings) if passages is None else None
@@ -159,7 +159,7 @@ class Explorer:
         translator, note = cls._load_translator(settings.translator, loaded)
         explorer = cls(loaded, retriever, LoraStore(settings.store_dir, loaded.model_id), translator, note)
         try:
-            from engine.encode import attach_encoder
+            from engine.offline.encode import attach_encoder
         except ImportError:  # the offline stages are optional for answering
             pass
         else:

@@ -10,7 +10,7 @@ Useful targets:
 
 - `engine.atomic:_umask`, before: an atomic write has its temp file complete and fsynced,
   but not renamed over the real one yet (`atomic_path` calls it just before `os.replace`).
-- a stage's own functions (`engine.encode:train_lora`, `engine.train:save_checkpoint`, ...):
+- a stage's own functions (`engine.offline.encode:train_lora`, `engine.offline.train:save_checkpoint`, ...):
   work done in memory and not saved, or saved and not reported.
 """
 
@@ -63,7 +63,7 @@ class KillPoint:
     name: str
     """Test id, e.g. "temp-written-not-renamed"."""
     target: str
-    """"module:qualname" of the function to wrap, e.g. "engine.encode:train_lora"."""
+    """"module:qualname" of the function to wrap, e.g. "engine.offline.encode:train_lora"."""
     call: int = 1
     when: str = "after"
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine.augment import AugmentFile, AugmentRecord, QAPair, save_augment
+from engine.offline.augment import AugmentFile, AugmentRecord, QAPair, save_augment
 from engine.config import load_settings
 from engine.corpus import make_passage, sample_questions_path
 from engine.store import LoraStore
@@ -56,7 +56,7 @@ def store_files(store: LoraStore) -> tuple[list[str], list[Path]]:
 
 
 def test_ray_encodes_into_the_store_as_one_process_does(cluster, loaded, tmp_path):
-    from engine.encode import encode_records
+    from engine.offline.encode import encode_records
 
     records = make_records(2)
     settings = load_settings({"store": tmp_path / "ray"})
@@ -108,7 +108,7 @@ def _worker_pids(title: str) -> list[int]:
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds Ray's worker processes through /proc (Linux)")
 def test_a_killed_worker_is_restarted_and_nothing_is_lost(cluster, loaded, tmp_path):
-    from engine.encode import encode_records
+    from engine.offline.encode import encode_records
 
     records = make_records(4)
     store = LoraStore(tmp_path / "store", loaded.model_id)
@@ -145,7 +145,7 @@ def test_a_killed_worker_is_restarted_and_nothing_is_lost(cluster, loaded, tmp_p
 DRIVER = """
 import sys
 from pathlib import Path
-from engine.augment import load_augment
+from engine.offline.augment import load_augment
 from engine.config import load_settings
 from engine.distributed import RayOptions, encode_on_ray
 aug = load_augment(Path(sys.argv[1]))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.augment import (
+from engine.offline.augment import (
     AugmentRecord,
     LLMAugmenter,
     QAPair,

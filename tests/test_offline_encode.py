@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from engine.adapters import load_adapter
-from engine.augment import AugmentFile, AugmentRecord, QAPair, load_augment, save_augment
+from engine.offline.augment import AugmentFile, AugmentRecord, QAPair, load_augment, save_augment
 from engine.corpus import load_corpus, make_passage
-from engine.encode import (
+from engine.offline.encode import (
     attach_encoder,
     augment_cache_path,
     encode_records,

@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine.augment import AugmentFile, save_augment
-from engine.encode import encode_records
+from engine.offline.augment import AugmentFile, save_augment
+from engine.offline.encode import encode_records
 from engine.errors import ArtifactError, Cancelled, InputError
 from engine.models import ModelArch
 from engine.store import LoraStore
-from engine.train import TrainConfig, checkpoint_path, fingerprint, build_examples, load_checkpoint, make_translator, train_translator
+from engine.offline.train import TrainConfig, checkpoint_path, fingerprint, build_examples, load_checkpoint, make_translator, train_translator
 from engine.translator import export_reference, load_translator, save_translator
 from tests.test_offline_encode import file_content, same_files, short_records
 
@@ -229,7 +229,7 @@ def test_ctrl_c_on_the_cli_saves_and_exits_2_with_one_line(encoded):
 
 def test_embedding_cache_cleans_only_its_own_temp_files(loaded, tmp_path) -> None:
     from engine.corpus import make_passage
-    from engine.train import cached_embeddings
+    from engine.offline.train import cached_embeddings
 
     mine = make_passage("Velmora is a hill town in the province of Drasketh.", "Velmora")
     other = make_passage("Harnwick is a port city.", "Harnwick")

@@ -18,13 +18,13 @@ from pathlib import Path
 import pytest
 
 from engine.adapters import random_adapter, save_adapter
-from engine.augment import AugmentFile, save_augment
+from engine.offline.augment import AugmentFile, save_augment
 from engine.corpus import load_corpus, make_passage
 from engine.errors import PragError
 from engine.models import DEFAULT_MODEL_ID, ModelArch
 from engine.retrieval import BM25Retriever
 from engine.store import LoraStore
-from engine.train import checkpoint_path
+from engine.offline.train import checkpoint_path
 from engine.translator import ParameterTranslator, TranslatorConfig, export_reference, save_translator
 from tests._kill import REPO, changed_files, snapshot, temp_files
 from tests.conftest import SHARED_MODEL_CACHE
@@ -217,9 +217,9 @@ def test_bad_input_is_one_line_exit_2_and_leaves_every_file_alone(case, ws, isol
 
 
 def test_engine_raises_one_line_errors_and_leaves_every_file_alone(ws, loaded):
-    from engine.augment import load_augment
+    from engine.offline.augment import load_augment
     from engine.config import load_settings
-    from engine.encode import parse_shard
+    from engine.offline.encode import parse_shard
     from engine.explorer import Explorer, validate_question
     from engine.models import load_model
     from engine.qa import load_qa

@@ -50,7 +50,7 @@ def test_tui_first_frame_is_measured_on_a_pseudo_terminal(loaded):  # loaded: th
 
 
 def test_gold_records_give_the_reference_recipe_five_examples(loaded):
-    from engine.encode import training_texts
+    from engine.offline.encode import training_texts
 
     records = gold_records(2)
     assert len(records) == 2 and all(len(r.qa) == 3 for r in records)

@@ -16,13 +16,13 @@ import pytest
 import torch
 
 from engine.adapters import load_adapter
-from engine.augment import AugmentFile, save_augment
+from engine.offline.augment import AugmentFile, save_augment
 from engine.corpus import make_passage, sample_questions_path
-from engine.encode import encode_records
+from engine.offline.encode import encode_records
 from engine.evaluate import EvalOptions, evaluate
 from engine.methods import METHODS
 from engine.store import LoraStore
-from engine.train import TrainConfig, checkpoint_path, embedding_dir, train_translator
+from engine.offline.train import TrainConfig, checkpoint_path, embedding_dir, train_translator
 from tests._kill import KillPoint, prag, run_killed, temp_files
 from tests.test_offline_encode import same_files, short_records
 from tests.test_offline_train import sidecar
@@ -34,7 +34,7 @@ pytestmark = pytest.mark.model
 ENCODE_POINTS = [
     # (kill point, LoRAs stored when it dies, temp files it leaves); 3 passages of 2 steps each
     (KillPoint("first-lora-written-not-renamed", "engine.atomic:_umask", 1, "before"), 0, 1),
-    (KillPoint("second-lora-trained-not-stored", "engine.encode:train_lora", 2, "after"), 1, 0),
+    (KillPoint("second-lora-trained-not-stored", "engine.offline.encode:train_lora", 2, "after"), 1, 0),
     (KillPoint("third-passage-mid-training", "torch.optim:AdamW.step", 5, "before"), 2, 0),
 ]
 
@@ -75,7 +75,7 @@ TRAIN_ARGS = ("--epochs", "1", "--lr", "1e-3", "--checkpoint-every", "1")
 """The same run from Python and from the command line: 2 passages x 2 examples = 4 steps, a checkpoint after each."""
 TRAIN_POINTS = [
     KillPoint("checkpoint-written-not-renamed", "torch:save", 2, "after"),
-    KillPoint("step-done-not-checkpointed", "engine.train:save_checkpoint", 3, "before"),
+    KillPoint("step-done-not-checkpointed", "engine.offline.train:save_checkpoint", 3, "before"),
     KillPoint("weights-written-sidecar-not", "engine.atomic:write_text", 1, "before"),
     KillPoint("embedding-written-not-renamed", "engine.atomic:_umask", 1, "before"),
 ]

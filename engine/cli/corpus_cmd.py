@@ -43,7 +43,7 @@ def index_command(
     corpus returns at once.
     """
     from engine.cli.common import cancel_on_sigint
-    from engine.index import BACKENDS, build_es_index, build_index
+    from engine.retrieval.index import BACKENDS, build_es_index, build_index
 
     if backend not in BACKENDS:
         raise InputError(f"unknown backend {backend!r}", f"choose one of {', '.join(BACKENDS)}")
@@ -82,7 +82,7 @@ def info_command(
     """Count passages, terms and bytes of a corpus or a built index."""
     from rich.table import Table
 
-    from engine.index import MANIFEST, corpus_stats, index_or_es_info
+    from engine.retrieval.index import MANIFEST, corpus_stats, index_or_es_info
 
     if path is not None and (Path(path).expanduser() / MANIFEST).is_file():
         data = index_or_es_info(Path(path)).to_json()

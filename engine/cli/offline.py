@@ -52,7 +52,7 @@ def register(app: typer.Typer) -> None:
         model: Annotated[Optional[str], typer.Option(help="Local Hugging Face model directory (default: embedded SmolLM2).")] = None,
     ) -> None:
         """Write one rewrite and QA pairs per passage, in the PRAG augmentation layout (resumable)."""
-        from engine.augment import (LLMAugmenter, augment_passages, gold_qa_index, gold_source, llm_source, passages_from, sample_passages, slug,
+        from engine.offline.augment import (LLMAugmenter, augment_passages, gold_qa_index, gold_source, llm_source, passages_from, sample_passages, slug,
                                     status_path)
         from engine.errors import InputError
         from engine.qa import load_qa
@@ -85,7 +85,7 @@ def register(app: typer.Typer) -> None:
                 _, loaded = _load(model, None, progress)
                 augmenter = LLMAugmenter(loaded, attempts=max(1, attempts), min_qa=min_qa, max_qa=max_qa)
             if qa_cloze:
-                from engine.cloze import cloze_source
+                from engine.offline.cloze import cloze_source
 
                 source = cloze_source(min_qa, max_qa)
                 name = aug_model or "cloze"
@@ -123,8 +123,8 @@ def register(app: typer.Typer) -> None:
         model: Annotated[Optional[str], typer.Option(help="Local Hugging Face model directory (default: embedded SmolLM2).")] = None,
     ) -> None:
         """Train one PRAG LoRA per augmented passage into the store (resumable, shardable)."""
-        from engine.augment import load_augment
-        from engine.encode import encode_records, parse_shard
+        from engine.offline.augment import load_augment
+        from engine.offline.encode import encode_records, parse_shard
         from engine.errors import InputError
         from engine.store import EncodeConfig, LoraStore
 
@@ -176,10 +176,10 @@ def register(app: typer.Typer) -> None:
         model: Annotated[Optional[str], typer.Option(help="Local Hugging Face model directory (default: embedded SmolLM2).")] = None,
     ) -> None:
         """Fit the DyPRAG parameter translator on the stored PRAG LoRAs (checkpointed, resumable)."""
-        from engine.augment import load_augment, slug
+        from engine.offline.augment import load_augment, slug
         from engine.errors import InputError
         from engine.store import EncodeConfig, LoraStore
-        from engine.train import TrainConfig, checkpoint_path, train_translator
+        from engine.offline.train import TrainConfig, checkpoint_path, train_translator
 
         config = TrainConfig(p=p, epochs=epochs, learning_rate=lr, seed=seed, checkpoint_every=checkpoint_every, per_passage=per_passage)
         aug = load_augment(augment, aug_model)

@@ -159,7 +159,7 @@ class FakeExplorer:
             if method.adapter is AdapterSource.PRAG and encode_missing and self.gate is not None and not any(
                 methods[i].adapter is AdapterSource.PRAG for i in rows
             ):
-                # like Explorer._prepare while engine.encode trains missing LoRAs
+                # like Explorer._prepare while engine.offline.encode trains missing LoRAs
                 emit(index, status="encoding", detail="encoding PRAG LoRA 2/3")
                 self.gate.wait(10)
             if method.adapter is not AdapterSource.NONE:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from engine.adapters import Adapter, Key
-from engine.augment import AugmentFile, AugmentRecord, FailedPassage, load_augment, save_augment
+from engine.offline.augment import AugmentFile, AugmentRecord, FailedPassage, load_augment, save_augment
 from engine.corpus import Passage, make_passage
 from engine.errors import ArtifactError, InputError
 from engine.inject import inject
@@ -258,7 +258,7 @@ def _augment_on_demand(explorer: "Explorer", passage: Passage, cancel: threading
     Not the LLM: a 135M model takes about a minute per passage and fails on most, and gold
     pairs would train the LoRA on the very question being evaluated.
     """
-    from engine.cloze import MIN_WORDS, cloze_source
+    from engine.offline.cloze import MIN_WORDS, cloze_source
 
     path = augment_cache_path(explorer.store)
     cached = load_augment(path) if path.is_file() else AugmentFile("cloze")

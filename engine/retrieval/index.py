@@ -51,7 +51,7 @@ from engine.atomic import write_text
 from engine.corpus import Passage, load_corpus, passage_from_row, sample_corpus_path
 from engine.errors import ArtifactError, CorpusError, InputError
 from engine.progress import ProgressCallback, check_cancel, report
-from engine.retrieval import EMPTY_TOKEN, BM25Params, Hit, tokenize
+from engine.retrieval.base import EMPTY_TOKEN, BM25Params, Hit, tokenize
 
 if TYPE_CHECKING:
     import threading

@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from engine.adapters import Adapter
-from engine.augment import AugmentRecord
+from engine.offline.augment import AugmentRecord
 from engine.corpus import Passage
-from engine.encode import tokenize, training_texts
+from engine.offline.encode import tokenize, training_texts
 from engine.errors import ArtifactError, Cancelled, InputError
 from engine.inject import inject
 from engine.models import LoadedModel

@@ -313,7 +313,7 @@ def bench_key_latency(store: Path, samples: int = 60, max_new_tokens: int = 32) 
 def gold_records(count: int = 2, pairs: int = 3) -> list:
     """Augmented sample passages with their gold QA pair (the sample data has one per passage), used
     `pairs` times so each passage gets the reference recipe's 5 training examples (3 pairs)."""
-    from engine.augment import AugmentRecord, gold_pairs, light_rewrite
+    from engine.offline.augment import AugmentRecord, gold_pairs, light_rewrite
     from engine.corpus import sample_questions_path
     from engine.qa import load_qa
 
@@ -326,10 +326,10 @@ def gold_records(count: int = 2, pairs: int = 3) -> list:
 
 
 def bench_offline_stages(loaded, workdir: Path, quick: bool = False, progress: ProgressCallback | None = None) -> list[Figure]:
-    """Encode two sample passages' LoRAs (engine.encode), then train the translator a few steps on them (engine.train)."""
-    from engine.encode import encode_records
+    """Encode two sample passages' LoRAs (engine.offline.encode), then train the translator a few steps on them (engine.offline.train)."""
+    from engine.offline.encode import encode_records
     from engine.store import LoraStore
-    from engine.train import TrainConfig, train_translator
+    from engine.offline.train import TrainConfig, train_translator
 
     records = gold_records(2)
     store = LoraStore(Path(workdir) / "loras", loaded.model_id)
@@ -479,7 +479,7 @@ def synthetic_queries(count: int, words: int = 6, vocab: int = 50_000, seed: int
 def bench_bm25s_scale(workdir: Path, passages: int = 1_000_000, queries: int = 50,
                       progress: ProgressCallback | None = None) -> list[Figure]:
     """Build a bm25s index of a synthetic corpus in a fresh process (time, peak memory), then open and query it."""
-    from engine.index import open_index
+    from engine.retrieval.index import open_index
 
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -490,7 +490,7 @@ def bench_bm25s_scale(workdir: Path, passages: int = 1_000_000, queries: int = 5
     code = f"""
 import json, resource, time
 from pathlib import Path
-from engine.index import build_index
+from engine.retrieval.index import build_index
 start = time.perf_counter()
 info = build_index(Path({str(corpus)!r}), Path({str(out)!r}), "bm25s", force=True)
 print(json.dumps({{"s": time.perf_counter() - start, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -527,7 +527,7 @@ print(json.dumps({{"s": time.perf_counter() - start, "rss_mb": resource.getrusag
 
 def benchmark_records(count: int) -> list:
     """Augmented passages for timing the encoder: sample-corpus passages, three QA pairs each (the recipe's 5 steps)."""
-    from engine.augment import AugmentRecord, QAPair, light_rewrite
+    from engine.offline.augment import AugmentRecord, QAPair, light_rewrite
     from engine.corpus import load_corpus
 
     records = []
