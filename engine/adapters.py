@@ -71,18 +71,34 @@ def lora_norm(a: "torch.Tensor", b: "torch.Tensor", scale: float = 1.0) -> float
     return abs(scale) * math.sqrt(max(0.0, float((btb * aat).sum())))
 
 
-def merge_sum(adapters: Sequence[Adapter]) -> Adapter:
-    """Sum of deltas by rank concatenation (peft `add_weighted_adapter(..., "cat")`, weight 1)."""
+def merge_sum(adapters: Sequence[Adapter], weights: Sequence[float] | None = None, name: str = "sum") -> Adapter:
+    """Weighted sum of deltas by rank concatenation (peft `add_weighted_adapter(..., "cat")`; weights 1 by default).
+
+    Exact for any weights: sum_i w_i s_i B_i A_i = [w_1 s_1 B_1 | w_2 s_2 B_2 | ...] @ [A_1; A_2; ...].
+    """
     import torch
 
     if not adapters:
         raise ValueError("merge_sum needs at least one adapter")
+    if weights is None:
+        weights = [1.0] * len(adapters)
+    if len(weights) != len(adapters):
+        raise ValueError(f"{len(adapters)} adapters but {len(weights)} weights")
     keys = list(dict.fromkeys(k for adapter in adapters for k in adapter.pairs))
     pairs = {}
     for key in keys:
-        parts = [(ad.pairs[key][0], ad.pairs[key][1] * ad.scale) for ad in adapters if key in ad.pairs]
+        parts = [(ad.pairs[key][0], ad.pairs[key][1] * (ad.scale * w)) for ad, w in zip(adapters, weights) if key in ad.pairs]
         pairs[key] = (torch.cat([a for a, _ in parts], dim=0), torch.cat([b for _, b in parts], dim=1))
-    return Adapter(pairs, 1.0, {"merge": "sum", "count": len(adapters)})
+    return Adapter(pairs, 1.0, {"merge": name, "count": len(adapters)})
+
+
+def keep_layers(adapter: Adapter, layers: tuple[int, int] | None) -> Adapter:
+    """Only the pairs of layers first..last (inclusive): where in the model the knowledge acts."""
+    if layers is None:
+        return adapter
+    first, last = layers
+    kept = {key: ab for key, ab in adapter.pairs.items() if first <= key[0] <= last}
+    return Adapter(kept, adapter.scale, {**adapter.meta, "layers": f"{first}-{last}"})
 
 
 def merge_mean(adapters: Sequence[Adapter]) -> Adapter:

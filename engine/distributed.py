@@ -42,7 +42,7 @@ from engine.progress import ProgressCallback, report
 from engine.store import EncodeConfig, LoraStore
 
 if TYPE_CHECKING:
-    from engine.offline.augment import AugmentRecord
+    from engine.offline.records import AugmentRecord
     from engine.evaluate import EvalOptions, EvalResult
     from engine.qa import QAItem
 

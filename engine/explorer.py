@@ -12,91 +12,78 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence, Union
 
-from engine.adapters import Adapter, check_adapter, merge_mean, merge_sum
-from engine.config import Settings
-from engine.corpus import Passage, load_corpus
+from engine.adapters import Adapter, check_adapter, keep_layers, merge_mean, merge_sum
+from engine.answers import Answer, AnswerUpdate, CandidateScore, Comparison, Status, UpdateCallback
+from engine.corpus import Passage
 from engine.errors import ArtifactError, InputError, PragError
-from engine.methods import METHODS, AdapterSource, Method, PromptKind
-from engine.models import DEFAULT_MODEL_ID, LoadedModel, load_model
-from engine.progress import Progress, ProgressCallback, report
+from engine.methods import MERGES, METHODS, ORDERS, AdapterSource, Method, PromptKind, check_choice, parse_layers
+from engine.models import DEFAULT_MODEL_ID, LoadedModel
+from engine.progress import Progress, ProgressCallback
 from engine.prompts import clean_answer, generation_prompt
-from engine.retrieval import BM25Retriever, Hit, Retriever
+from engine.retrieval import Hit, Retriever
 from engine.store import LoraStore
 
 if TYPE_CHECKING:
     from engine.rerank import LLMReranker, RerankResult
     from engine.translator import ParameterTranslator
 
+__all__ = ["Answer", "AnswerUpdate", "AskRequest", "Comparison", "Explorer", "PassagesChosen", "Status", "UpdateCallback"]
+
 MAX_QUESTION_CHARS = 2000
-Status = Literal["waiting", "preparing", "encoding", "generating", "done", "cancelled", "error"]
-
-PassageEncoder = Callable[["Explorer", Sequence[Passage], ProgressCallback | None, threading.Event | None], None]
-"""Fills the LoRA store for passages that have no PRAG LoRA yet (provided by engine.offline.encode)."""
 
 
-@dataclass
-class Answer:
-    method: str
-    label: str
-    text: str = ""
-    tokens: int = 0
-    latency_s: float = 0.0
-    error: str | None = None
-    norms: list[dict[str, float | int]] | None = None
-    status: Status = "waiting"
-    detail: str = ""
-    """Status detail, e.g. "encoding PRAG LoRA 2/3"."""
+class PassageEncoder(Protocol):
+    """Fills the LoRA store for passages that have no PRAG LoRA yet (engine.offline.encode.OnDemandEncoder).
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "method": self.method,
-            "text": self.text,
-            "tokens": self.tokens,
-            "latency_s": round(self.latency_s, 4),
-            "error": self.error,
-            "norms": self.norms,
-            "status": self.status,
-        }
+    Handed to the Explorer at construction, so the offline stages never import the explorer.
+    """
+
+    def __call__(self, passages: Sequence[Passage], progress: ProgressCallback | None, cancel: threading.Event | None) -> None: ...
 
 
 @dataclass(frozen=True)
-class AnswerUpdate:
-    """One method's answer changed (status or new text); `answer` is a snapshot."""
+class AskRequest:
+    """One question and how to answer it: everything `Explorer.ask` needs, as plain data."""
 
-    index: int
-    answer: Answer
-    delta: str = ""
-
-
-UpdateCallback = Callable[[AnswerUpdate], None]
-
-
-@dataclass
-class Comparison:
     question: str
-    model: str
-    hits: list[Hit]
-    answers: list[Answer]
-    wall_s: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)
+    methods: tuple[Method, ...] = tuple(METHODS.values())
+    top_k: int = 3
+    max_new_tokens: int = 32
+    rerank: str = "none"
+    """"none": BM25 top-k; "dynamic": the reranker picks among `candidates` hits."""
+    candidates: int = 10
+    encode_missing: bool = False
+    """Train missing PRAG LoRAs on demand (slow) instead of reporting them missing."""
+    hits: tuple[Hit, ...] | None = None
+    """Passages to answer with as given (a QA row's own, the user's choice): no retrieval, no rerank."""
+    pool: tuple[Hit, ...] | None = None
+    """Candidates for the reranker instead of the retriever's (a QA row's own passages)."""
+    scores: tuple[str, ...] = ()
+    """Candidate answers whose log-probability every method's prompt gives them (the probes)."""
+    layers: tuple[int, int] | None = None
+    """Inject PRAG/DyPRAG LoRAs only into these layers (inclusive); None = all."""
+    merge: str = "sum"
+    """How the passages' PRAG LoRAs combine (engine.methods.MERGES)."""
+    order: str = "best-first"
+    """Passage order in the prompt (engine.methods.ORDERS)."""
 
-    def answer(self, method: str) -> Answer:
-        return next(a for a in self.answers if a.method == method)
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "question": self.question,
-            "model": self.model,
-            "passages": [
-                {"id": h.passage.id, "title": h.passage.title, "text": h.passage.text, "score": round(h.score, 4)} for h in self.hits
-            ],
-            "answers": [a.to_json() for a in self.answers],
-            **self.extra,
-        }
+@dataclass(frozen=True)
+class PassagesChosen:
+    """The pipeline decided which passages every method gets (before any answer is generated)."""
+
+    hits: tuple[Hit, ...]
+    rerank: "RerankResult | None" = None
+    seconds: float = 0.0
+    """Retrieval plus reranking."""
+
+
+PipelineEvent = Union[PassagesChosen, AnswerUpdate]
+EventCallback = Callable[[PipelineEvent], None]
 
 
 def validate_question(question: str) -> str:
@@ -115,7 +102,23 @@ def default_translator_path(model_id: str) -> Path | None:
     return path if path.is_file() else None
 
 
+def merge_weights(merge: str, count: int, scores: Sequence[float] | None) -> list[float]:
+    """Per-passage weights of a PRAG merge: 1 each (sum), 1/n (mean), or each passage's share of the retrieval scores."""
+    if merge == "mean":
+        return [1.0 / count] * count
+    if merge == "weighted" and scores is not None and len(scores) == count:
+        positive = [max(float(s), 0.0) for s in scores]
+        total = sum(positive)
+        return [s / total for s in positive] if total > 0 else [1.0 / count] * count
+    return [1.0] * count
+
+
 class Explorer:
+    """The loaded model and everything it answers with; `ask` runs the whole question pipeline.
+
+    Assembled from settings in one place, `engine.session.open_explorer`; tests build one directly.
+    """
+
     def __init__(
         self,
         loaded: LoadedModel,
@@ -123,6 +126,8 @@ class Explorer:
         store: LoraStore,
         translator: "ParameterTranslator | None" = None,
         translator_note: str = "",
+        encoder: PassageEncoder | None = None,
+        reranker: "LLMReranker | None" = None,
     ) -> None:
         from engine.translator import EmbeddingCache
 
@@ -133,65 +138,17 @@ class Explorer:
         self.translator_note = translator_note
         """Why there is no translator, shown in DyPRAG answer slots."""
         self.embeddings = EmbeddingCache(loaded)
-        self.reranker: "LLMReranker | None" = None
-        """Dynamic reranker; created on first use with the answering model unless set."""
-        self.encoder: PassageEncoder | None = None
-        """Set by engine.offline.encode to encode missing PRAG LoRAs on demand."""
+        self.reranker = reranker
+        """Dynamic reranker; created on first use with the answering model unless given."""
+        self.encoder = encoder
+        """Encodes missing PRAG LoRAs on demand; None = a missing LoRA is that answer's error."""
         self.model_lock = threading.RLock()
         """Held by anything that runs the model (generation, embeddings, reranking, encoding): hooks are per model."""
-
-    # --- construction -------------------------------------------------------------
-
-    @classmethod
-    def open(cls, settings: Settings, progress: ProgressCallback | None = None, passages: Sequence[Passage] | None = None) -> "Explorer":
-        from engine.retrieval.index import open_configured_index
-
-        # A built index (settings.index / es_index) replaces BM25 over the corpus; opened first, to fail before the model.
-        index = open_configured_index(settings) if passages is None else None
-        corpus = None if index is not None else list(passages) if passages is not None else load_corpus(settings.corpus)
-        loaded = load_model(settings.model, settings.models_dir, progress)
-        if index is not None:
-            retriever: Retriever = index
-        else:
-            report(progress, "Indexing corpus", 0, 1)
-            retriever = BM25Retriever(corpus)
-            report(progress, "Indexing corpus", 1, 1)
-        translator, note = cls._load_translator(settings.translator, loaded)
-        explorer = cls(loaded, retriever, LoraStore(settings.store_dir, loaded.model_id), translator, note)
-        try:
-            from engine.offline.encode import attach_encoder
-        except ImportError:  # the offline stages are optional for answering
-            pass
-        else:
-            attach_encoder(explorer)
-        return explorer
-
-    @staticmethod
-    def _load_translator(path: Path | None, loaded: LoadedModel) -> "tuple[ParameterTranslator | None, str]":
-        from engine.translator import load_translator
-
-        if path is not None:
-            return load_translator(path, loaded.arch), ""
-        shipped = default_translator_path(loaded.model_id)
-        if shipped is None:
-            return None, f"no translator for {loaded.model_id}"
-        return load_translator(shipped, loaded.arch), ""
 
     # --- retrieval ----------------------------------------------------------------
 
     def retrieve(self, question: str, top_k: int = 3) -> list[Hit]:
         return self.retriever.search(validate_question(question), top_k)
-
-    def select(self, question: str, top_k: int = 3, rerank: str = "none", candidates: int = 10,
-               cancel: threading.Event | None = None) -> "tuple[list[Hit], RerankResult | None]":
-        """Retrieve, then (with rerank="dynamic") let the reranker choose which passages every method gets."""
-        from engine.rerank import check_mode
-
-        if check_mode(rerank) == "none":
-            return self.retrieve(question, top_k), None
-        if candidates < 1:
-            raise InputError(f"--candidates must be at least 1, got {candidates}", "pass 1 or more")
-        return self.rerank_hits(question, self.retrieve(question, max(candidates, top_k)), top_k, cancel)
 
     def rerank_hits(self, question: str, pool: Sequence[Hit], top_k: int = 3,
                     cancel: threading.Event | None = None) -> "tuple[list[Hit], RerankResult]":
@@ -207,19 +164,21 @@ class Explorer:
     # --- adapters -----------------------------------------------------------------
 
     def prag_adapter(self, passages: Sequence[Passage], on_progress: ProgressCallback | None = None,
-                     cancel: threading.Event | None = None, encode_missing: bool = False) -> Adapter:
-        """Stored LoRAs of the passages, summed; missing ones encoded first when allowed."""
+                     cancel: threading.Event | None = None, encode_missing: bool = False, merge: str = "sum",
+                     weights: Sequence[float] | None = None) -> Adapter:
+        """Stored LoRAs of the passages, merged (sum, mean or `weights`-weighted); missing ones encoded first when allowed."""
         missing = [p for p in passages if not self.store.has(p)]
         if missing and encode_missing and self.encoder is not None:
-            self.encoder(self, missing, on_progress, cancel)
+            with self.model_lock:  # training runs the same model a generation hooks
+                self.encoder(missing, on_progress, cancel)
             missing = [p for p in passages if not self.store.has(p)]
         if missing:
             raise ArtifactError(
                 f"no PRAG LoRA for {len(missing)} of {len(passages)} passages",
                 "run `prag encode` on this corpus, or ask with --encode",
             )
-        adapters = [self.store.get(p) for p in passages]
-        merged = merge_sum([a for a in adapters if a is not None])
+        adapters = [a for a in (self.store.get(p) for p in passages) if a is not None]
+        merged = merge_sum(adapters, merge_weights(merge, len(adapters), weights), merge)
         check_adapter(merged, self.loaded.arch, "PRAG LoRA")
         return merged
 
@@ -245,15 +204,28 @@ class Explorer:
         cancel: threading.Event | None = None,
         encode_missing: bool = False,
         ignore_eos: bool = False,
+        *,
+        scores: Sequence[str] = (),
+        layers: tuple[int, int] | None = None,
+        merge: str = "sum",
+        order: str = "best-first",
     ) -> Comparison:
+        """Every method as one row of one batched generation on `hits` (see `AskRequest` for the options)."""
         from engine.generate import generate_rows
 
         question = validate_question(question)
         if max_new_tokens < 1:
             raise InputError(f"max-new-tokens must be at least 1, got {max_new_tokens}", "pass a positive number")
+        merge, order = check_choice(merge, MERGES, "merge"), check_choice(order, ORDERS, "passage order")
+        if layers is not None:
+            parse_layers(f"{layers[0]}-{layers[1]}", self.loaded.arch.num_layers)
+        candidates = [c.strip() for c in scores]
+        if any(not c for c in candidates):
+            raise InputError("a candidate answer to score is empty", "give each --score a non-empty answer")
         start = time.perf_counter()
         answers = [Answer(m.name, m.label) for m in methods]
         passages = [h.passage for h in hits]
+        weights = [h.score for h in hits]
 
         def emit(index: int, delta: str = "", **changes: Any) -> None:
             for key, value in changes.items():
@@ -276,7 +248,8 @@ class Explorer:
                     if method.adapter not in prepared:
                         emit(index, status="preparing")
                         t0 = time.perf_counter()
-                        prepared[method.adapter] = self._prepare(method.adapter, passages, index, emit, cancel, encode_missing)
+                        prepared[method.adapter] = self._prepare(method.adapter, passages, index, emit, cancel, encode_missing,
+                                                                 merge, weights, layers)
                         prep_time[method.adapter] = time.perf_counter() - t0
                     result = prepared[method.adapter]
                     if isinstance(result, PragError):
@@ -287,10 +260,13 @@ class Explorer:
                 rows.append(index)
                 row_adapters.append(adapter)
 
+            shown = passages if order == "best-first" else passages[::-1]
             prompts = {
-                kind: generation_prompt(self.loaded.tokenizer, question, passages if kind is PromptKind.PASSAGES else ())
+                kind: generation_prompt(self.loaded.tokenizer, question, shown if kind is PromptKind.PASSAGES else ())
                 for kind in PromptKind
             }
+            tokenizer = self.loaded.tokenizer
+            score_ids = [tokenizer(f" {c}", add_special_tokens=False)["input_ids"] for c in candidates]
             if rows and not (cancel is not None and cancel.is_set()):
                 for index in rows:
                     emit(index, status="generating")
@@ -301,37 +277,63 @@ class Explorer:
 
                 results = generate_rows(
                     self.loaded.model, self.loaded.tokenizer, [prompts[methods[i].prompt] for i in rows], row_adapters,
-                    max_new_tokens, on_token, cancel, stop_at_newline=not ignore_eos, ignore_eos=ignore_eos,
+                    max_new_tokens, on_token, cancel, stop_at_newline=not ignore_eos, ignore_eos=ignore_eos, score_ids=score_ids,
                 )
                 cancelled = cancel is not None and cancel.is_set()
                 for index, result in zip(rows, results):
                     extra = prep_time.get(methods[index].adapter, 0.0)
                     status: Status = "cancelled" if cancelled and not result.finished else "done"
-                    emit(index, text=clean_answer(result.text), tokens=len(result.token_ids), latency_s=result.latency_s + extra, status=status)
+                    probes = [CandidateScore(c, lp, len(ids)) for c, lp, ids in zip(candidates, result.scores, score_ids)]
+                    emit(index, text=clean_answer(result.text), tokens=len(result.token_ids), latency_s=result.latency_s + extra,
+                         status=status, scores=probes)
             for index, answer in enumerate(answers):
                 if answer.status not in ("done", "error"):
                     emit(index, status="cancelled")
-        return Comparison(question, self.loaded.model_id, list(hits), answers, time.perf_counter() - start)
+        extra: dict[str, Any] = {"order": order} if order != "best-first" else {}
+        return Comparison(question, self.loaded.model_id, list(hits), answers, time.perf_counter() - start, extra)
 
-    def _prepare(self, source: AdapterSource, passages: Sequence[Passage], index: int, emit, cancel, encode_missing) -> Adapter | PragError:
+    def _prepare(self, source: AdapterSource, passages: Sequence[Passage], index: int, emit, cancel, encode_missing: bool,
+                 merge: str, weights: Sequence[float], layers: tuple[int, int] | None) -> Adapter | PragError:
         if not passages:
             return InputError("no passage was retrieved, so there is nothing to inject", "rephrase the question or add passages")
         try:
             if source is AdapterSource.PRAG:
                 def on_progress(p: Progress) -> None:
-                    emit(index, status="encoding", detail=f"encoding PRAG LoRA {p.done}/{p.total}")
+                    emit(index, status="encoding", progress=p)
 
-                return self.prag_adapter(passages, on_progress, cancel, encode_missing)
-            return self.dyprag_adapter(passages)
+                adapter = self.prag_adapter(passages, on_progress, cancel, encode_missing, merge, weights)
+            else:
+                adapter = self.dyprag_adapter(passages)
+            return keep_layers(adapter, layers)
         except PragError as exc:
             return exc
 
-    def ask(self, question: str, methods: Sequence[Method] = tuple(METHODS.values()), top_k: int = 3, max_new_tokens: int = 32,
-            on_update: UpdateCallback | None = None, cancel: threading.Event | None = None, encode_missing: bool = False,
-            rerank: str = "none", candidates: int = 10) -> Comparison:
-        hits, reranked = self.select(question, top_k, rerank, candidates, cancel)
-        comparison = self.compare(question, hits, methods, max_new_tokens, on_update, cancel, encode_missing)
+    def ask(self, request: AskRequest, on_event: EventCallback | None = None, cancel: threading.Event | None = None) -> Comparison:
+        """The question pipeline: retrieve (or take the given passages), optionally rerank, compare.
+
+        `on_event` gets `PassagesChosen` once the passages are decided, then every `AnswerUpdate`;
+        `cancel` stops the reranker or the generation within a token.
+        """
+        from engine.rerank import check_mode
+
+        validate_question(request.question)
+        rerank = check_mode(request.rerank)
+        start = time.perf_counter()
+        reranked: "RerankResult | None" = None
+        if request.hits is not None:
+            hits = list(request.hits)
+        elif rerank == "dynamic":
+            if request.candidates < 1:
+                raise InputError(f"candidates must be at least 1, got {request.candidates}", "pass 1 or more")
+            pool = list(request.pool) if request.pool is not None else self.retrieve(request.question, max(request.candidates, request.top_k))
+            hits, reranked = self.rerank_hits(request.question, pool, request.top_k, cancel)
+        else:
+            hits = list(request.pool)[: request.top_k] if request.pool is not None else self.retrieve(request.question, request.top_k)
+        if on_event is not None:
+            on_event(PassagesChosen(tuple(hits), reranked, time.perf_counter() - start))
+        comparison = self.compare(request.question, hits, request.methods, request.max_new_tokens, on_event, cancel,
+                                  request.encode_missing, scores=request.scores, layers=request.layers, merge=request.merge,
+                                  order=request.order)
         if reranked is not None:
             comparison.extra["rerank"] = reranked.to_json()
         return comparison
-

@@ -29,6 +29,8 @@ class RowResult:
     """Seconds from the start of the pass until this row stopped."""
     finished: bool = False
     """True when the row ended by itself (end of turn or of line), False when cut off or cancelled."""
+    scores: list[float] = field(default_factory=list)
+    """Teacher-forced log-probability of each scored continuation (same order as `score_ids`)."""
 
 
 TokenCallback = Callable[[int, str, RowResult], None]
@@ -107,6 +109,51 @@ def _grouped_prefill(model, tokenizer, prompts: Sequence[list[int]], adapters: S
     return torch.stack(logits), merged, mask
 
 
+def _truncate(cache, length: int) -> None:
+    """Drop cached positions past `length` (a scored continuation), in place.
+
+    Our own slice, not `DynamicCache.crop`, whose argument changed meaning across transformers releases.
+    """
+    for layer in cache.layers:
+        keys = getattr(layer, "keys", None)
+        if keys is not None and keys.numel() and keys.shape[-2] > length:
+            layer.keys = layer.keys[..., :length, :]
+            layer.values = layer.values[..., :length, :]
+
+
+def score_continuations(model, logits: "torch.Tensor", cache, mask: "torch.Tensor", score_ids: Sequence[list[int]]) -> list[list[float]]:
+    """Per row, the summed log-probability of each continuation right after the prompt.
+
+    Reuses the prefill's KV cache: each continuation is fed once for all rows and the cache is
+    cut back, so scoring costs a few decode-sized steps, not another prefill. Call inside the
+    rows' `inject` context and `inference_mode`.
+    """
+    import torch
+
+    length = mask.shape[1]
+    positions = mask.sum(-1, keepdim=True) - 1
+    first = torch.log_softmax(logits.float(), -1)
+    scores: list[list[float]] = [[] for _ in range(logits.shape[0])]
+    for ids in score_ids:
+        if not ids:
+            for row in scores:
+                row.append(0.0)
+            continue
+        total = first[:, ids[0]].clone()
+        if len(ids) > 1:
+            feed = torch.tensor([ids[:-1]] * logits.shape[0])
+            step_mask = torch.cat([mask, torch.ones(mask.shape[0], len(ids) - 1, dtype=mask.dtype)], dim=1)
+            step_positions = positions + torch.arange(1, len(ids))
+            out = model(input_ids=feed, attention_mask=step_mask, position_ids=step_positions, use_cache=True,
+                        **{cache_kwarg(model): cache})
+            logp = torch.log_softmax(out.logits.float(), -1)  # (rows, m-1, vocab): predictions of ids[1:]
+            total += logp.gather(-1, torch.tensor(ids[1:]).expand(logits.shape[0], -1).unsqueeze(-1)).squeeze(-1).sum(-1)
+            _truncate(cache, length)
+        for row, value in enumerate(total.tolist()):
+            scores[row].append(value)
+    return scores
+
+
 def _can_join_caches(model) -> bool:
     """Sliding-window caches drop old positions, so padded joins would misalign them."""
     config = model.config
@@ -126,8 +173,13 @@ def generate_rows(
     cancel: threading.Event | None = None,
     stop_at_newline: bool = True,
     ignore_eos: bool = False,
+    score_ids: Sequence[list[int]] = (),
 ) -> list[RowResult]:
-    """Greedy-decode every row in one batch; row i uses adapters[i] throughout."""
+    """Greedy-decode every row in one batch; row i uses adapters[i] throughout.
+
+    `score_ids`: token ids of continuations (candidate answers) whose log-probability every row's
+    prompt gives them, measured after the prefill and before decoding (`RowResult.scores`).
+    """
     import torch
 
     if len(prompts) != len(adapters):
@@ -149,6 +201,9 @@ def generate_rows(
     active = [True] * len(prompts)
     cache_name = cache_kwarg(model)
     with inject(model, adapters), torch.inference_mode():
+        if score_ids:
+            for result, row_scores in zip(results, score_continuations(model, logits, cache, mask, score_ids)):
+                result.scores = row_scores
         for step in range(max_new_tokens):
             next_ids = logits.argmax(-1)
             for row, token in enumerate(next_ids.tolist()):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 from enum import Enum
 
 from engine.errors import InputError
@@ -64,3 +65,36 @@ def parse_methods(spec: str | None) -> list[Method]:
     if not chosen:
         raise InputError("no method selected", f"choose from {', '.join(METHODS)} or 'all'")
     return chosen
+
+
+MERGES = ("sum", "mean", "weighted")
+"""How the top-k passages' PRAG LoRAs combine: the sum of their deltas (the papers' rank concatenation),
+their mean, or a sum weighted by each passage's share of the retrieval scores."""
+
+ORDERS = ("best-first", "best-last")
+"""Passage order in the prompt: the papers' (best first), or best nearest the question, where a small model looks."""
+
+
+def check_choice(value: str, choices: Sequence[str], what: str) -> str:
+    """A lower-cased member of `choices`, or one line saying which values exist."""
+    chosen = (value or "").strip().lower()
+    if chosen not in choices:
+        raise InputError(f"unknown {what} {value!r}", f"choose from {', '.join(choices)}")
+    return chosen
+
+
+def parse_layers(spec: str | None, num_layers: int | None = None) -> tuple[int, int] | None:
+    """"A-B" (inclusive, 0-based) or "A" -> (A, B); None/""/"all" -> every layer."""
+    if spec is None or spec.strip().lower() in ("", "all"):
+        return None
+    left, sep, right = spec.strip().partition("-")
+    try:
+        first, last = int(left), int(right) if sep else int(left)
+    except ValueError:
+        raise InputError(f"layer range {spec!r} is not A-B", "e.g. 0-14 for the first 15 layers, or 'all'") from None
+    if first < 0 or last < first:
+        raise InputError(f"layer range {spec!r} is empty or negative", "give 0 <= A <= B, e.g. 10-20")
+    if num_layers is not None and last >= num_layers:
+        raise InputError(f"layer range {spec!r} ends past the model's last layer ({num_layers - 1})",
+                         f"use layers 0-{num_layers - 1}")
+    return first, last

@@ -10,7 +10,7 @@ import pytest
 from engine.adapters import random_adapter
 from engine.corpus import load_corpus, sample_questions_path
 from engine.errors import InputError
-from engine.explorer import Explorer
+from engine.explorer import AskRequest, Explorer
 from engine.generate import generate_rows
 from engine.methods import parse_methods
 from engine.prompts import generation_prompt
@@ -76,7 +76,7 @@ def test_fictional_fact_needs_the_passage(explorer):
     items = [q for q in load_qa(sample_questions_path()) if q.meta.get("group") == "fictional" and not q.meta.get("rerank_case")]
     wins = []
     for item in items[:6]:
-        comparison = explorer.ask(item.question, parse_methods("vanilla,rag"), top_k=1, max_new_tokens=12)
+        comparison = explorer.ask(AskRequest(item.question, tuple(parse_methods("vanilla,rag")), top_k=1, max_new_tokens=12))
         rag, vanilla = comparison.answer("rag").text, comparison.answer("vanilla").text
         if mentions(rag, item.answers) and not mentions(vanilla, item.answers):
             wins.append(item.id)

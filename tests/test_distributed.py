@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine.offline.augment import AugmentFile, AugmentRecord, QAPair, save_augment
+from engine.offline.records import AugmentFile, AugmentRecord, QAPair, save_augment
 from engine.config import load_settings
 from engine.corpus import make_passage, sample_questions_path
 from engine.store import LoraStore
@@ -145,7 +145,7 @@ def test_a_killed_worker_is_restarted_and_nothing_is_lost(cluster, loaded, tmp_p
 DRIVER = """
 import sys
 from pathlib import Path
-from engine.offline.augment import load_augment
+from engine.offline.records import load_augment
 from engine.config import load_settings
 from engine.distributed import RayOptions, encode_on_ray
 aug = load_augment(Path(sys.argv[1]))

@@ -20,9 +20,9 @@ import pytest
 from engine.config import load_settings
 from engine.corpus import load_corpus, make_passage, sample_corpus_path, sample_questions_path
 from engine.errors import ArtifactError, Cancelled, InputError
-from engine.retrieval.index import (MANIFEST, BM25SRetriever, PassageFile, build_index, corpus_stats, open_configured_index, open_index,
-                          read_info)
 from engine.retrieval import BM25Retriever, tokenize
+from engine.retrieval.bm25s import BM25SRetriever
+from engine.retrieval.index import MANIFEST, PassageFile, build_index, corpus_stats, open_configured_index, open_index, read_info
 
 
 def write_corpus(path: Path, rows: list[dict]) -> Path:
@@ -282,7 +282,7 @@ def es_name():
 
 @needs_es
 def test_es_index_search_and_atomic_rebuild(tmp_path, es_name):
-    from engine.retrieval.index import ElasticsearchRetriever, build_es_index
+    from engine.retrieval.elastic import ElasticsearchRetriever, build_es_index
 
     events = []
     info = build_es_index(None, es_name, ES_URL, progress=events.append, out=tmp_path / "es")
@@ -304,14 +304,14 @@ def test_es_index_search_and_atomic_rebuild(tmp_path, es_name):
 
 @needs_es
 def test_es_missing_index_is_an_artifact_error(es_name):
-    from engine.retrieval.index import ElasticsearchRetriever
+    from engine.retrieval.elastic import ElasticsearchRetriever
 
     with pytest.raises(ArtifactError, match="no index"):
         ElasticsearchRetriever(ES_URL, es_name)
 
 
 def test_es_without_url_says_how_to_set_it(monkeypatch):
-    from engine.retrieval.index import es_url
+    from engine.retrieval.elastic import es_url
 
     monkeypatch.delenv("PRAG_ES_URL", raising=False)
     with pytest.raises(InputError, match="no Elasticsearch URL") as caught:
@@ -321,7 +321,7 @@ def test_es_without_url_says_how_to_set_it(monkeypatch):
 
 
 def test_manifest_never_stores_credentials():
-    from engine.retrieval.index import _without_credentials
+    from engine.retrieval.elastic import _without_credentials
 
     assert _without_credentials("https://elastic:s3cret@es.example:9200/") == "https://es.example:9200/"
     assert _without_credentials("http://localhost:9200") == "http://localhost:9200"
@@ -346,7 +346,8 @@ def test_scale_benchmark_figures_on_a_small_synthetic_corpus(tmp_path):
 
 def test_optional_backends_load_only_when_used():
     """`prag --help` and the default BM25 path never import bm25s, Elasticsearch or Ray."""
-    code = ("import sys, engine.cli.app, engine.retrieval.index, engine.distributed, engine.explorer; "
+    code = ("import sys, engine.cli.app, engine.retrieval.index, engine.retrieval.bm25s, engine.retrieval.elastic, engine.distributed, "
+            "engine.explorer; "
             "loaded = [m for m in ('bm25s', 'elasticsearch', 'ray', 'torch') if m in sys.modules]; assert not loaded, loaded")
     subprocess.run([sys.executable, "-c", code], check=True)
 
@@ -357,8 +358,9 @@ def test_chunked_matrix_build_equals_one_chunk():
 
     import numpy as np
 
-    from engine.retrieval.index import _BM25SBuilder, iter_passages
     from engine.retrieval.base import BM25Params
+    from engine.retrieval.bm25s import _BM25SBuilder
+    from engine.retrieval.index import iter_passages
 
     builder = _BM25SBuilder(BM25Params())
     for passage in iter_passages(sample_corpus_path()):
@@ -377,7 +379,7 @@ def test_chunked_matrix_build_equals_one_chunk():
 
 def test_missing_optional_packages_say_how_to_install(monkeypatch):
     from engine.distributed import RayOptions, start_ray
-    from engine.retrieval.index import ElasticsearchRetriever
+    from engine.retrieval.elastic import ElasticsearchRetriever
 
     monkeypatch.setitem(sys.modules, "ray", None)
     monkeypatch.setitem(sys.modules, "elasticsearch", None)
@@ -392,7 +394,7 @@ def test_missing_optional_packages_say_how_to_install(monkeypatch):
 def test_es_unreachable_server_is_one_clear_error(tmp_path):
     """No server at all (a closed local port): the error names the URL and says what to check."""
     pytest.importorskip("elasticsearch", reason="the `elasticsearch` client is not installed (pip install 'prag-explorer[es]')")
-    from engine.retrieval.index import ElasticsearchRetriever, build_es_index
+    from engine.retrieval.elastic import ElasticsearchRetriever, build_es_index
 
     closed = "http://127.0.0.1:9"
     with pytest.raises(ArtifactError, match="127.0.0.1:9") as caught:

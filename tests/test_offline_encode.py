@@ -14,10 +14,10 @@ import pytest
 import torch
 
 from engine.adapters import load_adapter
-from engine.offline.augment import AugmentFile, AugmentRecord, QAPair, load_augment, save_augment
+from engine.offline.records import AugmentFile, AugmentRecord, QAPair, load_augment, save_augment
 from engine.corpus import load_corpus, make_passage
 from engine.offline.encode import (
-    attach_encoder,
+    OnDemandEncoder,
     augment_cache_path,
     encode_records,
     initial_pairs,
@@ -226,9 +226,8 @@ def test_explorer_encodes_missing_loras_on_demand(loaded, tmp_path):
     other = make_passage("The Harrow Bridge is made of red sandstone.", "Harrow Bridge")
     tiny = make_passage("Too short.", "Stub")
     store = LoraStore(tmp_path / "loras", loaded.model_id)
-    explorer = Explorer(loaded, BM25Retriever([record.passage, other, tiny]), store, None, "no translator")
-    attach_encoder(explorer)
-    assert explorer.encoder is not None
+    explorer = Explorer(loaded, BM25Retriever([record.passage, other, tiny]), store, None, "no translator",
+                        encoder=OnDemandEncoder(loaded, store))
     # a cached augmentation (e.g. an earlier LLM one) is used as it is
     save_augment(augment_cache_path(store), AugmentFile("smollm2-135m-instruct", [record]))
     events = []

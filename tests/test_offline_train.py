@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine.offline.augment import AugmentFile, save_augment
+from engine.offline.records import AugmentFile, save_augment
 from engine.offline.encode import encode_records
 from engine.errors import ArtifactError, Cancelled, InputError
 from engine.models import ModelArch

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from engine.adapters import load_adapter
-from engine.offline.augment import AugmentFile, save_augment
+from engine.offline.records import AugmentFile, save_augment
 from engine.corpus import make_passage, sample_questions_path
 from engine.offline.encode import encode_records
 from engine.evaluate import EvalOptions, evaluate

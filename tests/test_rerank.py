@@ -6,7 +6,7 @@ import pytest
 
 from engine.corpus import load_corpus, sample_questions_path
 from engine.errors import InputError
-from engine.explorer import Explorer
+from engine.explorer import AskRequest, Explorer
 from engine.methods import parse_methods
 from engine.qa import load_qa
 from engine.rerank import LLMReranker, check_mode, parse_identifiers
@@ -66,20 +66,20 @@ def test_reranked_passage_reaches_rag(explorer):
     position = next(i for i, h in enumerate(pool, start=1) if h.passage.id == case.meta["passage_id"])
     assert position > 3, "the sample case is built so BM25 ranks its passage below the top 3"
     explorer.reranker = ScriptedReranker(explorer.loaded, f"[{position}]")
-    comparison = explorer.ask(case.question, parse_methods("rag"), top_k=3, max_new_tokens=12, rerank="dynamic")
+    comparison = explorer.ask(AskRequest(case.question, tuple(parse_methods("rag")), top_k=3, max_new_tokens=12, rerank="dynamic"))
     rerank = comparison.extra["rerank"]
     assert rerank["kept"] == [case.meta["passage_id"]] and not rerank["fallback"]
     assert len(rerank["dropped"]) == len(pool) - 1
     assert [h.passage.id for h in comparison.hits] == [case.meta["passage_id"]]
     assert any(a.lower() in comparison.answer("rag").text.lower() for a in case.answers)
-    baseline = explorer.ask(case.question, parse_methods("rag"), top_k=3, max_new_tokens=12)
+    baseline = explorer.ask(AskRequest(case.question, tuple(parse_methods("rag")), top_k=3, max_new_tokens=12))
     assert case.meta["passage_id"] not in [h.passage.id for h in baseline.hits]
 
 
 def test_garbage_reply_falls_back_to_bm25_order(explorer):
     case = rerank_case()
     explorer.reranker = ScriptedReranker(explorer.loaded, "I like lighthouses")
-    hits, result = explorer.select(case.question, top_k=3, rerank="dynamic", candidates=6)
+    hits, result = explorer.rerank_hits(case.question, explorer.retrieve(case.question, 6), top_k=3)
     assert result.fallback and "BM25" in result.note and result.raw == "I like lighthouses"
     assert [h.passage.id for h in hits] == [h.passage.id for h in explorer.retrieve(case.question, 3)]
     assert len(result.dropped) == 3
@@ -88,9 +88,14 @@ def test_garbage_reply_falls_back_to_bm25_order(explorer):
 def test_real_model_reply_is_parsed_or_falls_back(explorer):
     """Whatever the small model says, the result is a usable, consistent selection."""
     case = rerank_case()
-    hits, result = explorer.select(case.question, top_k=3, rerank="dynamic", candidates=6)
-    assert result.raw.startswith("[")
+    pool = explorer.retrieve(case.question, 6)
+    hits, result = explorer.rerank_hits(case.question, pool, top_k=3)
     assert hits and len(hits) + len(result.dropped) == 6
+    if result.fallback:  # unusable reply: BM25's order, and the note says so
+        assert [h.passage.id for h in hits] == [h.passage.id for h in pool[:3]] and "BM25" in result.note
+    else:  # the parsed candidate numbers are exactly the passages kept, in that order
+        assert result.order == parse_identifiers(result.raw, 6)[: len(hits)]
+        assert [h.passage.id for h in hits] == [pool[n - 1].passage.id for n in result.order]
     assert len({h.passage.id for h in hits} | {h.passage.id for h in result.dropped}) == 6
 
 

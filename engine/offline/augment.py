@@ -1,236 +1,54 @@
 """PRAG stage 1: one rewrite and a few QA pairs per passage, in the reference file layout.
 
-The file is a JSON list; each item is
-
-    {"passage": str, "<aug>_rewrite": str, "<aug>_qa": [{"question", "answer", "full_answer"}, ...], "title"?: str}
-
-and we read the reference PRAG files as they are: a flat list of such items, or their
-per-question layout `[{"test_id", "question", "answer", "passages", "augment": [items]}]`,
-which their encode script reads; `layout="questions"` writes that one (one entry per
-passage) so their tools read ours. `title` is our only extra key: passages are keyed by title + text, so keeping it lets `prag ask --corpus` find
-the LoRAs again. Passages that could not be augmented go to a sidecar
-(`<name>.status.json`) with the reason, never silently dropped, and never into the
-list itself, where the reference tools would choke on them.
-
-Two sources of QA pairs:
+The layout and its status sidecar are `engine.offline.records`. Two sources of QA pairs:
 - the loaded LLM, prompted with the intent of the reference prompts (a JSON list of
   three QA pairs, a rewrite that keeps names and terms); its output is parsed
-  leniently, validated against the passage and retried with sampling;
-- gold QA pairs from a QA JSONL file whose passages carry several questions each
-  (SQuAD-style), grouped by passage text: fast and exact.
+  leniently, validated against the passage and retried with sampling (this module);
+- gold QA pairs from a QA JSONL file (`engine.offline.sources`, with the light rewrite
+  and the choice of passages).
+The stage augments what the file does not hold yet and rewrites it atomically as it goes,
+so an interrupted run resumes where it stopped.
 """
 
 from __future__ import annotations
 
 import json
-import random
 import re
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
-from engine.corpus import Passage, load_corpus, make_passage
-from engine.errors import ArtifactError, Cancelled, InputError
+from engine.corpus import Passage
+from engine.errors import Cancelled, InputError
+from engine.offline.records import (MIN_QA, AugmentFile, AugmentFn, AugmentRecord, FailedPassage, QAPair, load_augment, save_augment,
+                                    slug)
+from engine.offline.sources import light_rewrite, norm_words, sentence_with
 from engine.progress import ProgressCallback, check_cancel, report
 
 if TYPE_CHECKING:
     from engine.models import LoadedModel
-    from engine.qa import QAItem
-
-MIN_QA = 3
-"""The reference keeps three QA pairs per passage."""
-_SPACES = re.compile(r"\s+")
-_WORD = re.compile(r"[^\W_]+", re.UNICODE)
-
-
-# --- data --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class QAPair:
-    question: str
-    answer: str
-    """A short span, as the passage says it."""
-    full_answer: str
-    """The answer as a sentence (the reference uses it for chain-of-thought training)."""
-
-    def to_json(self) -> dict[str, str]:
-        return {"question": self.question, "answer": self.answer, "full_answer": self.full_answer}
-
-
-@dataclass
-class AugmentRecord:
-    """One augmented passage."""
-
-    passage: Passage
-    rewrite: str
-    qa: list[QAPair]
-
-    def to_json(self, aug_model: str) -> dict[str, Any]:
-        item: dict[str, Any] = {
-            "passage": self.passage.text,
-            f"{aug_model}_rewrite": self.rewrite,
-            f"{aug_model}_qa": [pair.to_json() for pair in self.qa],
-        }
-        if self.passage.title:
-            item["title"] = self.passage.title
-        return item
-
-
-@dataclass
-class FailedPassage:
-    passage: Passage
-    reason: str
-
-
-@dataclass
-class AugmentFile:
-    """The contents of an augmentation file plus its status sidecar."""
-
-    aug_model: str
-    records: list[AugmentRecord] = field(default_factory=list)
-    failed: list[FailedPassage] = field(default_factory=list)
-    info: dict[str, Any] = field(default_factory=dict)
-    """Where the QA pairs and rewrites came from (sidecar only)."""
-    layout: str = "items"
-    """"items": a flat list of items; "questions": the reference's per-question entries wrapping them."""
-
-    def done_keys(self) -> set[str]:
-        return {r.passage.key for r in self.records}
-
-    def failed_keys(self) -> set[str]:
-        return {f.passage.key for f in self.failed}
-
-
-def status_path(path: Path) -> Path:
-    return Path(path).with_suffix(".status.json")
-
-
-def slug(name: str) -> str:
-    """A model id as an augmentation key prefix (the reference uses names like llama3.2-1b-instruct)."""
-    return re.sub(r"[^a-z0-9.]+", "-", name.lower()).strip("-") or "model"
-
-
-def _qa_from_json(raw: Any, where: str) -> QAPair:
-    if not isinstance(raw, dict) or not isinstance(raw.get("question"), str):
-        raise ArtifactError(f"{where}: a QA pair lacks \"question\"", "each QA pair needs question, answer, full_answer")
-    answer = raw.get("answer")
-    if isinstance(answer, list):  # the reference joins list answers the same way
-        answer = ", ".join(str(a) for a in answer)
-    answer = "Unknown" if answer is None else str(answer)
-    full = raw.get("full_answer")
-    return QAPair(raw["question"].strip(), answer.strip(), str(full).strip() if full is not None else f"The answer is {answer.strip()}.")
-
-
-def _find_aug_model(items: Sequence[dict[str, Any]], path: Path, wanted: str | None) -> str:
-    prefixes = sorted({k[: -len("_rewrite")] for item in items for k in item if k.endswith("_rewrite")})
-    prefixes = [p for p in prefixes if all(f"{p}_qa" in item for item in items if f"{p}_rewrite" in item)]
-    if wanted is not None:
-        if wanted not in prefixes:
-            raise ArtifactError(f"{path} has no \"{wanted}_rewrite\"/\"{wanted}_qa\" keys (found: {', '.join(prefixes) or 'none'})",
-                                "pass --aug-model with one of the names found")
-        return wanted
-    if not prefixes:
-        raise ArtifactError(f"{path} has no \"<model>_rewrite\" and \"<model>_qa\" keys", "is it a PRAG augmentation file?")
-    if len(prefixes) > 1:
-        raise ArtifactError(f"{path} holds augmentations from several models: {', '.join(prefixes)}", "choose one with --aug-model")
-    return prefixes[0]
-
-
-def load_augment(path: Path, aug_model: str | None = None) -> AugmentFile:
-    """Read our file or a reference one (flat list of items, or per-question items with "augment" lists)."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise ArtifactError(f"augmentation file {path} does not exist", "create it with `prag augment`")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ArtifactError(f"{path} is not valid JSON ({exc})", "re-create it with `prag augment`") from None
-    if not isinstance(data, list):
-        raise ArtifactError(f"{path} is not a JSON list", "PRAG augmentation files are JSON lists")
-    items: list[dict[str, Any]] = []
-    layout = "items"
-    for entry in data:
-        if isinstance(entry, dict) and isinstance(entry.get("augment"), list):  # reference: one entry per test question
-            items.extend(a for a in entry["augment"] if isinstance(a, dict))
-            layout = "questions"
-        elif isinstance(entry, dict):
-            items.append(entry)
-    items = [item for item in items if isinstance(item.get("passage"), str) and item["passage"].strip()]
-    status = _read_status(path)
-    if not items:
-        return AugmentFile(aug_model or status.get("aug_model") or "", [], _failed_from(status), status.get("info", {}), layout)
-    model = _find_aug_model(items, path, aug_model)
-    records: dict[str, AugmentRecord] = {}
-    for number, item in enumerate(items):
-        if f"{model}_qa" not in item:
-            continue
-        qa_raw = item[f"{model}_qa"]
-        if not isinstance(qa_raw, list):
-            raise ArtifactError(f"{path} item {number}: \"{model}_qa\" is not a list", "re-create the file")
-        title = item.get("title") if isinstance(item.get("title"), str) else ""
-        passage = make_passage(item["passage"], title)
-        rewrite = item.get(f"{model}_rewrite")
-        records.setdefault(passage.key, AugmentRecord(
-            passage, rewrite if isinstance(rewrite, str) else passage.text, [_qa_from_json(q, f"{path} item {number}") for q in qa_raw]))
-    return AugmentFile(model, list(records.values()), _failed_from(status), status.get("info", {}), layout)
-
-
-def _read_status(path: Path) -> dict[str, Any]:
-    side = status_path(path)
-    if not side.is_file():
-        return {}
-    try:
-        status = json.loads(side.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ArtifactError(f"{side} is corrupt", "delete it; failed passages will be tried again") from None
-    return status if isinstance(status, dict) else {}
-
-
-def _failed_from(status: dict[str, Any]) -> list[FailedPassage]:
-    failed = []
-    for row in status.get("failed", []):
-        if isinstance(row, dict) and isinstance(row.get("passage"), str):
-            failed.append(FailedPassage(make_passage(row["passage"], row.get("title") or ""), str(row.get("reason", ""))))
-    return failed
-
-
-def save_augment(path: Path, aug: AugmentFile) -> None:
-    """Write the list and its sidecar atomically (list first: it is the one that matters)."""
-    from engine.atomic import write_text
-
-    path = Path(path)
-    items: list[dict[str, Any]] = [r.to_json(aug.aug_model) for r in aug.records]
-    if aug.layout == "questions":
-        items = [{"test_id": i, "question": r.qa[0].question if r.qa else "", "answer": [r.qa[0].answer] if r.qa else [],
-                  "passages": [r.passage.text], "augment": [{"pid": 0, **item}]} for i, (r, item) in enumerate(zip(aug.records, items))]
-    write_text(path, json.dumps(items, indent=1, ensure_ascii=False) + "\n")
-    status = {
-        "format": "prag-explorer-augment-status/1",
-        "aug_model": aug.aug_model,
-        "passages": len(aug.records),
-        "info": aug.info,
-        "failed": [{"passage": f.passage.text, "title": f.passage.title, "reason": f.reason} for f in aug.failed],
-    }
-    write_text(status_path(path), json.dumps(status, indent=1, ensure_ascii=False) + "\n")
 
 
 # --- validation -------------------------------------------------------------------------------
 
 
-def _norm(text: str) -> str:
-    return " ".join(_WORD.findall(text.lower()))
+def _entities(text: str) -> set[str]:
+    """Numbers and capitalized words not at a sentence start: what a rewrite must keep."""
+    found = set()
+    for sentence in re.split(r"(?<=[.!?])\s+", text.strip()):
+        words = re.findall(r"[\w'-]+", sentence)
+        found.update(w.lower() for i, w in enumerate(words) if any(c.isdigit() for c in w) or (i > 0 and w[:1].isupper()))
+    return found
 
 
-def sentence_with(passage: str, answer: str) -> str | None:
-    """The passage sentence that contains `answer` (a natural full answer), if any."""
-    target = _norm(answer)
-    for sentence in re.split(r"(?<=[.!?])\s+", passage.strip()):
-        if target and target in _norm(sentence):
-            return sentence.strip()
-    return None
+def keeps_entities(original: str, rewrite: str, share: float = 0.6) -> bool:
+    if len(rewrite.split()) < max(5, len(original.split()) // 3):
+        return False
+    wanted = _entities(original)
+    kept = {w.lower() for w in re.findall(r"[\w'-]+", rewrite)} & wanted
+    return not wanted or len(kept) >= share * len(wanted)
 
 
 def validate_pairs(raw: Iterable[dict[str, Any]], passage: str, exclude: Iterable[str] = ()) -> tuple[list[QAPair], list[str]]:
@@ -238,8 +56,8 @@ def validate_pairs(raw: Iterable[dict[str, Any]], passage: str, exclude: Iterabl
 
     Returns (valid pairs, reasons for the rejected ones).
     """
-    passage_norm = f" {_norm(passage)} "
-    banned = {_norm(q) for q in exclude}
+    passage_norm = f" {norm_words(passage)} "
+    banned = {norm_words(q) for q in exclude}
     seen_q: set[str] = set()
     seen_a: set[str] = set()
     valid: list[QAPair] = []
@@ -250,7 +68,7 @@ def validate_pairs(raw: Iterable[dict[str, Any]], passage: str, exclude: Iterabl
         if isinstance(answer, list):
             answer = ", ".join(str(a) for a in answer)
         answer = str(answer or "").strip().rstrip(".").strip()
-        q_norm, a_norm = _norm(question), _norm(answer)
+        q_norm, a_norm = norm_words(question), norm_words(answer)
         if len(q_norm.split()) < 3:
             reasons.append("question too short")
         elif not answer:
@@ -271,7 +89,7 @@ def validate_pairs(raw: Iterable[dict[str, Any]], passage: str, exclude: Iterabl
             if not question.endswith("?"):
                 question += "?"
             full = str(item.get("full_answer") or "").strip()
-            if not full or a_norm not in _norm(full):
+            if not full or a_norm not in norm_words(full):
                 full = sentence_with(passage, answer) or f"The answer is {answer}."
             valid.append(QAPair(question, answer, full))
     return valid, reasons
@@ -317,122 +135,6 @@ def parse_qa_output(text: str) -> list[dict[str, Any]]:
         elif pairs and label.startswith("full"):
             pairs[-1]["full_answer"] = value
     return [p for p in pairs if "answer" in p]
-
-
-# --- sources ------------------------------------------------------------------------------------
-
-
-def passages_from(corpus: Path | None = None, data: Path | None = None, questions: int | None = None) -> list[Passage]:
-    """Passages of a corpus, or the distinct passages of a QA file (of its first `questions` rows), in file order."""
-    if corpus is not None:
-        return load_corpus(corpus)
-    if data is None:
-        raise InputError("no passages to augment", "pass --corpus PATH or --data QA.jsonl")
-    from engine.qa import load_qa
-
-    seen: dict[str, Passage] = {}
-    for item in load_qa(data, questions):
-        for passage in item.passages:
-            seen.setdefault(passage.key, passage)
-    if not seen:
-        raise InputError(f"{data} has no passages", "its lines need \"passages\": [{\"title\", \"text\"}]")
-    return list(seen.values())
-
-
-def sample_passages(passages: Sequence[Passage], count: int, seed: int = 0) -> list[Passage]:
-    """A seeded random `count` of them in their original order: a spread over every article, not the first few."""
-    chosen = sorted(random.Random(seed).sample(range(len(passages)), min(count, len(passages))))
-    return [passages[i] for i in chosen]
-
-
-def gold_qa_index(items: Sequence["QAItem"]) -> dict[str, list["QAItem"]]:
-    """Questions grouped by the text of their passage (whitespace-normalized, title ignored)."""
-    index: dict[str, list["QAItem"]] = {}
-    for item in items:
-        for passage in item.passages:
-            index.setdefault(_SPACES.sub(" ", passage.text.strip()), []).append(item)
-    return index
-
-
-def gold_pairs(passage: Passage, questions: Sequence["QAItem"]) -> list[QAPair]:
-    """Gold QA pairs in file order: the first answer is the span; its passage sentence the full answer."""
-    pairs, seen = [], set()
-    for item in questions:
-        if item.question in seen:
-            continue
-        seen.add(item.question)
-        answer = item.answers[0].strip()
-        pairs.append(QAPair(item.question, answer, sentence_with(passage.text, answer) or f"The answer is {answer}."))
-    return pairs
-
-
-# A light, deterministic rewrite: common words swapped for near-synonyms in one pass.
-# Only lower-case occurrences change, so names ("Large Hadron Collider"), numbers and
-# terms stay exactly as written.
-_SYNONYMS = {
-    "about": "around", "approximately": "about", "roughly": "about", "nearly": "almost", "almost": "nearly",
-    "large": "big", "big": "large", "largest": "biggest", "biggest": "largest", "small": "little",
-    "huge": "enormous", "tiny": "very small", "many": "numerous", "numerous": "many", "several": "a number of",
-    "various": "assorted", "often": "frequently", "frequently": "often", "usually": "normally",
-    "sometimes": "at times", "quickly": "rapidly", "rapidly": "quickly", "slowly": "gradually",
-    "famous": "well-known", "well-known": "famous", "important": "significant", "significant": "important",
-    "major": "key", "main": "principal", "principal": "main", "primary": "chief", "chief": "primary",
-    "however": "but", "because": "since", "although": "even though", "though": "although",
-    "during": "in the course of", "near": "close to", "around": "about", "between": "among",
-    "began": "started", "begin": "start", "begins": "starts", "started": "began", "start": "begin",
-    "finished": "completed", "completed": "finished", "ended": "finished", "built": "constructed",
-    "constructed": "built", "created": "made", "made": "created", "founded": "established",
-    "established": "founded", "helped": "assisted", "help": "assist", "shows": "depicts", "showed": "displayed",
-    "received": "got", "gave": "handed", "give": "provide", "gives": "provides", "provides": "gives",
-    "provided": "supplied", "used": "employed", "uses": "employs", "use": "employ",
-    "located": "situated", "situated": "located", "lies": "sits", "sits": "lies", "lived": "resided",
-    "lives": "dwells", "live": "dwell", "moved": "relocated", "died": "passed away", "won": "claimed",
-    "defeated": "beat", "beat": "defeated", "earn": "gain", "earned": "gained", "emphasized": "stressed",
-    "temporarily": "for a time", "tradition": "custom", "prominently": "clearly", "feature": "display",
-    "featured": "included", "includes": "contains", "include": "contain", "included": "contained",
-    "contains": "holds", "holds": "contains", "held": "staged", "determine": "decide", "decided": "chose",
-    "chose": "picked", "known as": "called", "called": "named", "named after": "named for",
-    "the first": "the earliest", "first": "initial", "last": "final", "final": "last", "later": "subsequently",
-    "afterwards": "later", "then": "next", "also": "as well", "still": "yet", "today": "nowadays",
-    "ancient": "very old", "modern": "present-day", "old": "aged", "new": "recent", "recent": "new",
-    "whole": "entire", "entire": "whole", "each": "every", "every": "each", "city": "town",
-    "country": "nation", "nation": "country", "people": "persons", "children": "kids", "area": "region",
-    "region": "area", "part": "portion", "piece": "bit", "type": "kind", "kind": "type", "form": "shape",
-    "role": "part", "work": "labour", "job": "post", "team": "side", "game": "match", "match": "game",
-    "building": "structure", "structure": "building", "company": "firm", "firm": "company",
-    "says": "states", "said": "stated", "claim": "assert", "claimed": "asserted", "believe": "think",
-    "believed": "thought", "thought": "believed", "known": "recognised", "seen": "regarded",
-    "became": "grew into", "become": "turn into", "remains": "stays", "remained": "stayed", "keep": "retain",
-    "kept": "retained", "reach": "attain", "reached": "attained", "reaches": "attains", "allow": "permit",
-    "allowed": "permitted", "allows": "permits", "need": "require", "needed": "required", "needs": "requires",
-    "wrote": "penned", "written": "penned", "painted": "coloured", "covered": "coated", "joined": "met",
-    "join": "meet", "crosses": "spans", "crossed": "spanned", "carry": "convey", "carried": "conveyed",
-    "produce": "generate", "produced": "generated", "produces": "generates", "increase": "rise",
-    "increased": "rose", "decrease": "drop", "decreased": "dropped", "important to": "vital to",
-}
-_SYN_PATTERN = re.compile(r"(?<![\w-])(" + "|".join(sorted(map(re.escape, _SYNONYMS), key=len, reverse=True)) + r")(?![\w-])")
-
-
-def _entities(text: str) -> set[str]:
-    """Numbers and capitalized words not at a sentence start: what a rewrite must keep."""
-    found = set()
-    for sentence in re.split(r"(?<=[.!?])\s+", text.strip()):
-        words = re.findall(r"[\w'-]+", sentence)
-        found.update(w.lower() for i, w in enumerate(words) if any(c.isdigit() for c in w) or (i > 0 and w[:1].isupper()))
-    return found
-
-
-def keeps_entities(original: str, rewrite: str, share: float = 0.6) -> bool:
-    if len(rewrite.split()) < max(5, len(original.split()) // 3):
-        return False
-    wanted = _entities(original)
-    kept = {w.lower() for w in re.findall(r"[\w'-]+", rewrite)} & wanted
-    return not wanted or len(kept) >= share * len(wanted)
-
-
-def light_rewrite(text: str) -> str:
-    """Lower-case word swaps in one pass (no chains); capitalized names, numbers and terms untouched."""
-    return _SYN_PATTERN.sub(lambda match: _SYNONYMS[match.group(0)], text)
 
 
 # --- the LLM augmenter ----------------------------------------------------------------------------
@@ -552,10 +254,6 @@ class LLMAugmenter:
 # --- the stage ------------------------------------------------------------------------------------
 
 
-AugmentFn = Callable[[Passage, threading.Event | None], "AugmentRecord | FailedPassage"]
-"""Augments one passage: a record, or a failure with its reason."""
-
-
 def llm_source(augmenter: LLMAugmenter, rewrite: str = "llm") -> AugmentFn:
     def run(passage: Passage, cancel: threading.Event | None) -> AugmentRecord | FailedPassage:
         pairs, reason = augmenter.qa_pairs(passage, cancel)
@@ -563,21 +261,6 @@ def llm_source(augmenter: LLMAugmenter, rewrite: str = "llm") -> AugmentFn:
             return FailedPassage(passage, reason)
         text = augmenter.rewrite(passage, cancel) if rewrite == "llm" else light_rewrite(passage.text)
         return AugmentRecord(passage, text, pairs)
-
-    return run
-
-
-def gold_source(index: dict[str, list["QAItem"]], min_qa: int = MIN_QA, max_qa: int = MIN_QA,
-                augmenter: LLMAugmenter | None = None) -> AugmentFn:
-    """QA pairs from the data; the rewrite from `augmenter` when given, else the light rewrite."""
-
-    def run(passage: Passage, cancel: threading.Event | None) -> AugmentRecord | FailedPassage:
-        questions = index.get(_SPACES.sub(" ", passage.text.strip()), [])
-        pairs = gold_pairs(passage, questions)
-        if len(pairs) < min_qa:
-            return FailedPassage(passage, f"the data has {len(pairs)} question(s) for this passage (need {min_qa})")
-        text = augmenter.rewrite(passage, cancel) if augmenter is not None else light_rewrite(passage.text)
-        return AugmentRecord(passage, text, pairs[:max_qa])
 
     return run
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 import re
 import threading
 
-from engine.offline.augment import AugmentFn, AugmentRecord, FailedPassage, QAPair, light_rewrite
+from engine.offline.records import AugmentFn, AugmentRecord, FailedPassage, QAPair
+from engine.offline.sources import light_rewrite
 from engine.corpus import Passage
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")

@@ -13,7 +13,7 @@ and B = 0, as the reference starts every passage from one saved base adapter: th
 result depends only on (model, passage, augmentation, recipe), never on the order or
 the shard a passage was encoded in, and a translator can learn to predict it.
 
-`attach_encoder` lets an `Explorer` do the same on demand (`prag eval`, `prag ask --encode`,
+`OnDemandEncoder` does the same for an `Explorer` (`prag eval`, `prag ask --encode`,
 the TUI): passages without a LoRA get cloze QA pairs from their own sentences (cached
 beside the store) and are encoded with progress reports and cancellation.
 """
@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from engine.adapters import Adapter, Key
-from engine.offline.augment import AugmentFile, AugmentRecord, FailedPassage, load_augment, save_augment
+from engine.offline.records import AugmentFile, AugmentRecord, FailedPassage, load_augment, save_augment
 from engine.corpus import Passage, make_passage
 from engine.errors import ArtifactError, InputError
 from engine.inject import inject
@@ -39,8 +39,6 @@ from engine.store import EncodeConfig, LoraStore
 
 if TYPE_CHECKING:
     import torch
-
-    from engine.explorer import Explorer
 
 RECIPE = "prag-explorer/encode-1"
 MAX_TOKENS = 2048
@@ -252,47 +250,48 @@ def augment_cache_path(store: LoraStore) -> Path:
     return store.dir.parent / "augment-on-demand.json"
 
 
-def _augment_on_demand(explorer: "Explorer", passage: Passage, cancel: threading.Event | None) -> tuple[AugmentRecord, str]:
-    """(record, its source name): the cached augmentation, else cloze pairs from the passage's own sentences (instant, cached).
+class OnDemandEncoder:
+    """The Explorer's `PassageEncoder`: cloze-augment missing passages, then encode them into `store`.
 
-    Not the LLM: a 135M model takes about a minute per passage and fails on most, and gold
-    pairs would train the LoRA on the very question being evaluated.
+    Augmentation is cloze pairs from the passage's own sentences (instant, cached beside the
+    store), not the LLM: a 135M model takes about a minute per passage and fails on most, and
+    gold pairs would train the LoRA on the very question being evaluated. The caller holds the
+    model lock: training runs the same model a generation hooks.
     """
-    from engine.offline.cloze import MIN_WORDS, cloze_source
 
-    path = augment_cache_path(explorer.store)
-    cached = load_augment(path) if path.is_file() else AugmentFile("cloze")
-    for record in cached.records:
-        if record.passage.key == passage.key:
-            return record, cached.aug_model
-    outcome = cloze_source(min_qa=1, max_qa=3)(passage, cancel)
-    if isinstance(outcome, FailedPassage):
-        raise ArtifactError(
-            f"passage {(passage.title or passage.text)[:40]!r} has no sentence of {MIN_WORDS}+ words to ask about",
-            "augment it with `prag augment` (LLM or --qa-from-data) and `prag encode` it",
-        )
-    cached = load_augment(path) if path.is_file() else cached  # re-read: another worker may have written
-    cached.records.append(outcome)
-    save_augment(path, cached)
-    return outcome, "cloze"
-
-
-def encode_on_demand(explorer: "Explorer", passages: Sequence[Passage], progress: ProgressCallback | None = None,
-                     cancel: threading.Event | None = None) -> None:
-    """`PassageEncoder`: cloze-augment missing passages, then encode them into `explorer.store`."""
     label = "Encoding PRAG LoRAs"
-    missing = list({p.key: p for p in passages if not explorer.store.has(p)}.values())
-    for index, passage in enumerate(missing):
-        check_cancel(cancel)
-        report(progress, label, index, len(missing), f"encoding {(passage.title or passage.text)[:24]}")
-        record, source = _augment_on_demand(explorer, passage, cancel)
-        with explorer.model_lock:  # training runs the same model a generation hooks
-            encode_records(explorer.loaded, [record], explorer.store, source, cancel=cancel, label=label,
-                           progress=lambda p, i=index: report(progress, label, i, len(missing), p.info))
-    report(progress, label, len(missing), len(missing))
 
+    def __init__(self, loaded: LoadedModel, store: LoraStore) -> None:
+        self.loaded = loaded
+        self.store = store
 
-def attach_encoder(explorer: "Explorer") -> None:
-    """Let the explorer encode missing PRAG LoRAs on demand (Explorer.open calls this)."""
-    explorer.encoder = encode_on_demand
+    def augmentation(self, passage: Passage, cancel: threading.Event | None = None) -> tuple[AugmentRecord, str]:
+        """(record, its source name): the cached augmentation, else new cloze pairs (cached)."""
+        from engine.offline.cloze import MIN_WORDS, cloze_source
 
+        path = augment_cache_path(self.store)
+        cached = load_augment(path) if path.is_file() else AugmentFile("cloze")
+        for record in cached.records:
+            if record.passage.key == passage.key:
+                return record, cached.aug_model
+        outcome = cloze_source(min_qa=1, max_qa=3)(passage, cancel)
+        if isinstance(outcome, FailedPassage):
+            raise ArtifactError(
+                f"passage {(passage.title or passage.text)[:40]!r} has no sentence of {MIN_WORDS}+ words to ask about",
+                "augment it with `prag augment` (LLM or --qa-from-data) and `prag encode` it",
+            )
+        cached = load_augment(path) if path.is_file() else cached  # re-read: another worker may have written
+        cached.records.append(outcome)
+        save_augment(path, cached)
+        return outcome, "cloze"
+
+    def __call__(self, passages: Sequence[Passage], progress: ProgressCallback | None = None,
+                 cancel: threading.Event | None = None) -> None:
+        missing = list({p.key: p for p in passages if not self.store.has(p)}.values())
+        for index, passage in enumerate(missing):
+            check_cancel(cancel)
+            report(progress, self.label, index, len(missing), f"encoding {(passage.title or passage.text)[:24]}")
+            record, source = self.augmentation(passage, cancel)
+            encode_records(self.loaded, [record], self.store, source, cancel=cancel, label=self.label,
+                           progress=lambda p, i=index: report(progress, self.label, i, len(missing), p.info))
+        report(progress, self.label, len(missing), len(missing))

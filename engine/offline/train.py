@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from engine.adapters import Adapter
-from engine.offline.augment import AugmentRecord
+from engine.offline.records import AugmentRecord
 from engine.corpus import Passage
 from engine.offline.encode import tokenize, training_texts
 from engine.errors import ArtifactError, Cancelled, InputError

@@ -1,16 +1,20 @@
-"""Retrieval behind one protocol; BM25 (rank-bm25) is the default.
+"""What every retrieval backend shares, so that they rank alike and report hits alike.
 
 The tokenizer folds case, splits on anything that is not a letter or digit and
 drops English stop words, so "Who founded Velmora?" matches "velmora" and
 "founded" but not "who". Each hit reports the query terms it matched, which the
 UI highlights.
+
+The BM25 backends score with the same Okapi formulas (`okapi_idf`, `length_norm`,
+`term_score`) and pick their top k with the same `top_k_indices`, so moving a
+corpus from one backend to another changes no answer.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, Sequence
+from typing import TYPE_CHECKING, Collection, Protocol, Sequence
 
 from engine.corpus import Passage
 from engine.errors import InputError
@@ -66,82 +70,66 @@ class Retriever(Protocol):
     def __len__(self) -> int: ...
 
 
-class BM25Retriever:
-    """Okapi BM25 over an in-memory corpus (fine up to ~100k passages)."""
+# --- Okapi BM25, as rank-bm25's `BM25Okapi` computes it -------------------------------------
 
-    def __init__(self, passages: Sequence[Passage], params: BM25Params = BM25Params()) -> None:
-        from rank_bm25 import BM25Okapi
 
-        if not passages:
-            raise InputError("cannot index an empty corpus", "add passages first")
-        self.passages = list(passages)
-        self._docs = [tokenize(f"{p.title} {p.text}") for p in self.passages]
-        # rank-bm25 divides by the average length: keep it non-zero for stop-word-only passages.
-        self._bm25 = BM25Okapi([doc or [EMPTY_TOKEN] for doc in self._docs], k1=params.k1, b=params.b, epsilon=params.epsilon)
-        self._terms = [frozenset(doc) for doc in self._docs]
-        self._build_postings()
+def okapi_idf(df: "np.ndarray", n_docs: int, epsilon: float) -> "np.ndarray":
+    """rank-bm25 `BM25Okapi._calc_idf`, vectorized: (V,) document frequencies -> (V,) idf."""
+    import numpy as np
 
-    def _build_postings(self) -> None:
-        """term -> (passage indices, counts), so a query reads only the passages that hold its terms.
+    idf = np.log(n_docs - df + 0.5) - np.log(df + 0.5)
+    floor = epsilon * float(idf.mean()) if len(idf) else 0.0
+    return np.where(idf < 0, floor, idf)
 
-        rank-bm25's `get_scores` walks every passage in Python for every query term (about 25 ms
-        for 6 terms over 10k passages); scoring from postings gives the same floats.
-        """
-        import numpy as np
 
-        docs: dict[str, list[int]] = {}
-        counts: dict[str, list[int]] = {}
-        for index, freqs in enumerate(self._bm25.doc_freqs):
-            for term, count in freqs.items():
-                docs.setdefault(term, []).append(index)
-                counts.setdefault(term, []).append(count)
-        self._postings = {term: (np.array(docs[term], dtype=np.int64), np.array(counts[term], dtype=np.float64)) for term in docs}
-        bm25 = self._bm25
-        # The same expression rank-bm25 evaluates per query term, computed once.
-        self._length_norm = bm25.k1 * (1 - bm25.b + bm25.b * np.array(bm25.doc_len) / bm25.avgdl)
+def length_norm(lengths: "np.ndarray", avgdl: float, k1: float, b: float) -> "np.ndarray":
+    """(N,) the part of BM25's denominator that depends only on the passage: computed once per corpus."""
+    return k1 * (1 - b + b * lengths / avgdl)
 
-    def scores(self, terms: Sequence[str]) -> "np.ndarray":
-        """BM25 score of every passage for the query terms (repeats count again), as rank-bm25's `get_scores`."""
-        import numpy as np
 
-        bm25 = self._bm25
-        score = np.zeros(len(self.passages))
-        for term in terms:
-            posting = self._postings.get(term)
-            if posting is None:  # not in the corpus: rank-bm25 adds 0 to every passage
-                continue
-            docs, tf = posting
-            score[docs] += (bm25.idf.get(term) or 0) * (tf * (bm25.k1 + 1) / (tf + self._length_norm[docs]))
-        return score
+def term_score(idf: "float | np.ndarray", tf: "np.ndarray", norm: "np.ndarray", k1: float) -> "np.ndarray":
+    """One query term's BM25 contribution, with `norm` from `length_norm` (rank-bm25's expression, term by term)."""
+    return idf * (tf * (k1 + 1) / (tf + norm))
 
-    def __len__(self) -> int:
-        return len(self.passages)
 
-    def search(self, query: str, k: int) -> list[Hit]:
-        if k < 1:
-            raise InputError(f"top-k must be at least 1, got {k}", "pass --top-k 1 or more")
-        terms = tokenize(query)
-        if not terms:
-            return []
-        scores = self.scores(terms)
-        order = top_k_indices(scores, k)
-        unique_terms = list(dict.fromkeys(terms))
-        hits = []
-        for rank, index in enumerate(order, start=1):
-            matched = tuple(t for t in unique_terms if t in self._terms[index])
-            if not matched:
-                break
-            hits.append(Hit(self.passages[index], float(scores[index]), rank, matched))
-        return hits
+# --- ranking ---------------------------------------------------------------------------------
+
+
+def query_terms(query: str, k: int) -> list[str]:
+    """The query's terms, after checking k the same way for every backend; [] means nothing to search for."""
+    if k < 1:
+        raise InputError(f"top-k must be at least 1, got {k}", "pass --top-k 1 or more")
+    return tokenize(query)
 
 
 def top_k_indices(scores: "np.ndarray", k: int) -> list[int]:
-    """Indices of the k highest scores, best first; ties go to the earlier passage (both BM25 backends agree)."""
+    """Indices of the k highest scores, best first; ties go to the earlier passage (every BM25 backend agrees)."""
     import numpy as np
 
     k = min(k, len(scores))
+    if k < 1:
+        return []
     top = np.argpartition(-scores, k - 1)[:k]
     return sorted(top.tolist(), key=lambda i: (-float(scores[i]), i))
+
+
+def ranked_hits(passages: Sequence[Passage], scores: Sequence[float], terms: Sequence[str],
+                passage_terms: Sequence[Collection[str]] | None = None) -> list[Hit]:
+    """Hits in the given order, stopping at the first passage that shares no term with the query.
+
+    A passage that matches nothing only scores through the epsilon idf floor or float
+    noise: showing it would look like a bug. `passage_terms` skips re-tokenizing when a
+    backend already holds each passage's terms.
+    """
+    unique = list(dict.fromkeys(terms))
+    hits = []
+    for rank, (passage, score) in enumerate(zip(passages, scores), start=1):
+        present = passage_terms[rank - 1] if passage_terms is not None else set(tokenize(f"{passage.title} {passage.text}"))
+        matched = tuple(t for t in unique if t in present)
+        if not matched:
+            break
+        hits.append(Hit(passage, float(score), rank, matched))
+    return hits
 
 
 def hits_from_passages(passages: Sequence[Passage], query: str) -> list[Hit]:

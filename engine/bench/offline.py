@@ -1,0 +1,86 @@
+"""The offline stages: PRAG encoding and translator training timed on sample passages, and what
+the two approaches store (a LoRA per passage vs one translator).
+
+The records are built here, without an LLM (gold or made-up QA pairs, the light rewrite), so
+the timings are the encoder's and trainer's alone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from engine.bench.figures import Figure
+from engine.progress import ProgressCallback
+
+
+def bench_storage(explorer, corpus_size: int, rank: int = 2) -> list[Figure]:
+    from engine.models import MLP_MODULES
+    from engine.translator import ParameterTranslator, TranslatorConfig
+
+    if explorer.translator is not None:
+        translator_bytes, note = explorer.translator.num_bytes(), "the loaded translator"
+    else:
+        translator_bytes = ParameterTranslator(TranslatorConfig(explorer.loaded.arch, rank=rank)).num_bytes()
+        note = f"a translator of the default shape (p=2, rank {rank})"
+    arch = explorer.loaded.arch
+    one_lora = 4 * rank * arch.num_layers * sum(sum(arch.module_shape(m)) for m in MLP_MODULES)  # float32 A and B
+    prag_bytes = one_lora * corpus_size
+    return [
+        Figure("translator_mb", translator_bytes / 1e6, "MB", 10.0, note),
+        Figure("prag_store_vs_translator", prag_bytes / translator_bytes, "ratio", None,
+               f"PRAG LoRAs for {corpus_size} passages ({prag_bytes / 1e6:.1f} MB, float32) / translator"),
+    ]
+
+
+def gold_records(count: int = 2, pairs: int = 3) -> list:
+    """Augmented sample passages with their gold QA pair (the sample data has one per passage), used
+    `pairs` times so each passage gets the reference recipe's 5 training examples (3 pairs)."""
+    from engine.offline.records import AugmentRecord
+    from engine.offline.sources import gold_pairs, light_rewrite
+    from engine.corpus import sample_questions_path
+    from engine.qa import load_qa
+
+    records = []
+    for item in load_qa(sample_questions_path())[:count]:
+        passage = item.passages[0]
+        gold = gold_pairs(passage, [item])
+        records.append(AugmentRecord(passage, light_rewrite(passage.text), (gold * pairs)[:pairs]))
+    return records
+
+
+def bench_offline_stages(loaded, workdir: Path, quick: bool = False, progress: ProgressCallback | None = None) -> list[Figure]:
+    """Encode two sample passages' LoRAs (engine.offline.encode), then train the translator a few steps on them (engine.offline.train)."""
+    from engine.offline.encode import encode_records
+    from engine.store import LoraStore
+    from engine.offline.train import TrainConfig, train_translator
+
+    records = gold_records(2)
+    store = LoraStore(Path(workdir) / "loras", loaded.model_id)
+    encoded = encode_records(loaded, records, store, "gold", progress, label="Benchmark: encoding PRAG LoRAs")
+    steps = encoded.steps // max(encoded.encoded, 1)
+    per_passage = 1 if quick else 2
+    config = TrainConfig(epochs=1, per_passage=per_passage, checkpoint_every=0)
+    trained = train_translator(loaded, records, store, Path(workdir) / "translator.safetensors", config, progress)
+    return [
+        Figure("encode_s_per_passage", encoded.seconds_per_passage, "s", 10.0,
+               f"{encoded.encoded} sample passages, gold QA pair x3 -> the reference recipe's {steps} steps each (rank 2, 1 epoch); "
+               f"{encoded.seconds_per_step:.2f} s/step, {encoded.cpu_seconds_per_passage:.1f} CPU-s/passage"),
+        Figure("translator_train_s_per_step", trained.seconds_per_step, "s", None,
+               f"{trained.new_steps} steps on those passages' LoRAs (p=2, batch 1, LM + KL + MSE loss; embeddings computed before); "
+               f"{trained.cpu_seconds / max(trained.new_steps, 1):.2f} CPU-s/step"),
+    ]
+
+
+def benchmark_records(count: int) -> list:
+    """Augmented passages for timing the encoder: sample-corpus passages, three QA pairs each (the recipe's 5 steps)."""
+    from engine.offline.records import AugmentRecord, QAPair
+    from engine.offline.sources import light_rewrite
+    from engine.corpus import load_corpus
+
+    records = []
+    for passage in load_corpus(None)[:count]:
+        words = passage.text.split()
+        pairs = [QAPair(f"What does the passage about {passage.title} say, part {i + 1}?", " ".join(words[3 * i:3 * i + 3]),
+                        " ".join(words[: 8 + i])) for i in range(3)]
+        records.append(AugmentRecord(passage, light_rewrite(passage.text), pairs))
+    return records
