@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install bench clean-venv
+.PHONY: demo test lint install bench clean-venv
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +24,13 @@ demo: $(STAMP)
 	$(BIN)/prag tui
 
 test: $(STAMP)
+	# Import contracts first (pyproject.toml [tool.importlinter]): a UI import in the engine or an import circle fails fast.
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/lint-imports
+	$(BIN)/ruff check .
 
 bench: $(STAMP)
 	$(BIN)/prag bench

@@ -13,9 +13,10 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from engine.errors import ArtifactError
 from engine.models import MLP_MODULES, ModelArch
@@ -38,7 +39,7 @@ def peft_key(layer: int, module: str, which: str) -> str:
 class Adapter:
     """A set of LoRA pairs for MLP projections, with one scale for all of them."""
 
-    pairs: dict[Key, tuple["torch.Tensor", "torch.Tensor"]]
+    pairs: dict[Key, tuple[torch.Tensor, torch.Tensor]]
     """(layer, module) -> (A of shape (r, in), B of shape (out, r))."""
     scale: float = 1.0
     """Multiplies B @ A: alpha / r for PRAG (peft), 1.0 for DyPRAG (the reference applies no scaling)."""
@@ -57,14 +58,14 @@ class Adapter:
                 rows[layer][module] = lora_norm(a, b, self.scale)
         return rows
 
-    def to(self, dtype: "torch.dtype") -> "Adapter":
+    def to(self, dtype: torch.dtype) -> Adapter:
         return Adapter({k: (a.to(dtype), b.to(dtype)) for k, (a, b) in self.pairs.items()}, self.scale, dict(self.meta))
 
-    def detach(self) -> "Adapter":
+    def detach(self) -> Adapter:
         return Adapter({k: (a.detach(), b.detach()) for k, (a, b) in self.pairs.items()}, self.scale, dict(self.meta))
 
 
-def lora_norm(a: "torch.Tensor", b: "torch.Tensor", scale: float = 1.0) -> float:
+def lora_norm(a: torch.Tensor, b: torch.Tensor, scale: float = 1.0) -> float:
     """||scale * B A||_F without forming B A: sqrt(sum((B^T B) * (A A^T)))."""
     btb = b.T.double() @ b.double()
     aat = a.double() @ a.T.double()
@@ -133,7 +134,7 @@ def check_adapter(adapter: Adapter, arch: ModelArch, what: str = "adapter") -> N
             )
 
 
-def to_state_dict(adapter: Adapter) -> dict[str, "torch.Tensor"]:
+def to_state_dict(adapter: Adapter) -> dict[str, torch.Tensor]:
     state = {}
     for (layer, module), (a, b) in sorted(adapter.pairs.items()):
         state[peft_key(layer, module, "A")] = a.detach().contiguous()
@@ -141,7 +142,7 @@ def to_state_dict(adapter: Adapter) -> dict[str, "torch.Tensor"]:
     return state
 
 
-def from_state_dict(state: dict[str, "torch.Tensor"], scale: float, source: str = "adapter") -> Adapter:
+def from_state_dict(state: dict[str, torch.Tensor], scale: float, source: str = "adapter") -> Adapter:
     found: dict[Key, dict[str, Any]] = {}
     for name, tensor in state.items():
         match = _PEFT_KEY.search(name)

@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from engine.progress import Progress
 
@@ -74,7 +75,7 @@ UpdateCallback = Callable[[AnswerUpdate], None]
 class Comparison:
     question: str
     model: str
-    hits: "list[Hit]"
+    hits: list[Hit]
     answers: list[Answer]
     wall_s: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)

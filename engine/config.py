@@ -1,4 +1,7 @@
-"""Settings: defaults < config file < environment (PRAG_*) < explicit overrides.
+"""Settings: defaults < a command's own defaults < config file < environment (PRAG_*) < explicit overrides.
+
+So a flag always wins, `PRAG_TOP_K=5` or `top_k = 5` in `$PRAG_HOME/config.toml` beats
+a command's default (e.g. `prag eval`'s reference top-k), and the built-in defaults apply last.
 
 Kept free of heavy imports so `prag --help` stays fast.
 """
@@ -13,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import InputError
+from engine.validate import positive
 
 
 def prag_home() -> Path:
@@ -43,6 +47,8 @@ class Settings:
     """PRAG LoRA store; None = `<home>/loras`."""
     model_cache: Path | None = None
     """Where converted models are cached; None = `<home>/models`."""
+    recipe: str = "facts"
+    """PRAG encode recipe (`engine.offline.recipes`): which LoRAs the explorer reads and encodes on demand."""
     top_k: int = 3
     max_new_tokens: int = 32
     threads: int | None = None
@@ -74,10 +80,24 @@ def _coerce(name: str, value: Any) -> Any:
     return str(value)
 
 
-def load_settings(overrides: dict[str, Any] | None = None, config_file: Path | None = None) -> Settings:
-    """Resolve settings; `overrides` (CLI flags) win, `None` values are ignored."""
+def load_settings(
+    overrides: dict[str, Any] | None = None,
+    config_file: Path | None = None,
+    defaults: dict[str, Any] | None = None,
+) -> Settings:
+    """Resolve settings; `overrides` (CLI flags) win, `None` values are ignored.
+
+    Args:
+        defaults: a command's own defaults (e.g. `prag eval`'s reference top-k and new tokens);
+            the config file and the environment override them, `overrides` too.
+    """
     names = {f.name for f in fields(Settings)}
     values: dict[str, Any] = {}
+    for key, value in (defaults or {}).items():
+        if key not in names:
+            raise InputError(f"unknown setting {key!r}", f"known settings: {', '.join(sorted(names))}")
+        if value is not None:
+            values[key] = _coerce(key, value)
     home = prag_home()
     path = config_file or home / "config.toml"
     if path.is_file():
@@ -98,10 +118,9 @@ def load_settings(overrides: dict[str, Any] | None = None, config_file: Path | N
                 raise InputError(f"unknown setting {key!r}", f"known settings: {', '.join(sorted(names))}")
             values[key] = _coerce(key, value)
     settings = replace(Settings(), **values)
-    if settings.top_k < 1:
-        raise InputError(f"top-k must be at least 1, got {settings.top_k}", "pass --top-k 1 or more")
-    if settings.max_new_tokens < 1:
-        raise InputError(f"max-new-tokens must be at least 1, got {settings.max_new_tokens}", "pass a positive number")
+    positive(settings.top_k, "top-k", "use 1 or more (whether passed in, PRAG_TOP_K or top_k in config.toml)")
+    positive(settings.max_new_tokens, "max-new-tokens",
+             "use 1 or more (whether passed in, PRAG_MAX_NEW_TOKENS or max_new_tokens in config.toml)")
     return settings
 
 

@@ -31,19 +31,21 @@ import os
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from engine.config import Settings, load_settings
-from engine.offline.encode import EncodeSummary
 from engine.errors import Cancelled, InputError, PragError
+from engine.offline.encode import EncodeSummary
 from engine.progress import ProgressCallback, report
 from engine.store import EncodeConfig, LoraStore
+from engine.validate import positive
 
 if TYPE_CHECKING:
-    from engine.offline.records import AugmentRecord
     from engine.evaluate import EvalOptions, EvalResult
+    from engine.offline.records import AugmentRecord
     from engine.qa import QAItem
 
 
@@ -60,11 +62,9 @@ class RayOptions:
     max_restarts: int = 3
     """How often Ray restarts a dead actor (and retries the item it had) before the run gives up."""
 
-    def check(self) -> "RayOptions":
-        if self.workers < 1:
-            raise InputError(f"--workers must be at least 1, got {self.workers}", "pass --workers 1 or more")
-        if not self.cpus_per_worker > 0:
-            raise InputError(f"CPUs per worker must be positive, got {self.cpus_per_worker}", "e.g. 1")
+    def check(self) -> RayOptions:
+        positive(self.workers, "workers")
+        positive(float(self.cpus_per_worker), "CPUs per worker", "e.g. 1")
         return self
 
 
@@ -226,7 +226,7 @@ class EncodeWorker(_Actor):
     def model_id(self) -> str:
         return self.loaded.model_id
 
-    def encode(self, record: "AugmentRecord", aug_model: str) -> dict[str, Any]:
+    def encode(self, record: AugmentRecord, aug_model: str) -> dict[str, Any]:
         """`engine.offline.encode.encode_records` on this one passage: skipped when stored; its own stale temp file removed first."""
         from engine.offline.encode import encode_records
 
@@ -245,7 +245,7 @@ class RayEncodeSummary(EncodeSummary):
 
 
 def encode_on_ray(
-    records: Sequence["AugmentRecord"],
+    records: Sequence[AugmentRecord],
     settings: Settings | None = None,
     config: EncodeConfig | None = None,
     aug_model: str = "",
@@ -291,7 +291,7 @@ def encode_on_ray(
         report(progress, label, summary.skipped, summary.total, f"{ray_options.workers} workers")
         start = time.perf_counter()
 
-        def on_result(record: "AugmentRecord", result: dict[str, Any]) -> None:
+        def on_result(record: AugmentRecord, result: dict[str, Any]) -> None:
             if result["skipped"]:
                 summary.skipped += 1
             else:
@@ -331,7 +331,7 @@ class _Collect:
 class EvalWorker(_Actor):
     """A Ray actor: one explorer (model, retriever, store, translator) opened once, then one question per call."""
 
-    def __init__(self, settings: Settings, options: "EvalOptions", pool: Sequence["QAItem"], threads: int) -> None:
+    def __init__(self, settings: Settings, options: EvalOptions, pool: Sequence[QAItem], threads: int) -> None:
         from engine.evaluate import open_explorer
 
         _quiet_worker(threads)
@@ -349,7 +349,7 @@ class EvalWorker(_Actor):
         path = self.settings.translator or default_translator_path(self.explorer.loaded.model_id)
         return {"model": self.explorer.loaded.model_id, "fp": fingerprint(self.explorer, self.options, path)}
 
-    def answer(self, item: "QAItem", done_methods: Sequence[str]) -> dict[str, Any]:
+    def answer(self, item: QAItem, done_methods: Sequence[str]) -> dict[str, Any]:
         """All methods of `item` not in `done_methods`, in one compare call; the records, not written."""
         from engine.evaluate import answer_one
 
@@ -359,12 +359,12 @@ class EvalWorker(_Actor):
 
 
 def evaluate_on_ray(
-    options: "EvalOptions",
+    options: EvalOptions,
     settings: Settings | None = None,
     ray_options: RayOptions = RayOptions(),
     progress: ProgressCallback | None = None,
     cancel: threading.Event | None = None,
-) -> "EvalResult":
+) -> EvalResult:
     """`engine.evaluate.evaluate` with questions spread over Ray actors; the same files, table and resume rule.
 
     The driver keeps the prediction files through the same `open_predictions` as the
@@ -396,11 +396,11 @@ def evaluate_on_ray(
             done = len(items) - len(pending)
             report(progress, label, done, len(items), f"{ray_options.workers} workers")
 
-            def submit(actor: Any, item: "QAItem") -> Any:
+            def submit(actor: Any, item: QAItem) -> Any:
                 finished = [name for name, f in files.items() if item.id in f.records]
                 return actor.answer.remote(item, finished)
 
-            def on_result(item: "QAItem", result: dict[str, Any]) -> None:
+            def on_result(item: QAItem, result: dict[str, Any]) -> None:
                 nonlocal computed, done
                 for record in result["records"]:
                     files[record["method"]].append(record)

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence, Union
+from typing import TYPE_CHECKING, Any, Protocol, Union
 
 from engine.adapters import Adapter, check_adapter, keep_layers, merge_mean, merge_sum
 from engine.answers import Answer, AnswerUpdate, CandidateScore, Comparison, Status, UpdateCallback
@@ -25,7 +26,8 @@ from engine.models import DEFAULT_MODEL_ID, LoadedModel
 from engine.progress import Progress, ProgressCallback
 from engine.prompts import clean_answer, generation_prompt
 from engine.retrieval import Hit, Retriever
-from engine.store import LoraStore
+from engine.store import EncodeConfig, LoraStore
+from engine.validate import positive
 
 if TYPE_CHECKING:
     from engine.rerank import LLMReranker, RerankResult
@@ -42,7 +44,8 @@ class PassageEncoder(Protocol):
     Handed to the Explorer at construction, so the offline stages never import the explorer.
     """
 
-    def __call__(self, passages: Sequence[Passage], progress: ProgressCallback | None, cancel: threading.Event | None) -> None: ...
+    def __call__(self, passages: Sequence[Passage], store: LoraStore, progress: ProgressCallback | None,
+                 cancel: threading.Event | None) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -68,8 +71,10 @@ class AskRequest:
     """Inject PRAG/DyPRAG LoRAs only into these layers (inclusive); None = all."""
     merge: str = "sum"
     """How the passages' PRAG LoRAs combine (engine.methods.MERGES)."""
-    order: str = "best-first"
-    """Passage order in the prompt (engine.methods.ORDERS)."""
+    order: str = "best-last"
+    """Passage order in the prompt (engine.methods.ORDERS): best nearest the question by default."""
+    recipe: str | None = None
+    """PRAG encode recipe to read and encode LoRAs with (engine.offline.recipes); None = the explorer's."""
 
 
 @dataclass(frozen=True)
@@ -77,7 +82,7 @@ class PassagesChosen:
     """The pipeline decided which passages every method gets (before any answer is generated)."""
 
     hits: tuple[Hit, ...]
-    rerank: "RerankResult | None" = None
+    rerank: RerankResult | None = None
     seconds: float = 0.0
     """Retrieval plus reranking."""
 
@@ -124,10 +129,10 @@ class Explorer:
         loaded: LoadedModel,
         retriever: Retriever,
         store: LoraStore,
-        translator: "ParameterTranslator | None" = None,
+        translator: ParameterTranslator | None = None,
         translator_note: str = "",
         encoder: PassageEncoder | None = None,
-        reranker: "LLMReranker | None" = None,
+        reranker: LLMReranker | None = None,
     ) -> None:
         from engine.translator import EmbeddingCache
 
@@ -151,7 +156,7 @@ class Explorer:
         return self.retriever.search(validate_question(question), top_k)
 
     def rerank_hits(self, question: str, pool: Sequence[Hit], top_k: int = 3,
-                    cancel: threading.Event | None = None) -> "tuple[list[Hit], RerankResult]":
+                    cancel: threading.Event | None = None) -> tuple[list[Hit], RerankResult]:
         """Let the reranker choose among given candidates (e.g. a QA row's own passages)."""
         from engine.rerank import LLMReranker
 
@@ -160,6 +165,10 @@ class Explorer:
         with self.model_lock:
             result = self.reranker.rerank(question, list(pool), top_k, cancel)
         return result.kept, result
+
+    def use_recipe(self, config: EncodeConfig) -> None:
+        """Read (and encode on demand) the LoRAs of another encode recipe: same store root, its own folder."""
+        self.store = LoraStore(self.store.root, self.loaded.model_id, config)
 
     # --- adapters -----------------------------------------------------------------
 
@@ -170,7 +179,7 @@ class Explorer:
         missing = [p for p in passages if not self.store.has(p)]
         if missing and encode_missing and self.encoder is not None:
             with self.model_lock:  # training runs the same model a generation hooks
-                self.encoder(missing, on_progress, cancel)
+                self.encoder(missing, self.store, on_progress, cancel)
             missing = [p for p in passages if not self.store.has(p)]
         if missing:
             raise ArtifactError(
@@ -208,14 +217,13 @@ class Explorer:
         scores: Sequence[str] = (),
         layers: tuple[int, int] | None = None,
         merge: str = "sum",
-        order: str = "best-first",
+        order: str = "best-last",
     ) -> Comparison:
         """Every method as one row of one batched generation on `hits` (see `AskRequest` for the options)."""
         from engine.generate import generate_rows
 
         question = validate_question(question)
-        if max_new_tokens < 1:
-            raise InputError(f"max-new-tokens must be at least 1, got {max_new_tokens}", "pass a positive number")
+        positive(max_new_tokens, "max-new-tokens")
         merge, order = check_choice(merge, MERGES, "merge"), check_choice(order, ORDERS, "passage order")
         if layers is not None:
             parse_layers(f"{layers[0]}-{layers[1]}", self.loaded.arch.num_layers)
@@ -318,13 +326,18 @@ class Explorer:
 
         validate_question(request.question)
         rerank = check_mode(request.rerank)
+        if request.recipe is not None:
+            from engine.offline.recipes import recipe_config
+
+            config = recipe_config(request.recipe)
+            if config != self.store.config:
+                self.use_recipe(config)
         start = time.perf_counter()
-        reranked: "RerankResult | None" = None
+        reranked: RerankResult | None = None
         if request.hits is not None:
             hits = list(request.hits)
         elif rerank == "dynamic":
-            if request.candidates < 1:
-                raise InputError(f"candidates must be at least 1, got {request.candidates}", "pass 1 or more")
+            positive(request.candidates, "candidates")
             pool = list(request.pool) if request.pool is not None else self.retrieve(request.question, max(request.candidates, request.top_k))
             hits, reranked = self.rerank_hits(request.question, pool, request.top_k, cancel)
         else:

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING
 
 from engine.adapters import Adapter
 from engine.inject import inject
@@ -55,7 +56,7 @@ def cache_kwarg(model) -> str:
     return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
-def _prefill(model, ids: "torch.Tensor", mask: "torch.Tensor", adapters: Sequence[Adapter | None]):
+def _prefill(model, ids: torch.Tensor, mask: torch.Tensor, adapters: Sequence[Adapter | None]):
     import torch
     from transformers import DynamicCache
 
@@ -67,7 +68,7 @@ def _prefill(model, ids: "torch.Tensor", mask: "torch.Tensor", adapters: Sequenc
     return out.logits[:, -1, :], cache  # filled in place
 
 
-def _left_pad(tensor: "torch.Tensor", length: int) -> "torch.Tensor":
+def _left_pad(tensor: torch.Tensor, length: int) -> torch.Tensor:
     import torch.nn.functional as F
 
     pad = length - tensor.shape[-2]
@@ -121,7 +122,7 @@ def _truncate(cache, length: int) -> None:
             layer.values = layer.values[..., :length, :]
 
 
-def score_continuations(model, logits: "torch.Tensor", cache, mask: "torch.Tensor", score_ids: Sequence[list[int]]) -> list[list[float]]:
+def score_continuations(model, logits: torch.Tensor, cache, mask: torch.Tensor, score_ids: Sequence[list[int]]) -> list[list[float]]:
     """Per row, the summed log-probability of each continuation right after the prompt.
 
     Reuses the prefill's KV cache: each continuation is fed once for all rows and the cache is

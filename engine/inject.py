@@ -12,8 +12,9 @@ exception, only the hooks are removed and the model is exactly as before.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Iterator, Sequence
+from typing import TYPE_CHECKING
 
 from engine.adapters import Adapter, Key
 from engine.models import decoder_layers
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
     import torch.nn as nn
 
 
-def stack_rows(adapters: Sequence[Adapter | None]) -> dict[Key, tuple["torch.Tensor", "torch.Tensor"]]:
+def stack_rows(adapters: Sequence[Adapter | None]) -> dict[Key, tuple[torch.Tensor, torch.Tensor]]:
     """(layer, module) -> (A_t of shape (batch, in, R), B_t of shape (batch, R, out)), zero rows for None."""
     import torch
 
@@ -52,10 +53,10 @@ def stack_rows(adapters: Sequence[Adapter | None]) -> dict[Key, tuple["torch.Ten
     return stacked
 
 
-def _make_hook(a_t: "torch.Tensor", b_t: "torch.Tensor"):
+def _make_hook(a_t: torch.Tensor, b_t: torch.Tensor):
     import torch
 
-    def hook(module: "nn.Module", args: tuple, output: "torch.Tensor") -> "torch.Tensor":
+    def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
         x = args[0]  # (batch, seq, in)
         if x.shape[0] != a_t.shape[0]:
             raise ValueError(f"batch has {x.shape[0]} rows but {a_t.shape[0]} adapters were injected")
@@ -66,7 +67,7 @@ def _make_hook(a_t: "torch.Tensor", b_t: "torch.Tensor"):
 
 
 @contextmanager
-def inject(model: "nn.Module", adapters: Sequence[Adapter | None]) -> Iterator[None]:
+def inject(model: nn.Module, adapters: Sequence[Adapter | None]) -> Iterator[None]:
     """Add row i's low-rank delta to every adapted MLP projection while the context is open."""
     handles = []
     try:

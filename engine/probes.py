@@ -10,8 +10,9 @@ substituted (context) answers. A few aliases per side are enough: the most likel
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from engine.answers import Answer
@@ -41,7 +42,7 @@ class ProbeSet:
     """Conflict sets: what the passage says."""
 
     @classmethod
-    def for_item(cls, item: "QAItem", limit: int = MAX_ALIASES) -> "ProbeSet":
+    def for_item(cls, item: QAItem, limit: int = MAX_ALIASES) -> ProbeSet:
         if item.conflict is None:
             return cls(tuple(_first_unique(item.answers, limit)))
         return cls(tuple(_first_unique(item.answers, limit)), tuple(_first_unique(item.conflict.original_answers, limit)),
@@ -51,7 +52,7 @@ class ProbeSet:
         """Every text to score, once each, in a stable order."""
         return tuple(dict.fromkeys((*self.gold, *self.original, *self.substituted)))
 
-    def measure(self, answer: "Answer") -> dict[str, float]:
+    def measure(self, answer: Answer) -> dict[str, float]:
         """{"gold", "original"?, "substituted"?}: the best log-prob of each side's aliases."""
         out: dict[str, float] = {}
         for role, texts in (("gold", self.gold), ("original", self.original), ("substituted", self.substituted)):

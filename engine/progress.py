@@ -7,8 +7,8 @@ the events into rich progress bars, the TUI into ProgressBar widgets.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from engine.errors import Cancelled
 

@@ -8,9 +8,9 @@ short span instead of a paragraph.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
-
 import re
+from collections.abc import Sequence
+from typing import Any
 
 from engine.corpus import Passage
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 from engine.errors import InputError
 from engine.retrieval import Hit
@@ -92,7 +93,7 @@ def bm25_fallback(candidates: Sequence[Hit], top_k: int, raw: str, note: str) ->
 class LLMReranker:
     """Asks an instruct model (the answering model by default) for the passages to keep."""
 
-    def __init__(self, loaded: "LoadedModel", max_new_tokens: int = 24) -> None:
+    def __init__(self, loaded: LoadedModel, max_new_tokens: int = 24) -> None:
         self.loaded = loaded
         self.max_new_tokens = max_new_tokens
 

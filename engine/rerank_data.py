@@ -17,8 +17,9 @@ best-vs-worst pairs, as DynamicRAG does) consumes:
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 from engine.methods import Method
 from engine.metrics import exact_match, f1_score
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
     from engine.explorer import Explorer
 
 
-def candidate_pool(explorer: "Explorer", item: QAItem, candidates: int, use_corpus: bool) -> list[Hit]:
+def candidate_pool(explorer: Explorer, item: QAItem, candidates: int, use_corpus: bool) -> list[Hit]:
     if use_corpus or not item.passages:
         return explorer.retrieve(item.question, candidates)
     return BM25Retriever(item.passages).search(item.question, candidates)
@@ -50,7 +51,7 @@ def orderings(pool_size: int, top_k: int, reranker_order: Sequence[int], singles
 
 
 def collect(
-    explorer: "Explorer",
+    explorer: Explorer,
     items: Sequence[QAItem],
     method: Method,
     out: Path,

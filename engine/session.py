@@ -7,8 +7,9 @@ setting means the same thing in every command.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 from engine.config import Settings
 from engine.corpus import Passage, load_corpus
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
     from engine.translator import ParameterTranslator
 
 
-def open_translator(path: Path | None, loaded: LoadedModel) -> "tuple[ParameterTranslator | None, str]":
+def open_translator(path: Path | None, loaded: LoadedModel) -> tuple[ParameterTranslator | None, str]:
     """(translator, why there is none): the given file, else the one shipped for the embedded model."""
     from engine.explorer import default_translator_path
     from engine.translator import load_translator
@@ -63,11 +64,13 @@ def open_explorer(
         reranker_model: a local instruct model for dynamic reranking; None = the answering model.
     """
     from engine.offline.encode import OnDemandEncoder
+    from engine.offline.recipes import recipe_config
     from engine.rerank import LLMReranker
 
+    config = recipe_config(settings.recipe)
     retriever = open_retriever(settings, passages, progress)
     loaded = load_model(settings.model, settings.models_dir, progress)
     translator, note = open_translator(settings.translator, loaded)
-    store = LoraStore(settings.store_dir, loaded.model_id)
+    store = LoraStore(settings.store_dir, loaded.model_id, config)
     reranker = LLMReranker(load_model(reranker_model, settings.models_dir, progress)) if reranker_model is not None else None
-    return Explorer(loaded, retriever, store, translator, note, encoder=OnDemandEncoder(loaded, store), reranker=reranker)
+    return Explorer(loaded, retriever, store, translator, note, encoder=OnDemandEncoder(loaded), reranker=reranker)

@@ -23,22 +23,44 @@ from engine.errors import ArtifactError
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
+_REFERENCE_LAYOUT = {"layout": "reference", "loss_on": "all", "batch_size": 1, "qa": "cloze", "layers_from": 0.0}
+"""The fields the reference recipe leaves at these values are not hashed: its store folders keep their names."""
+
+
 @dataclass(frozen=True)
 class EncodeConfig:
-    """The PRAG per-passage recipe (reference defaults)."""
+    """How one passage's LoRA is trained (reference defaults; `engine.offline.recipes` names the useful ones)."""
 
     rank: int = 2
     alpha: float = 32.0
     learning_rate: float = 3e-4
     epochs: int = 1
     seed: int = 0
+    layout: str = "reference"
+    """Training examples: "reference" (half the QA pairs with the passage and with its rewrite in the
+    prompt, the rest question-only) or "question" (every pair question-only: short, and what PRAG is asked)."""
+    loss_on: str = "all"
+    """"all" tokens (the reference) or the "answer" only."""
+    batch_size: int = 1
+    """Examples per optimizer step (padded)."""
+    qa: str = "cloze"
+    """QA pairs made on demand for a passage: "cloze" (3 fill-the-blank pairs) or "facts" (every fact, two phrasings)."""
+    layers_from: float = 0.0
+    """Adapt only the decoder layers from this fraction of the depth on (0: all, as the reference; 0.4 of
+    30 layers: 12-29). A fraction, so a recipe means the same on a model of any depth."""
+
+    def first_layer(self, num_layers: int) -> int:
+        return min(num_layers - 1, int(self.layers_from * num_layers))
 
     @property
     def scale(self) -> float:
         return self.alpha / self.rank
 
     def key(self) -> str:
-        blob = json.dumps(asdict(self), sort_keys=True).encode()
+        fields = asdict(self)
+        if all(fields[k] == v for k, v in _REFERENCE_LAYOUT.items()):
+            fields = {k: v for k, v in fields.items() if k not in _REFERENCE_LAYOUT}
+        blob = json.dumps(fields, sort_keys=True).encode()
         return f"r{self.rank}-a{self.alpha:g}-e{self.epochs}-{hashlib.sha256(blob).hexdigest()[:8]}"
 
 

@@ -15,9 +15,10 @@ from the DyPRAG checkpoint layout. The generated LoRA is applied unscaled (scale
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn as nn
@@ -238,7 +239,7 @@ class EmbeddingCache:
     batch_size: int = 8
     _cache: dict[str, torch.Tensor] = field(default_factory=dict)
 
-    def __call__(self, passages: Sequence["Passage"]) -> torch.Tensor:
+    def __call__(self, passages: Sequence[Passage]) -> torch.Tensor:
         """(n, hidden) embeddings, computing only the ones not cached yet."""
         missing = list(dict.fromkeys(p.key for p in passages if p.key not in self._cache))
         if missing:

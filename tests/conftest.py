@@ -5,11 +5,15 @@
   GGUF conversion happens once, not per test.
 - `loaded` is the real embedded SmolLM2 (session-scoped, read-only: never train it in place).
 - `tiny` is a 2-layer random Llama built from a config, for fast maths tests.
+- `run_cli(*args)` runs `prag ARGS` in a child process as a user would (real exit codes and
+  output); `assert_one_line_error` checks the CLI's error contract (exit 2, one line, no traceback).
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +22,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: spinning OpenMP threads starve each other
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 
+REPO = Path(__file__).resolve().parent.parent
 SHARED_MODEL_CACHE = Path(os.environ.get("PRAG_TEST_MODEL_CACHE", Path.home() / ".cache" / "prag-explorer-test" / "models"))
 
 
@@ -61,3 +66,22 @@ def make_tiny_llama(seed: int = 0, layers: int = 2, hidden: int = 32, intermedia
 @pytest.fixture
 def tiny():
     return make_tiny_llama()
+
+
+def run_cli(*args: object, timeout: float = 300, env: dict[str, str] | None = None, cwd: Path | str = REPO) -> subprocess.CompletedProcess:
+    """`prag ARGS` in a child process (`python -m engine.cli.app`), output captured as text.
+
+    `env` is laid over this process's environment (which holds the test's own PRAG_HOME);
+    `args` may hold paths and numbers.
+    """
+    return subprocess.run([sys.executable, "-m", "engine.cli.app", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, cwd=cwd, env={**os.environ, **(env or {})})
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, needle: str) -> None:
+    """Exit 2, exactly one non-empty line on stderr that says `needle`, no traceback anywhere."""
+    assert result.returncode == 2, f"exit {result.returncode}\n{result.stdout[-2000:]}{result.stderr[-2000:]}"
+    assert "Traceback" not in result.stderr + result.stdout, result.stderr[-2000:]
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, f"expected one line on stderr, got {lines}"
+    assert needle in lines[0], f"{lines[0]!r} does not say {needle!r}"

@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine.offline.records import AugmentFile, AugmentRecord, QAPair, save_augment
 from engine.config import load_settings
 from engine.corpus import make_passage, sample_questions_path
+from engine.offline.records import AugmentFile, AugmentRecord, QAPair, save_augment
 from engine.store import LoraStore
 
 pytestmark = [pytest.mark.model, pytest.mark.ray]

@@ -95,9 +95,13 @@ def test_run_writes_one_line_per_question_and_method(baseline) -> None:
         lines = read_lines(path)
         assert [r["id"] for r in lines] == list(QUESTION_IDS[:3])
         assert {tuple(sorted(r)) for r in lines} == {
-            ("answers", "em", "error", "f1", "id", "latency_s", "method", "passages", "prediction", "tokens")
+            ("answers", "em", "error", "f1", "id", "latency_s", "method", "passages", "prediction", "probes", "tokens")
         }
         assert all(r["method"] == name and r["error"] is None and 1 <= r["tokens"] <= 6 for r in lines)
+        # The gold answer's log-probability under this method's own prompt: a real probability, not a placeholder.
+        assert all("gold" in r["probes"] and all(-200.0 < v < 0.0 for v in r["probes"].values()) for r in lines)
+        conflict = [r for r in lines if r["id"] == "sq-049"]
+        assert all(set(r["probes"]) == {"gold", "original", "substituted"} for r in conflict)
     scores = result.methods["rag"]
     assert scores.n == 3 and scores.errors == 0 and 0.0 <= scores.em <= scores.f1 <= 1.0
     assert scores.latency_s is not None and scores.latency_s > 0
@@ -248,7 +252,7 @@ def test_conflict_rates_follow_the_predictions(baseline) -> None:
     assert result.methods["rag"].context_rate == float(contains_any(conflict, ["Rome"]))
     assert result.methods["rag"].memory_rate == float(contains_any(conflict, ["Paris"]))
     assert set(result.to_json()["methods"]["rag"]) == {
-        "em", "f1", "precision", "recall", "latency_s", "tokens", "errors", "passages", "context_rate", "memory_rate"
+        "em", "f1", "precision", "recall", "latency_s", "tokens", "errors", "passages", "context_rate", "memory_rate", "probes"
     }
 
 

@@ -22,7 +22,8 @@ from engine.corpus import load_corpus, make_passage, sample_corpus_path, sample_
 from engine.errors import ArtifactError, Cancelled, InputError
 from engine.retrieval import BM25Retriever, tokenize
 from engine.retrieval.bm25s import BM25SRetriever
-from engine.retrieval.index import MANIFEST, PassageFile, build_index, corpus_stats, open_configured_index, open_index, read_info
+from engine.retrieval.index import build_index, open_configured_index, open_index
+from engine.retrieval.layout import MANIFEST, PassageFile, corpus_stats, read_info
 
 
 def write_corpus(path: Path, rows: list[dict]) -> Path:
@@ -360,7 +361,7 @@ def test_chunked_matrix_build_equals_one_chunk():
 
     from engine.retrieval.base import BM25Params
     from engine.retrieval.bm25s import _BM25SBuilder
-    from engine.retrieval.index import iter_passages
+    from engine.retrieval.layout import iter_passages
 
     builder = _BM25SBuilder(BM25Params())
     for passage in iter_passages(sample_corpus_path()):

@@ -10,7 +10,6 @@ import torch
 from engine.adapters import Adapter, from_state_dict, random_adapter
 from engine.inject import inject
 from engine.models import describe
-
 from tests.conftest import make_tiny_llama
 
 IDS = torch.tensor([[5, 17, 33, 9, 64, 101, 3]])

@@ -3,47 +3,24 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
 import pytest
 
-from engine.offline.augment import (
-    AugmentRecord,
-    LLMAugmenter,
-    QAPair,
-    augment_passages,
-    gold_qa_index,
-    gold_source,
-    light_rewrite,
-    load_augment,
-    parse_qa_output,
-    status_path,
-    validate_pairs,
-)
 from engine.corpus import make_passage
 from engine.errors import ArtifactError, Cancelled
+from engine.offline.augment import LLMAugmenter, augment_passages, llm_source, parse_qa_output, validate_pairs
+from engine.offline.records import AugmentRecord, QAPair, load_augment, status_path
+from engine.offline.sources import gold_qa_index, gold_source, light_rewrite, norm_words
 from engine.qa import load_qa
+from tests.conftest import assert_one_line_error
+from tests.conftest import run_cli as prag
 
 REPO = Path(__file__).resolve().parent.parent
 SQUAD = REPO.parent / "shared" / "data" / "squad-dev.jsonl"
 PASSAGE = ("Quistrel Dynamics is an engineering firm that builds wind-driven water pumps for small farms. "
            "The engineer Odalys Pemberforth founded the company in 1987 in the port city of Harnwick.")
-
-
-def prag(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "engine.cli.app", *args], capture_output=True, text=True, timeout=300,
-                          cwd=REPO, env=dict(os.environ))
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess, needle: str) -> None:
-    assert result.returncode == 2, result.stdout + result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
-    assert needle in lines[0], lines[0]
 
 
 def write_qa(path: Path, groups: dict[tuple[str, str], list[tuple[str, str]]]) -> Path:
@@ -84,7 +61,8 @@ def test_parse_a_clean_json_list():
 
 
 def test_parse_truncated_list_with_trailing_comma_and_loose_objects():
-    truncated = '[\n {"question": "Who founded Quistrel Dynamics?", "answer": "Odalys Pemberforth", "full_answer": "x"},\n {"question": "When?",'
+    truncated = ('[\n {"question": "Who founded Quistrel Dynamics?", "answer": "Odalys Pemberforth", "full_answer": "x"},\n'
+                 ' {"question": "When?",')
     assert parse_qa_output(truncated)[0]["answer"] == "Odalys Pemberforth"
     no_commas = '{"question": "Which city?" "answer": "Harnwick"}\n{"question": "Which year?"\n"answer": "1987"}'
     assert [p["answer"] for p in parse_qa_output(no_commas)] == ["Harnwick", "1987"]
@@ -93,7 +71,8 @@ def test_parse_truncated_list_with_trailing_comma_and_loose_objects():
 def test_parse_question_answer_lines():
     text = "Question: Who founded Quistrel Dynamics?\n\nAnswer: Odalys Pemberforth\n\nFull-answer: She did.\n1. Q: Which year?\nA: 1987"
     pairs = parse_qa_output(text)
-    assert [(p["question"], p["answer"]) for p in pairs] == [("Who founded Quistrel Dynamics?", "Odalys Pemberforth"), ("Which year?", "1987")]
+    assert [(p["question"], p["answer"]) for p in pairs] == [
+        ("Who founded Quistrel Dynamics?", "Odalys Pemberforth"), ("Which year?", "1987")]
     assert parse_qa_output("I'm ready to help! What's the passage?") == []
 
 
@@ -109,7 +88,8 @@ def test_validation_keeps_grounded_distinct_pairs_only():
     ]
     valid, reasons = validate_pairs(raw, PASSAGE, exclude=["What is the capital of France?"])
     assert [(p.question, p.answer) for p in valid] == [
-        ("Who founded Quistrel Dynamics?", "Odalys Pemberforth"), ("Which year was it founded?", "1987"), ("Where was it founded?", "Harnwick")]
+        ("Who founded Quistrel Dynamics?", "Odalys Pemberforth"), ("Which year was it founded?", "1987"),
+        ("Where was it founded?", "Harnwick")]
     assert valid[0].full_answer.startswith("The engineer Odalys Pemberforth founded")  # filled from the passage
     assert len(reasons) == 4 and any("not in the passage" in r for r in reasons)
 
@@ -228,17 +208,94 @@ def test_squad_paragraphs_have_several_gold_questions(tmp_path):
     assert len(index) >= 20 and all(len(questions) >= 3 for questions in list(index.values())[:20])
 
 
-# --- the LLM source (real model, one short try) -------------------------------------------------------
+# --- the LLM source: a scripted generator (exact), then the real model (one short try) ---------------
+
+
+class ScriptedAugmenter(LLMAugmenter):
+    """`LLMAugmenter` whose generator replies with fixed text: QA replies in turn, then `rewrite_reply`."""
+
+    def __init__(self, qa_replies: list[str], rewrite_reply: str = "", **kwargs) -> None:
+        super().__init__(loaded=None, **kwargs)  # type: ignore[arg-type]  # never generates for real
+        self.qa_replies = list(qa_replies)
+        self.rewrite_reply = rewrite_reply
+        self.prompts: list[str] = []
+
+    def _generate(self, messages, attempt, cancel, stop=None) -> str:
+        self.prompts.append(messages[-1]["content"])
+        if stop is None:
+            return self.rewrite_reply
+        return self.qa_replies[min(attempt, len(self.qa_replies) - 1)]
+
+
+GROUNDED_REPLY = json.dumps([
+    {"question": "Who founded Quistrel Dynamics?", "answer": "Odalys Pemberforth", "full_answer": "Odalys Pemberforth founded it."},
+    {"question": "What is the capital of France?", "answer": "Paris", "full_answer": "Paris."},  # the prompt's example: dropped
+    {"question": "In which year was the firm founded", "answer": "1987."},
+    {"question": "What does the firm build for small farms?", "answer": "pumps on wheels"},  # not in the passage: dropped
+    {"question": "In which port city was the firm founded?", "answer": "Harnwick"},
+])
+
+
+def test_scripted_llm_pairs_are_exactly_the_grounded_ones(tmp_path):
+    passage = make_passage(PASSAGE, "Quistrel Dynamics")
+    augmenter = ScriptedAugmenter([GROUNDED_REPLY], attempts=3)
+    pairs, reason = augmenter.qa_pairs(passage)
+    assert reason == ""
+    assert [(p.question, p.answer) for p in pairs] == [
+        ("Who founded Quistrel Dynamics?", "Odalys Pemberforth"),
+        ("In which year was the firm founded?", "1987"),
+        ("In which port city was the firm founded?", "Harnwick"),
+    ]
+    assert pairs[1].full_answer == "The engineer Odalys Pemberforth founded the company in 1987 in the port city of Harnwick."
+    assert len(augmenter.prompts) == 1 and augmenter.prompts[0].endswith(PASSAGE)  # three valid pairs: no second attempt
+
+    rewrite = "Quistrel Dynamics, a firm of engineers, makes wind-driven water pumps; Odalys Pemberforth started it in 1987 in Harnwick."
+    out = tmp_path / "aug.json"
+    summary = augment_passages([passage], out, "scripted", llm_source(ScriptedAugmenter([GROUNDED_REPLY], rewrite, attempts=1)))
+    assert (summary.augmented, summary.failed) == (1, 0)
+    record = load_augment(out).records[0]
+    assert record.rewrite == rewrite and [p.answer for p in record.qa] == ["Odalys Pemberforth", "1987", "Harnwick"]
+
+
+def test_scripted_llm_without_enough_pairs_is_a_failed_passage_with_its_reason(tmp_path):
+    passage = make_passage(PASSAGE, "Quistrel Dynamics")
+    replies = ["I'm ready to help! What's the passage?",
+               json.dumps([{"question": "Who founded Quistrel Dynamics?", "answer": "Odalys Pemberforth"}])]
+    augmenter = ScriptedAugmenter(replies, attempts=2)
+    pairs, reason = augmenter.qa_pairs(passage)
+    assert [p.answer for p in pairs] == ["Odalys Pemberforth"]
+    assert reason == "1 valid QA pairs after 2 attempts (need 3); most common problem: no QA pairs could be parsed"
+
+    out = tmp_path / "aug.json"
+    summary = augment_passages([passage], out, "scripted", llm_source(ScriptedAugmenter(replies, attempts=2)))
+    assert (summary.augmented, summary.failed) == (0, 1)
+    status = json.loads(status_path(out).read_text(encoding="utf-8"))
+    assert [(f["passage"], f["reason"]) for f in status["failed"]] == [(PASSAGE, reason)]
+    assert load_augment(out).records == []
 
 
 @pytest.mark.model
-def test_llm_augmenter_returns_a_record_or_a_reason(loaded):
+def test_llm_augmenter_returns_grounded_pairs_or_records_why_not(loaded, tmp_path):
     augmenter = LLMAugmenter(loaded, attempts=1, max_new_tokens=160)
     passage = make_passage(PASSAGE, "Quistrel Dynamics")
-    pairs, reason = augmenter.qa_pairs(passage)
-    assert all(p.answer.lower() in PASSAGE.lower() for p in pairs)  # every kept answer is grounded
-    assert (len(pairs) >= 3) == (reason == "")
-    assert reason == "" or "valid QA pairs after 1 attempts" in reason
+    out = tmp_path / "aug.json"
+    summary = augment_passages([passage], out, "smollm2", llm_source(augmenter, rewrite="light"))
+    aug = load_augment(out)
+    assert summary.augmented + summary.failed == 1
+    if summary.augmented:  # what came back must hold up against the passage
+        (record,) = aug.records
+        assert len(record.qa) == 3 and not aug.failed
+        for pair in record.qa:
+            answer = f" {norm_words(pair.answer)} "
+            assert answer.strip() and answer in f" {norm_words(PASSAGE)} ", pair  # grounded in the passage
+            assert pair.question.endswith("?") and answer not in f" {norm_words(pair.question)} ", pair
+            assert answer in f" {norm_words(pair.full_answer)} ", pair
+        assert len({norm_words(p.question) for p in record.qa}) == 3
+    else:  # or the passage is recorded as failed, with a reason someone can act on
+        (failed,) = aug.failed
+        assert failed.passage == passage and "valid QA pairs after 1 attempts (need 3)" in failed.reason
+        status = json.loads(status_path(out).read_text(encoding="utf-8"))
+        assert [f["reason"] for f in status["failed"]] == [failed.reason]
     cancelled = threading.Event()
     cancelled.set()
     with pytest.raises(Cancelled):

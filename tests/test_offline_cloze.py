@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
+from engine.corpus import make_passage
+from engine.offline.cloze import cloze_pairs, end_span, name_span, sentences
 from engine.offline.records import load_augment
 from engine.offline.sources import passages_from, sample_passages
-from engine.offline.cloze import cloze_pairs, end_span, name_span, sentences
-from engine.corpus import make_passage
 from tests.test_offline_augment import GROUPS, PASSAGE, assert_one_line_error, prag, write_qa
 
 

@@ -14,23 +14,23 @@ import pytest
 import torch
 
 from engine.adapters import load_adapter
-from engine.offline.records import AugmentFile, AugmentRecord, QAPair, load_augment, save_augment
 from engine.corpus import load_corpus, make_passage
+from engine.errors import ArtifactError, InputError
+from engine.explorer import Explorer
+from engine.generate import generate_rows
 from engine.offline.encode import (
     OnDemandEncoder,
     augment_cache_path,
     encode_records,
+    in_shard,
     initial_pairs,
     lm_losses,
     parse_shard,
-    in_shard,
     tokenize,
     train_lora,
     training_texts,
 )
-from engine.errors import ArtifactError, InputError
-from engine.explorer import Explorer
-from engine.generate import generate_rows
+from engine.offline.records import AugmentFile, AugmentRecord, QAPair, load_augment, save_augment
 from engine.prompts import ANSWER_PREFIX, clean_answer, generation_prompt
 from engine.retrieval import BM25Retriever
 from engine.store import EncodeConfig, LoraStore
@@ -178,7 +178,7 @@ def test_sigkill_mid_encode_then_rerun_matches_an_uninterrupted_run(loaded, tmp_
 
     killed_root = tmp_path / "killed"
     killed = LoraStore(killed_root, loaded.model_id)
-    args = ("encode", "--augment", str(aug), "--store", str(killed_root))
+    args = ("encode", "--augment", str(aug), "--store", str(killed_root), "--recipe", "reference")
     proc = subprocess.Popen([sys.executable, "-m", "engine.cli.app", *args], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 400
@@ -207,11 +207,11 @@ def test_encode_cli_reads_the_reference_file_and_refuses_bad_input(loaded, tmp_p
                                       "augment": [{"pid": 0, "passage": record.passage.text,
                                                    "llama3.2-1b-instruct_rewrite": record.rewrite, "llama3.2-1b-instruct_qa": qa}]}]))
     store = tmp_path / "store"
-    result = run_cli("encode", "--augment", str(reference), "--store", str(store))
+    result = run_cli("encode", "--augment", str(reference), "--store", str(store), "--recipe", "reference")
     assert result.returncode == 0, result.stderr
     assert "encoded 1 LoRAs" in result.stdout and "s/passage" in result.stdout
     assert len(LoraStore(store, loaded.model_id).keys()) == 1
-    for args, needle in [(("--shard", "2/2"), "need 0 <= i < n"), (("--epochs", "0"), "--epochs must be >= 1")]:
+    for args, needle in [(("--shard", "2/2"), "need 0 <= i < n"), (("--epochs", "0"), "--epochs must be at least 1")]:
         bad = run_cli("encode", "--augment", str(reference), "--store", str(store), *args)
         assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and needle in bad.stderr, bad.stderr
     missing = run_cli("encode", "--augment", str(tmp_path / "none.json"))
@@ -227,7 +227,7 @@ def test_explorer_encodes_missing_loras_on_demand(loaded, tmp_path):
     tiny = make_passage("Too short.", "Stub")
     store = LoraStore(tmp_path / "loras", loaded.model_id)
     explorer = Explorer(loaded, BM25Retriever([record.passage, other, tiny]), store, None, "no translator",
-                        encoder=OnDemandEncoder(loaded, store))
+                        encoder=OnDemandEncoder(loaded))
     # a cached augmentation (e.g. an earlier LLM one) is used as it is
     save_augment(augment_cache_path(store), AugmentFile("smollm2-135m-instruct", [record]))
     events = []
@@ -270,3 +270,19 @@ def test_reference_peft_adapter_folder_matches_our_injection(tiny, tmp_path):
         with inject(plain, [adapter]):
             got = plain(input_ids=ids).logits
     assert torch.allclose(got, expected, atol=1e-5) and not torch.allclose(got, base, atol=1e-3)
+
+
+def test_answer_loss_equals_the_models_own_loss_on_a_padded_batch(loaded):
+    """The 'facts' recipe runs the LM head on answer positions only: the same loss as the model's, padding included."""
+    from engine.offline.encode import answer_loss, training_batches
+    from engine.offline.facts import fact_pairs
+    from engine.offline.recipes import recipe_config
+
+    passage = fictional_record().passage
+    config = recipe_config("facts")
+    batch = training_batches(loaded.tokenizer, AugmentRecord(passage, passage.text, fact_pairs(passage)), config)[0]
+    assert batch.input_ids.shape[0] == config.batch_size and (batch.attention_mask == 0).any()  # padded rows
+    with torch.no_grad():
+        ours = answer_loss(loaded.model, batch)
+        theirs = loaded.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, labels=batch.labels).loss
+    assert torch.allclose(ours, theirs, atol=1e-5), (float(ours), float(theirs))

@@ -14,12 +14,20 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine.offline.records import AugmentFile, save_augment
-from engine.offline.encode import encode_records
 from engine.errors import ArtifactError, Cancelled, InputError
 from engine.models import ModelArch
+from engine.offline.encode import encode_records
+from engine.offline.records import AugmentFile, save_augment
+from engine.offline.train import (
+    TrainConfig,
+    build_examples,
+    checkpoint_path,
+    fingerprint,
+    load_checkpoint,
+    make_translator,
+    train_translator,
+)
 from engine.store import LoraStore
-from engine.offline.train import TrainConfig, checkpoint_path, fingerprint, build_examples, load_checkpoint, make_translator, train_translator
 from engine.translator import export_reference, load_translator, save_translator
 from tests.test_offline_encode import file_content, same_files, short_records
 
@@ -202,7 +210,7 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path):
     save_augment(aug, AugmentFile("gold", short_records(1)))
     for args, needle in [
         (("--augment", str(tmp_path / "none.json")), "does not exist"),
-        (("--augment", str(aug), "--p", "0"), "--p and --epochs must be positive"),
+        (("--augment", str(aug), "--p", "0"), "--p must be at least 1"),
         (("--augment", str(aug), "--lr", "0"), "--lr must be positive"),
         (("--augment", str(aug), "--checkpoint-every", "-1"), "cannot be negative"),
     ]:

@@ -11,30 +11,29 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from engine.adapters import random_adapter, save_adapter
-from engine.offline.augment import AugmentFile, save_augment
 from engine.corpus import load_corpus, make_passage
 from engine.errors import PragError
 from engine.models import DEFAULT_MODEL_ID, ModelArch
+from engine.offline.records import AugmentFile, save_augment
+from engine.offline.train import checkpoint_path
 from engine.retrieval import BM25Retriever
 from engine.store import LoraStore
-from engine.offline.train import checkpoint_path
 from engine.translator import ParameterTranslator, TranslatorConfig, export_reference, save_translator
 from tests._kill import REPO, changed_files, snapshot, temp_files
-from tests.conftest import SHARED_MODEL_CACHE
+from tests.conftest import SHARED_MODEL_CACHE, run_cli
 from tests.test_offline_encode import short_records
 
 SMOLLM = ModelArch(DEFAULT_MODEL_ID, hidden_size=576, intermediate_size=1536, num_layers=30)
 """The embedded model's shapes, so translators and LoRAs for it are made without loading it."""
 TINY = ModelArch("tiny-llama", hidden_size=32, intermediate_size=64, num_layers=2)
 QUESTION = "Who founded the harbour town of Velmora?"
-ROW = {"id": "a", "question": "Who founded Velmora?", "answers": ["salt traders"], "passages": [{"title": "Velmora", "text": "Salt traders founded Velmora."}]}
+ROW = {"id": "a", "question": "Who founded Velmora?", "answers": ["salt traders"],
+       "passages": [{"title": "Velmora", "text": "Salt traders founded Velmora."}]}
 
 
 def _write(path: Path, data: bytes | str) -> Path:
@@ -65,7 +64,8 @@ def ws(tmp_path_factory, loaded) -> Path:
     _write(ws / "qa" / "passage-without-text.jsonl", json.dumps({**ROW, "passages": [{"title": "Velmora"}]}) + "\n")
     _write(ws / "qa" / "not-an-object.jsonl", "[1, 2, 3]\n")
     _write(ws / "qa" / "invalid.jsonl", json.dumps(ROW) + "\n{\"id\": \"b\", \"question\n")
-    _write(ws / "qa" / "latin1.jsonl", json.dumps({**ROW, "question": "Qui a fondé Velmora ?"}, ensure_ascii=False).encode("latin-1") + b"\n")
+    latin1 = json.dumps({**ROW, "question": "Qui a fondé Velmora ?"}, ensure_ascii=False).encode("latin-1")
+    _write(ws / "qa" / "latin1.jsonl", latin1 + b"\n")
     _write(ws / "qa" / "long-question.jsonl", json.dumps({**ROW, "question": "why " * 2500}) + "\n")
     _write(ws / "qa" / "answers-not-a-list.jsonl", json.dumps({**ROW, "answers": "salt traders"}) + "\n")
     _write(ws / "qa" / "no-answers.jsonl", json.dumps({k: v for k, v in ROW.items() if k != "answers"}) + "\n")
@@ -153,7 +153,8 @@ NEW = [
      "sidecar", {}),
     ("translator-other-model-safetensors", ["ask", QUESTION, "-m", "dyprag", "--translator", "{ws}/translator/other-model.safetensors"],
      "was made for tiny-llama", {}),
-    ("translator-reference-truncated", ["ask", QUESTION, "-m", "dyprag", "--translator", "{ws}/translator/truncated.pt"], "cannot be read", {}),
+    ("translator-reference-truncated", ["ask", QUESTION, "-m", "dyprag", "--translator", "{ws}/translator/truncated.pt"],
+     "cannot be read", {}),
     ("translator-reference-garbage", ["ask", QUESTION, "-m", "dyprag", "--translator", "{ws}/translator/garbage.pt"], "cannot be read", {}),
     ("lora-store-corrupt-file", ["ask", QUESTION, "-m", "prag", "--store", "{ws}/store"], "is corrupt", {}),
     ("model-path-is-a-file", ["ask", "q", "--model", "{ws}/model/a-file.txt"], "is not a Hugging Face model directory", {}),
@@ -166,6 +167,12 @@ NEW = [
     ("train-checkpoint-corrupt", ["train", "--augment", "{ws}/aug/aug.json", "--store", "{ws}/train-store", "--out",
                                   "{ws}/train/translator.safetensors"], "cannot be read", {}),
     ("bench-scale-and-soak", ["bench", "--scale", "--soak"], "--scale and --soak both given", {}),
+    ("eval-reranker-model-without-dynamic", ["eval", "--data", "{ws}/qa/ok.jsonl", "--reranker-model", "{ws}/model/gpt2"],
+     "--reranker-model needs --rerank dynamic", {}),
+    ("tui-reranker-model-without-dynamic", ["tui", "--reranker-model", "{ws}/model/gpt2"], "--reranker-model needs --rerank dynamic", {}),
+    ("eval-max-new-tokens-0-in-env", ["eval", "--data", "{ws}/qa/ok.jsonl"], "max-new-tokens must be at least 1, got 0",
+     {"PRAG_MAX_NEW_TOKENS": "0"}),
+    ("train-lr-0", ["train", "--augment", "{ws}/aug/aug.json", "--lr", "0"], "--lr must be positive, got 0", {}),
 ]
 RECHECKED = [
     ("question-empty", ["ask", ""], "question is empty", {}),
@@ -180,8 +187,8 @@ RECHECKED = [
     ("qa-missing-answers", ["eval", "--data", "{ws}/qa/no-answers.jsonl"], '"answers" must be a non-empty list', {}),
     ("qa-duplicate-id", ["eval", "--data", "{ws}/qa/twice.jsonl"], "appears twice", {}),
     ("eval-limit-0", ["eval", "--data", "{ws}/qa/ok.jsonl", "--limit", "0"], "limit must be at least 1", {}),
-    ("encode-epochs-0", ["encode", "--augment", "{ws}/aug/aug.json", "--epochs", "0"], "--epochs must be >= 1", {}),
-    ("train-p-0", ["train", "--augment", "{ws}/aug/aug.json", "--p", "0"], "--p and --epochs must be positive", {}),
+    ("encode-epochs-0", ["encode", "--augment", "{ws}/aug/aug.json", "--epochs", "0"], "--epochs must be at least 1, got 0", {}),
+    ("train-p-0", ["train", "--augment", "{ws}/aug/aug.json", "--p", "0"], "--p must be at least 1, got 0", {}),
 ]
 
 
@@ -194,14 +201,13 @@ def _cache_stats() -> dict[Path, tuple[int, int]]:
 def test_bad_input_is_one_line_exit_2_and_leaves_every_file_alone(case, ws, isolated_home):
     name, template, needle, extra_env = case
     args = [a.format(ws=ws) for a in template]
-    env = {**os.environ, **{k: v.format(ws=ws) for k, v in extra_env.items()}}
+    env = {k: v.format(ws=ws) for k, v in extra_env.items()}
     _write(isolated_home / "tui-history.txt", "Who wrote Hamlet?\n")  # a user's own file in PRAG_HOME
     _write(isolated_home / "loras" / "keep.safetensors", b"not ours to touch")
     folders = (ws, isolated_home, REPO / "sample_corpus", REPO / "assets")
     before, cache_before = snapshot(*folders), _cache_stats()
 
-    result = subprocess.run([sys.executable, "-m", "engine.cli.app", *args], capture_output=True, text=True, timeout=600,
-                            cwd=ws, env=env)
+    result = run_cli(*args, timeout=600, cwd=ws, env=env)
 
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode == 2, f"{name}: exit {result.returncode}\n{result.stderr[-2000:]}"
@@ -217,11 +223,11 @@ def test_bad_input_is_one_line_exit_2_and_leaves_every_file_alone(case, ws, isol
 
 
 def test_engine_raises_one_line_errors_and_leaves_every_file_alone(ws, loaded):
-    from engine.offline.augment import load_augment
     from engine.config import load_settings
-    from engine.offline.encode import parse_shard
     from engine.explorer import Explorer, validate_question
     from engine.models import load_model
+    from engine.offline.encode import parse_shard
+    from engine.offline.records import load_augment
     from engine.qa import load_qa
     from engine.translator import load_translator
 

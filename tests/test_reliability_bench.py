@@ -10,9 +10,9 @@ import random
 import numpy as np
 import pytest
 
-from engine.bench import Figure, _ESCAPES, bench_soak, current_rss_mb, figures_json, gold_records
+from engine.bench import _ESCAPES, Figure, bench_soak, current_rss_mb, figures_json, gold_records
 from engine.corpus import make_passage
-from engine.retrieval import BM25Retriever, tokenize
+from engine.retrieval import BM25Retriever
 
 
 def test_postings_scores_equal_rank_bm25_bit_for_bit():
@@ -59,8 +59,8 @@ def test_gold_records_give_the_reference_recipe_five_examples(loaded):
 
 
 def test_soak_runs_six_methods_per_question_and_reports_memory(loaded, tmp_path):
-    from engine.explorer import Explorer
     from engine.corpus import load_corpus
+    from engine.explorer import Explorer
     from engine.store import LoraStore
 
     explorer = Explorer(loaded, BM25Retriever(load_corpus(None)), LoraStore(tmp_path / "loras", loaded.model_id), None, "no translator")

@@ -16,13 +16,13 @@ import pytest
 import torch
 
 from engine.adapters import load_adapter
-from engine.offline.records import AugmentFile, save_augment
 from engine.corpus import make_passage, sample_questions_path
-from engine.offline.encode import encode_records
 from engine.evaluate import EvalOptions, evaluate
 from engine.methods import METHODS
-from engine.store import LoraStore
+from engine.offline.encode import encode_records
+from engine.offline.records import AugmentFile, save_augment
 from engine.offline.train import TrainConfig, checkpoint_path, embedding_dir, train_translator
+from engine.store import LoraStore
 from tests._kill import KillPoint, prag, run_killed, temp_files
 from tests.test_offline_encode import same_files, short_records
 from tests.test_offline_train import sidecar
@@ -53,7 +53,7 @@ def encode_data(loaded, tmp_path_factory):
 def test_encode_killed_then_rerun_equals_an_uninterrupted_run(point, stored, temps, encode_data, loaded, tmp_path):
     aug, whole = encode_data
     killed = LoraStore(tmp_path / "store", loaded.model_id)
-    args = ("encode", "--augment", str(aug), "--store", str(killed.root))
+    args = ("encode", "--augment", str(aug), "--store", str(killed.root), "--recipe", "reference")
 
     run_killed(args, point)
     assert len(killed.keys()) == stored and len(temp_files(tmp_path)) == temps

@@ -91,7 +91,7 @@ async def test_a_thousand_random_keys_and_resizes_raise_nothing(tmp_path):
         assert app.screen is app.main
         await wait_idle(pilot)
         screen = app.main
-        screen.rerank = "none"  # ctrl+g may have switched dynamic reranking on
+        screen.action_set_rerank("none")  # ctrl+g may have switched dynamic reranking on
         for name in METHODS:
             if name not in screen.method_bar.enabled:
                 screen.toggle_method(name)

@@ -5,6 +5,11 @@ worker with visible progress, so the first frame appears at once and the user ca
 type meanwhile), the QA file behind the questions browser, the question history and
 the command palette. The main screen owns the runs.
 
+The dependency is one-way: the app builds the main screen with its state (`tui.state`:
+run options, labels, history) and hands it the engine, load progress and questions by
+setting the screen's reactives; the screen never imports the app, and what the app
+must keep (the history) comes back as a message.
+
 Errors: a `PragError` while starting (bad model, corpus, QA file) ends the app with
 exit code 2 and one line (`startup_error`, printed by `prag tui`); later ones, such as
 switching to a broken model, become notifications and the old engine stays.
@@ -12,10 +17,11 @@ switching to a broken model, become notifications and the old engine stays.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING
 
 from textual import on, work
 from textual.app import App, SystemCommand
@@ -25,17 +31,18 @@ from textual.worker import Worker, WorkerState
 from engine.config import Settings, load_settings
 from engine.corpus import sample_questions_path
 from engine.errors import PragError
-from engine.methods import METHODS
+from engine.methods import MERGES, METHODS, ORDERS
+from engine.offline.recipes import RECIPES
 from engine.progress import Progress
 from engine.rerank import check_mode
-
 from tui.export import default_export_dir
+from tui.messages import EngineFailed, EngineOpened, EngineProgressed, HistoryChanged, QuestionsLoaded
 from tui.reranking import candidate_count
-from tui.messages import EngineFailed, EngineOpened, EngineProgressed, QuestionsLoaded
 from tui.screens.dialogs import HelpScreen, PathPrompt
 from tui.screens.main import MainScreen
 from tui.screens.questions import QuestionBrowser
 from tui.session import Engine, EngineFactory, open_explorer
+from tui.state import EngineLoad, Labels, QuestionBank, RunOptions
 
 if TYPE_CHECKING:
     from engine.qa import QAItem
@@ -55,12 +62,15 @@ class PragApp(App[None]):
         settings: Settings | None = None,
         data: Path | None = None,
         engine_factory: EngineFactory | None = None,
-        encode_missing: bool = False,
+        encode_missing: bool = True,
         export_dir: Path | None = None,
         cursor_blink: bool = True,
         remember_history: bool = True,
         rerank: str = "none",
         candidates: int = 10,
+        merge: str = "sum",
+        order: str = "best-last",
+        layers: tuple[int, int] | None = None,
     ) -> None:
         super().__init__()
         self.settings = settings or load_settings()
@@ -69,25 +79,27 @@ class PragApp(App[None]):
         """QA JSON Lines file behind the questions browser."""
         self.engine_factory: EngineFactory = engine_factory or open_explorer
         """Builds the engine (tests inject a fake)."""
-        self.encode_missing = encode_missing
-        """Encode missing PRAG LoRAs on demand (slow) instead of reporting them."""
-        self.use_item_passages = True
-        """For questions from the QA file, use the passages that come with them rather than retrieving."""
+        self.start_options = RunOptions(
+            top_k=self.settings.top_k,
+            max_new_tokens=self.settings.max_new_tokens,
+            rerank=check_mode(rerank),
+            candidates=candidates,
+            encode_missing=encode_missing,
+            merge=merge,
+            order=order,
+            layers=layers,
+        )
+        """How questions run at first; the main screen holds the current options (palette and keys change them)."""
         self.export_dir = Path(export_dir) if export_dir is not None else default_export_dir(self.settings)
         """Where ctrl+s writes the Markdown and JSON exports."""
         self.cursor_blink = cursor_blink
         """Input cursors blink (tests and snapshots switch it off)."""
         self.remember_history = remember_history
         """Keep the question history in PRAG_HOME between sessions."""
-        self.start_rerank = check_mode(rerank)
-        """Passage selection the explorer starts with: "none" or "dynamic" (ctrl+g switches it on the main screen)."""
-        self.rerank_candidates = candidates
-        """BM25 candidates the dynamic reranker chooses from (`prag tui --candidates`)."""
         self.engine: Engine | None = None
         """The open engine; None until the first load finishes."""
-        self.qa_items: list["QAItem"] = []
+        self.questions = QuestionBank()
         """Questions of the QA file (empty until loaded)."""
-        self._by_question: dict[str, "QAItem"] = {}
         self.history: list[str] = self._read_history()
         """Earlier questions, oldest first, as saved in PRAG_HOME (the question box owns the live list)."""
         self.load_id = 0
@@ -97,11 +109,15 @@ class PragApp(App[None]):
         self._main: MainScreen
 
     def get_default_screen(self) -> Screen:
-        self._main = MainScreen(rerank=self.start_rerank)
+        self._main = MainScreen(self.start_options, self.labels, self.export_dir, self.history, self.cursor_blink)
         return self._main
 
+    def on_mount(self) -> None:
+        # After the first frame: the user sees the screen (and can type) while the model loads.
+        self.call_after_refresh(self.start)
+
     def start(self) -> None:
-        """Called by the main screen once mounted: load the engine and the QA file in workers."""
+        """Load the engine and the QA file in workers."""
         self.open_engine(self.settings)
         self._load_questions(self.data_path)
 
@@ -110,22 +126,29 @@ class PragApp(App[None]):
         """The explorer screen (always at the bottom of the stack)."""
         return self._main
 
+    @property
+    def options(self) -> RunOptions:
+        """How the next question runs (the main screen's)."""
+        return self.main.options
+
+    @property
+    def qa_items(self) -> list[QAItem]:
+        return self.questions.items
+
     # --- labels -------------------------------------------------------------------------
 
     @property
-    def model_label(self) -> str:
-        return Path(self.settings.model).name if self.settings.model else "SmolLM2-135M-Instruct"
-
-    @property
-    def corpus_label(self) -> str:
-        return self.settings.corpus.name if self.settings.corpus else "sample corpus"
+    def labels(self) -> Labels:
+        """Model and corpus names of the current settings, for the status line."""
+        model = Path(self.settings.model).name if self.settings.model else "SmolLM2-135M-Instruct"
+        return Labels(model, self.settings.corpus.name if self.settings.corpus else "sample corpus")
 
     # --- engine ---------------------------------------------------------------------------
 
     def open_engine(self, settings: Settings) -> None:
         """Open (or re-open with new settings) the engine in a thread worker."""
         self.load_id += 1
-        self.main.engine_loading(f"Opening {Path(settings.model).name if settings.model else 'the embedded model'}…", None, None)
+        self.main.load = EngineLoad(f"Opening {Path(settings.model).name if settings.model else 'the embedded model'}…")
         self._open_engine(settings, self.load_id)
 
     @work(thread=True, exclusive=True, group="engine", exit_on_error=False, description="Open the model, corpus and translator")
@@ -144,7 +167,7 @@ class PragApp(App[None]):
     def _engine_progressed(self, message: EngineProgressed) -> None:
         if message.load_id == self.load_id:
             p = message.progress
-            self.main.engine_loading(f"{p.label} {p.done}/{p.total}" if p.total else p.label, p.done, p.total)
+            self.main.load = EngineLoad(f"{p.label} {p.done}/{p.total}" if p.total else p.label, p.done, p.total)
 
     @on(EngineOpened)
     def _engine_opened(self, message: EngineOpened) -> None:
@@ -153,9 +176,10 @@ class PragApp(App[None]):
         first = self.engine is None
         self.engine = message.engine
         self.settings = message.settings
-        self.main.engine_ready()
+        self.main.labels = self.labels
+        self.main.engine = self.engine
         if not first:
-            self.notify(f"{self.engine.loaded.model_id} on {self.corpus_label}", title="Engine ready")
+            self.notify(f"{self.engine.loaded.model_id} on {self.labels.corpus}", title="Engine ready")
 
     @on(EngineFailed)
     def _engine_failed(self, message: EngineFailed) -> None:
@@ -166,7 +190,7 @@ class PragApp(App[None]):
         if self.engine is None:
             self.fail_startup(text)
             return
-        self.main.engine_failed(f"{title}: {text}; still using {self.engine.loaded.model_id}")
+        self.main.load = EngineLoad(f"{title}: {text}; still using {self.engine.loaded.model_id}", failed=True)
         self.notify(text, title=title, severity="error", timeout=10)
 
     def fail_startup(self, text: str) -> None:
@@ -201,22 +225,19 @@ class PragApp(App[None]):
 
     @on(QuestionsLoaded)
     def _questions_loaded(self, message: QuestionsLoaded) -> None:
-        self.qa_items = message.items
-        self._by_question = {}
-        for item in message.items:
-            self._by_question.setdefault(_question_key(item.question), item)
-        self.main.refresh_title()
+        self.questions = QuestionBank(message.items)
+        self.main.questions = self.questions
 
-    def find_item(self, question: str) -> "QAItem | None":
+    def find_item(self, question: str) -> QAItem | None:
         """The QA record whose question is this one (ignoring case and spacing), if any."""
-        return self._by_question.get(_question_key(question))
+        return self.questions.find(question)
 
     def action_browse_questions(self) -> None:
         if not self.qa_items:
             self.notify(f"No questions loaded from {self.data_path.name} (yet).", severity="warning")
             return
 
-        def picked(item: "QAItem | None") -> None:
+        def picked(item: QAItem | None) -> None:
             if item is not None:
                 self.main.pick(item)
 
@@ -235,6 +256,10 @@ class PragApp(App[None]):
         except (OSError, UnicodeDecodeError):
             return []
 
+    @on(HistoryChanged)
+    def _history_changed(self, message: HistoryChanged) -> None:
+        self.save_history(message.history)
+
     def save_history(self, history: list[str]) -> None:
         """Keep the question box's history for the next session."""
         self.history = list(history)
@@ -252,9 +277,6 @@ class PragApp(App[None]):
     def action_show_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
-
-    def exported(self, markdown: Path, json_path: Path) -> None:
-        self.notify(f"{markdown}\n{json_path.name}", title="Exported", timeout=8)
 
     def switch(self, what: str) -> None:
         """Ask for a new model, corpus or translator path and re-open the engine."""
@@ -281,13 +303,39 @@ class PragApp(App[None]):
         self.push_screen(PathPrompt(f"Switch {what}", hints[what], str(current) if current else ""), chosen)
 
     def toggle_encode(self) -> None:
-        self.encode_missing = not self.encode_missing
-        state = "on: missing PRAG LoRAs are trained before answering (slow)" if self.encode_missing else "off"
-        self.notify(f"Encode missing PRAG LoRAs: {state}", title="PRAG")
+        """Encode missing PRAG LoRAs or not; the main screen says so and runs its question again."""
+        self.main.options = replace(self.options, encode_missing=not self.options.encode_missing)
+
+    def cycle(self, what: str, choices: Sequence[str]) -> None:
+        """The next value of an injection option (recipe, merge, order); the screen runs its question again."""
+        current = getattr(self.options, what) or (self.settings.recipe if what == "recipe" else None)
+        following = choices[(list(choices).index(current) + 1) % len(choices)] if current in choices else choices[0]
+        self.main.options = replace(self.options, **{what: following})
+
+    def choose_layers(self) -> None:
+        """Ask for a layer range A-B ('all' for every layer) for PRAG/DyPRAG injection."""
+        from engine.methods import parse_layers
+
+        engine = self.main.engine
+        count = engine.loaded.arch.num_layers if engine is not None else None
+        current = self.options.layers
+
+        def chosen(value: str | None) -> None:
+            if value is None:
+                return
+            try:
+                layers = parse_layers(value, count)
+            except PragError as exc:
+                self.notify(str(exc), title="Layers", severity="error")
+                return
+            self.main.options = replace(self.options, layers=layers)
+
+        hint = f"A-B, 0-based and inclusive{f' (0-{count - 1})' if count else ''}, or 'all'"
+        self.push_screen(PathPrompt("Inject LoRAs into layers", hint, f"{current[0]}-{current[1]}" if current else "all"), chosen)
 
     def toggle_item_passages(self) -> None:
-        self.use_item_passages = not self.use_item_passages
-        where = "the passages that come with the question" if self.use_item_passages else "BM25 retrieval from the corpus"
+        self.main.options = replace(self.options, use_item_passages=not self.options.use_item_passages)
+        where = "the passages that come with the question" if self.options.use_item_passages else "BM25 retrieval from the corpus"
         self.notify(f"Questions from the QA file now use {where}.", title="Passages")
 
     # --- command palette ----------------------------------------------------------------------
@@ -301,27 +349,36 @@ class PragApp(App[None]):
         yield SystemCommand("Switch corpus", "Re-open with another corpus JSONL or .txt folder", lambda: self.switch("corpus"))
         yield SystemCommand("Switch translator", "Re-open with another DyPRAG translator", lambda: self.switch("translator"))
         for method in METHODS.values():
-            state = "on" if method.name in main.method_bar.enabled else "off"
+            state = "on" if method.name in main.options.methods else "off"
             yield SystemCommand(f"Toggle method: {method.label} ({state})", method.help, partial(main.toggle_method, method.name))
         yield SystemCommand("Copy answers", "The focused answer, or all answers, to the clipboard (ctrl+y; c on an answer)", main.action_copy)
         yield SystemCommand("Show answers", "The answers side by side", lambda: main.show_view("tab-answers"))
         yield SystemCommand("Show LoRA norms", "Per-layer norms of the injected adapters", lambda: main.show_view("tab-norms"))
         yield SystemCommand("Show knowledge conflict", "Which answers follow the passage, which the memory", lambda: main.show_view("tab-conflict"))
-        state = "on" if main.rerank == "dynamic" else "off"
+        options = main.options
         yield SystemCommand(
-            f"Dynamic rerank ({state})",
-            f"The model picks which of the top {candidate_count(self.settings.top_k, self.rerank_candidates)} BM25 candidates every method gets (ctrl+g)",
+            f"Dynamic rerank ({'on' if options.rerank == 'dynamic' else 'off'})",
+            f"The model picks which of the top {candidate_count(options.top_k, options.candidates)} BM25 candidates every method gets (ctrl+g)",
             main.toggle_rerank,
         )
         yield SystemCommand(
-            f"Encode missing PRAG LoRAs ({'on' if self.encode_missing else 'off'})", "Train missing per-passage LoRAs before answering", self.toggle_encode
+            f"Encode missing PRAG LoRAs ({'on' if options.encode_missing else 'off'})",
+            "Train missing per-passage LoRAs before answering (slow, once per passage); runs the question again",
+            self.toggle_encode,
         )
         yield SystemCommand(
-            f"QA questions use their own passages ({'on' if self.use_item_passages else 'off'})",
+            f"QA questions use their own passages ({'on' if options.use_item_passages else 'off'})",
             "Off: retrieve from the corpus with BM25 instead", self.toggle_item_passages,
         )
+        yield SystemCommand(f"PRAG recipe: {options.recipe or self.settings.recipe}", "Switch the encode recipe whose LoRAs PRAG reads "
+                            "(facts: stores a passage's facts; reference: the papers'); runs the question again",
+                            partial(self.cycle, "recipe", tuple(RECIPES)))
+        yield SystemCommand(f"PRAG merge: {options.merge}", "How the passages' LoRAs combine: sum (the papers'), mean, "
+                            "weighted by retrieval score; runs the question again", partial(self.cycle, "merge", MERGES))
+        yield SystemCommand(f"Passage order: {options.order}", "best-last (nearest the question) or best-first (the papers'); "
+                            "runs the question again", partial(self.cycle, "order", ORDERS))
+        layers = "all" if options.layers is None else f"{options.layers[0]}-{options.layers[1]}"
+        yield SystemCommand(f"LoRA layers: {layers}", "Inject PRAG/DyPRAG only into a range of decoder layers: where the "
+                            "knowledge acts", self.choose_layers)
         yield SystemCommand("Help", "Keys and views (f1 or ?)", self.action_show_help)
 
-
-def _question_key(question: str) -> str:
-    return " ".join(question.lower().split()).rstrip("?").strip()

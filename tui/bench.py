@@ -18,12 +18,12 @@ import asyncio
 import json
 import statistics
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 from engine.config import Settings, load_settings
-
 from tui.session import EngineFactory, open_explorer
 
 if TYPE_CHECKING:
@@ -50,7 +50,7 @@ class LatencyReport:
         return asdict(self)
 
 
-def seed_demo_adapters(explorer: "Explorer", questions: Sequence[str], top_k: int = 3, seed: int = 0) -> None:
+def seed_demo_adapters(explorer: Explorer, questions: Sequence[str], top_k: int = 3, seed: int = 0) -> None:
     """Random PRAG LoRAs for the passages these questions retrieve, and a random translator
     if none is loaded: every method then generates (benchmarks and tests; meaningless answers)."""
     from engine.adapters import random_adapter
@@ -68,7 +68,7 @@ def seed_demo_adapters(explorer: "Explorer", questions: Sequence[str], top_k: in
 def bench_factory(questions: Sequence[str] = (BENCH_QUESTION,)) -> EngineFactory:
     """The real engine, seeded so that all six methods generate."""
 
-    def factory(settings: Settings, progress) -> "Explorer":
+    def factory(settings: Settings, progress) -> Explorer:
         explorer = open_explorer(settings, progress)
         seed_demo_adapters(explorer, questions, settings.top_k)
         return explorer

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.atomic import write_text
-
 from tui.scoring import follows, score
 from tui.series import adapter_norm_series
 
@@ -29,7 +28,7 @@ if TYPE_CHECKING:
 _SLUG = re.compile(r"[^a-z0-9]+")
 
 
-def default_export_dir(settings: "Settings") -> Path:
+def default_export_dir(settings: Settings) -> Path:
     return settings.home / "exports"
 
 
@@ -42,7 +41,7 @@ def slug(question: str, limit: int = 40) -> str:
     return words.strip("-") or "question"
 
 
-def answer_scores(comparison: "Comparison", item: "QAItem | None") -> dict[str, dict[str, Any]]:
+def answer_scores(comparison: Comparison, item: QAItem | None) -> dict[str, dict[str, Any]]:
     """EM/F1 (when gold answers are known) and conflict side, per finished answer."""
     result: dict[str, dict[str, Any]] = {}
     if item is None:
@@ -62,7 +61,7 @@ def _cell(text: str) -> str:
     return " ".join(str(text).split()).replace("|", "\\|") or " "
 
 
-def to_markdown(comparison: "Comparison", item: "QAItem | None", excluded: list[str], stamp: str) -> str:
+def to_markdown(comparison: Comparison, item: QAItem | None, excluded: list[str], stamp: str) -> str:
     scores = answer_scores(comparison, item)
     lines = [
         "# prag-explorer comparison",
@@ -136,7 +135,7 @@ def _rerank_markdown(rerank: dict[str, Any]) -> list[str]:
     return lines
 
 
-def to_json(comparison: "Comparison", item: "QAItem | None", excluded: list[str], stamp: str) -> dict[str, Any]:
+def to_json(comparison: Comparison, item: QAItem | None, excluded: list[str], stamp: str) -> dict[str, Any]:
     data = comparison.to_json()
     data["wall_s"] = round(comparison.wall_s, 4)
     data["exported_at"] = stamp
@@ -154,7 +153,7 @@ def to_json(comparison: "Comparison", item: "QAItem | None", excluded: list[str]
 
 
 def export_comparison(
-    comparison: "Comparison", item: "QAItem | None", folder: Path, excluded: list[str] | None = None, now: datetime | None = None
+    comparison: Comparison, item: QAItem | None, folder: Path, excluded: list[str] | None = None, now: datetime | None = None
 ) -> tuple[Path, Path]:
     """Write `<stamp>-<slug>.md` and `.json` into `folder`; returns both paths."""
     now = now or datetime.now()

@@ -1,8 +1,9 @@
-"""Messages that cross from worker threads to the UI thread.
+"""Messages that cross from worker threads to the UI thread, and from the main screen up to the app.
 
 `post_message` is thread-safe, so workers report through these instead of touching
 widgets. Each one carries the run (or load) id it belongs to, so late messages from
-a superseded worker are recognised and dropped.
+a superseded worker are recognised and dropped. The main screen knows nothing of the
+app: what the app must keep (the question history) bubbles up as a message.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ class EngineOpened(Message):
 
     load_id: int
     engine: Any
-    settings: "Settings"
+    settings: Settings
 
 
 @dataclass
@@ -56,7 +57,7 @@ class EngineFailed(Message):
 class QuestionsLoaded(Message):
     """The QA file for the questions browser was read."""
 
-    items: "list[QAItem]"
+    items: list[QAItem]
 
 
 @dataclass
@@ -64,10 +65,12 @@ class PassagesRetrieved(Message):
     """The worker retrieved (and maybe reranked) passages for a run, before generating."""
 
     run_id: int
-    hits: "list[Hit]"
+    hits: list[Hit]
     """The passages every method gets."""
-    rerank: "RerankResult | None" = None
+    rerank: RerankResult | None = None
     """The reranker's decision (kept, dropped, raw reply, fallback) when the run reranked."""
+    seconds: float | None = None
+    """Retrieval plus reranking, as the engine timed it."""
 
 
 @dataclass
@@ -75,7 +78,7 @@ class ComparisonFinished(Message):
     """A run ended: done, cancelled or partly failed; answers are final."""
 
     run_id: int
-    comparison: "Comparison"
+    comparison: Comparison
 
 
 @dataclass
@@ -84,3 +87,10 @@ class RunFailed(Message):
 
     run_id: int
     error: PragError
+
+
+@dataclass
+class HistoryChanged(Message):
+    """A question was asked: the question box's history, for the app to keep between sessions."""
+
+    history: list[str]

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 class RerankRow:
     """One BM25 candidate after reranking."""
 
-    hit: "Hit"
+    hit: Hit
     """The passage; for a kept one, `hit.rank` is its new (reranked) rank."""
     bm25_rank: int
     """1-based position in the BM25 candidate list the reranker saw."""
@@ -33,7 +33,7 @@ class RerankRow:
         return self.hit.rank if self.kept else None
 
 
-def rerank_rows(result: "RerankResult") -> list[RerankRow]:
+def rerank_rows(result: RerankResult) -> list[RerankRow]:
     """Kept candidates in reranked order, then dropped ones in BM25 order."""
     kept = [
         # `order[i]` is the BM25 position of kept[i]; a fallback keeps the BM25 hits themselves
@@ -49,7 +49,7 @@ def candidate_count(top_k: int, candidates: int) -> int:
     return max(candidates, top_k)
 
 
-def summary(result: "RerankResult") -> str:
+def summary(result: RerankResult) -> str:
     """One line for the passages panel's title, e.g. "reranked 10 candidates, kept 3"."""
     total = len(result.kept) + len(result.dropped)
     if result.fallback:
@@ -57,7 +57,7 @@ def summary(result: "RerankResult") -> str:
     return f"reranked {total} candidates, kept {len(result.kept)}"
 
 
-def rerank_block(result: "RerankResult", candidates: int, seconds: float | None = None) -> dict[str, Any]:
+def rerank_block(result: RerankResult, candidates: int, seconds: float | None = None) -> dict[str, Any]:
     """The `rerank` entry of a comparison's JSON: `RerankResult.to_json()` plus every candidate's positions.
 
     Args:

@@ -29,7 +29,7 @@ def layer_totals(norms: list[dict[str, float | int]] | None, module: str = "all"
     return [float(row[module]) for row in norms]
 
 
-def adapter_norm_series(answers: "list[Answer]", module: str = "all") -> dict[str, list[float]]:
+def adapter_norm_series(answers: list[Answer], module: str = "all") -> dict[str, list[float]]:
     """One series per adapter source present (PRAG, DyPRAG): the combine variants share it."""
     series: dict[str, list[float]] = {}
     for answer in answers:

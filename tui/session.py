@@ -7,28 +7,26 @@
   not one per token, and typing stays fluid while six answers stream.
 - `RunRequest`: one click of "run", as plain data handed to the worker.
 
-With dynamic reranking on, the worker calls `Engine.select` (BM25 candidates, then the
-reranker's choice) instead of `Engine.retrieve`, in the same worker and under the same
-lock as the comparison that follows, so the reranker and the answers never share the
-model at once.
+The whole question pipeline (retrieve or take the given passages, rerank, encode missing
+PRAG LoRAs, generate) is the engine's `ask`, so the explorer answers a question exactly
+as `prag ask` does, and one cancel event stops whichever stage is running.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 from engine.config import Settings
 from engine.progress import ProgressCallback
 
 if TYPE_CHECKING:
-    from engine.explorer import Answer, AnswerUpdate, Comparison, UpdateCallback
-    from engine.methods import Method
+    from engine.explorer import Answer, AnswerUpdate, AskRequest, Comparison, EventCallback
     from engine.qa import QAItem
     from engine.rerank import RerankResult
-    from engine.retrieval import Hit
 
 
 class Engine(Protocol):
@@ -36,25 +34,13 @@ class Engine(Protocol):
 
     loaded: Any
     """Has `.model_id` and `.arch.num_layers`."""
+    retriever: Any
+    """Its `len()`, when it has one, is the corpus size in the status line."""
 
-    def retrieve(self, question: str, top_k: int = 3) -> "list[Hit]": ...
-
-    def select(
-        self, question: str, top_k: int = 3, rerank: str = "none", candidates: int = 10
-    ) -> "tuple[list[Hit], RerankResult | None]":
-        """BM25 top-k (rerank="none", result None), or the reranker's pick among `candidates` (rerank="dynamic")."""
+    def ask(self, request: AskRequest, on_event: EventCallback | None = None,
+            cancel: threading.Event | None = None) -> Comparison:
+        """Passages (`PassagesChosen`, once), then every `AnswerUpdate`, to `on_event`; `cancel` stops any stage."""
         ...
-
-    def compare(
-        self,
-        question: str,
-        hits: "Sequence[Hit]",
-        methods: "Sequence[Method]",
-        max_new_tokens: int,
-        on_update: "UpdateCallback | None",
-        cancel: threading.Event | None,
-        encode_missing: bool,
-    ) -> "Comparison": ...
 
 
 EngineFactory = Callable[[Settings, ProgressCallback], Engine]
@@ -78,15 +64,15 @@ def generation_threads(settings: Settings) -> int:
 
 
 def open_explorer(settings: Settings, progress: ProgressCallback) -> Engine:
-    """The real engine: `Explorer.open`, with transformers' own bars and warnings silenced."""
+    """The real engine (`engine.session.open_explorer`), with transformers' own bars and warnings silenced."""
     from engine.cli.common import quiet_libraries
-    from engine.explorer import Explorer
+    from engine.session import open_explorer as open_session
 
     quiet_libraries()
     import torch
 
     torch.set_num_threads(generation_threads(settings))
-    return Explorer.open(settings, progress)
+    return open_session(settings, progress)
 
 
 class StreamBuffer:
@@ -100,19 +86,19 @@ class StreamBuffer:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._run_id = 0
-        self._pending: dict[int, "Answer"] = {}
+        self._pending: dict[int, Answer] = {}
 
     def start(self, run_id: int) -> None:
         with self._lock:
             self._run_id = run_id
             self._pending = {}
 
-    def put(self, run_id: int, update: "AnswerUpdate") -> None:
+    def put(self, run_id: int, update: AnswerUpdate) -> None:
         with self._lock:
             if run_id == self._run_id:
                 self._pending[update.index] = update.answer
 
-    def drain(self) -> dict[int, "Answer"]:
+    def drain(self) -> dict[int, Answer]:
         with self._lock:
             pending, self._pending = self._pending, {}
         return pending
@@ -123,17 +109,9 @@ class RunRequest:
     """Everything the generation worker needs; built on the UI thread."""
 
     run_id: int
-    question: str
-    methods: "tuple[Method, ...]"
-    hits: "tuple[Hit, ...] | None"
-    """Passages to use (already filtered to the switched-on ones); None = retrieve (or select) first."""
-    item: "QAItem | None"
-    top_k: int
-    max_new_tokens: int
-    encode_missing: bool
-    rerank: str = "none"
-    """"dynamic": when `hits` is None, the reranker picks among `candidates` BM25 hits ("none": plain top-k)."""
-    candidates: int = 10
-    """BM25 candidates the reranker chooses from."""
-    reranked: "RerankResult | None" = None
-    """The earlier rerank that `hits` came from (re-run of the same question), recorded in the comparison."""
+    ask: AskRequest
+    """The engine's request; `ask.hits` None = retrieve (and rerank, if on) first."""
+    item: QAItem | None = None
+    """The QA record of the question, for scores and the conflict view."""
+    reranked: RerankResult | None = None
+    """The earlier rerank that `ask.hits` came from (re-run of the same question), recorded in the comparison."""

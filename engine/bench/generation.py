@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from engine.bench.figures import Figure, current_rss_mb, subprocess_json, timed
 from engine.progress import ProgressCallback, report
 
-
-BENCH_QUESTION = "Who founded the harbour town of Velmora?"
+BENCH_QUESTION = "What colour is the town hall of Velmora painted?"
+BENCH_CANDIDATES = ("saffron yellow", "cobalt blue", "forest green")
+"""Answers the scoring figure probes: the passage's, and two of other fictional passages."""
 
 
 def _prepare_explorer(explorer, question: str):
@@ -46,8 +47,8 @@ def bench_generation(explorer, new_tokens: int, repeats: int, progress: Progress
     hits, note = _prepare_explorer(explorer, question)
     all_methods = parse_methods("all")
 
-    def run(methods, tokens: int = new_tokens):
-        comparison = explorer.compare(question, hits, methods, tokens, ignore_eos=True)
+    def run(methods, tokens: int = new_tokens, scores: tuple[str, ...] = ()):
+        comparison = explorer.compare(question, hits, methods, tokens, ignore_eos=True, scores=scores)
         bad = [a for a in comparison.answers if a.error or a.tokens != tokens]
         if bad:
             raise RuntimeError(f"benchmark row failed: {bad[0].method}: {bad[0].error or bad[0].tokens}")
@@ -55,6 +56,8 @@ def bench_generation(explorer, new_tokens: int, repeats: int, progress: Progress
 
     variants = {
         "batched": lambda: run(all_methods),
+        # Three candidate answers teacher-forced after the answers, from the prompts' cached keys and values.
+        "batched_scored": lambda: run(all_methods, scores=BENCH_CANDIDATES),
         "sequential": lambda: [run([m]) for m in all_methods],
         "rag": lambda: run(parse_methods("rag")),
         "vanilla": lambda: run(parse_methods("vanilla")),
@@ -70,7 +73,8 @@ def bench_generation(explorer, new_tokens: int, repeats: int, progress: Progress
         for name, fn in variants.items():
             samples[name].append(timed(fn, 1))
         report(progress, "Benchmark: generation", round_index + 1, repeats)
-    batched, sequential, rag, vanilla, dyprag, batched_prefill, sequential_prefill = (statistics.median(samples[n]) for n in variants)
+    batched, scored, sequential, rag, vanilla, dyprag, batched_prefill, sequential_prefill = (
+        statistics.median(samples[n]) for n in variants)
     decode_ratio = (batched - batched_prefill) / max(sequential - sequential_prefill, 1e-9)
 
     passages = [h.passage for h in hits]
@@ -92,6 +96,8 @@ def bench_generation(explorer, new_tokens: int, repeats: int, progress: Progress
                f"the decode loop alone (time beyond one token), batched / one after another, {tokens}"),
         Figure("batched_vs_one_rag", batched / rag, "ratio", None, f"six methods in one pass / one RAG answer, {tokens}"),
         Figure("six_methods_batched_s", batched, "s", None, tokens),
+        Figure("scoring_overhead", scored / batched, "ratio", 1.2,
+               f"six methods with {len(BENCH_CANDIDATES)} candidate answers scored (the probes) / without, {tokens}"),
         Figure("dyprag_vs_vanilla", dyprag / vanilla, "ratio", 1.15, f"translate + merge + inject for top-3 included; {note}".strip("; ")),
         Figure("prag_load_merge_inject_ms", prag_ms, "ms", 50.0, "3 stored LoRAs: read, rank-concatenate, hook in and out"),
     ]

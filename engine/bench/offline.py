@@ -35,9 +35,9 @@ def bench_storage(explorer, corpus_size: int, rank: int = 2) -> list[Figure]:
 def gold_records(count: int = 2, pairs: int = 3) -> list:
     """Augmented sample passages with their gold QA pair (the sample data has one per passage), used
     `pairs` times so each passage gets the reference recipe's 5 training examples (3 pairs)."""
+    from engine.corpus import sample_questions_path
     from engine.offline.records import AugmentRecord
     from engine.offline.sources import gold_pairs, light_rewrite
-    from engine.corpus import sample_questions_path
     from engine.qa import load_qa
 
     records = []
@@ -51,12 +51,15 @@ def gold_records(count: int = 2, pairs: int = 3) -> list:
 def bench_offline_stages(loaded, workdir: Path, quick: bool = False, progress: ProgressCallback | None = None) -> list[Figure]:
     """Encode two sample passages' LoRAs (engine.offline.encode), then train the translator a few steps on them (engine.offline.train)."""
     from engine.offline.encode import encode_records
-    from engine.store import LoraStore
+    from engine.offline.recipes import recipe_config
     from engine.offline.train import TrainConfig, train_translator
+    from engine.store import LoraStore
 
     records = gold_records(2)
     store = LoraStore(Path(workdir) / "loras", loaded.model_id)
-    encoded = encode_records(loaded, records, store, "gold", progress, label="Benchmark: encoding PRAG LoRAs")
+    encoded = encode_records(loaded, records, store, "gold", progress, label="Benchmark: encoding PRAG LoRAs (reference recipe)")
+    facts_store = LoraStore(Path(workdir) / "loras", loaded.model_id, recipe_config("facts"))
+    facts = encode_records(loaded, facts_records(2), facts_store, "facts", progress, label="Benchmark: encoding PRAG LoRAs (facts recipe)")
     steps = encoded.steps // max(encoded.encoded, 1)
     per_passage = 1 if quick else 2
     config = TrainConfig(epochs=1, per_passage=per_passage, checkpoint_every=0)
@@ -65,17 +68,35 @@ def bench_offline_stages(loaded, workdir: Path, quick: bool = False, progress: P
         Figure("encode_s_per_passage", encoded.seconds_per_passage, "s", 10.0,
                f"{encoded.encoded} sample passages, gold QA pair x3 -> the reference recipe's {steps} steps each (rank 2, 1 epoch); "
                f"{encoded.seconds_per_step:.2f} s/step, {encoded.cpu_seconds_per_passage:.1f} CPU-s/passage"),
+        Figure("encode_facts_s_per_passage", facts.seconds_per_passage, "s", 10.0,
+               f"{facts.encoded} fictional sample passages, the default 'facts' recipe ({facts.steps // max(facts.encoded, 1)} steps each, "
+               f"{facts_store.config.epochs} epochs, rank {facts_store.config.rank}); {facts.seconds_per_step:.2f} s/step"),
+        Figure("encode_facts_vs_reference", facts.seconds_per_passage / encoded.seconds_per_passage, "ratio", None,
+               "seconds per passage, facts recipe / reference recipe, same run"),
+        Figure("lora_kb_per_passage_facts", facts_store.num_bytes() / max(facts.encoded, 1) / 1e3, "kB", None,
+               f"one stored LoRA, facts recipe (float32; reference recipe: {store.num_bytes() / max(encoded.encoded, 1) / 1e3:.0f} kB)"),
         Figure("translator_train_s_per_step", trained.seconds_per_step, "s", None,
                f"{trained.new_steps} steps on those passages' LoRAs (p=2, batch 1, LM + KL + MSE loss; embeddings computed before); "
                f"{trained.cpu_seconds / max(trained.new_steps, 1):.2f} CPU-s/step"),
     ]
 
 
+def facts_records(count: int) -> list:
+    """Fictional sample passages with the 'facts' recipe's own QA pairs (what on-demand encoding trains on)."""
+    from engine.corpus import load_corpus
+    from engine.offline.facts import fact_pairs
+    from engine.offline.records import AugmentRecord
+    from engine.offline.sources import light_rewrite
+
+    passages = [p for p in load_corpus(None) if p.id.startswith("fict-")][:count]
+    return [AugmentRecord(p, light_rewrite(p.text), fact_pairs(p)) for p in passages]
+
+
 def benchmark_records(count: int) -> list:
     """Augmented passages for timing the encoder: sample-corpus passages, three QA pairs each (the recipe's 5 steps)."""
+    from engine.corpus import load_corpus
     from engine.offline.records import AugmentRecord, QAPair
     from engine.offline.sources import light_rewrite
-    from engine.corpus import load_corpus
 
     records = []
     for passage in load_corpus(None)[:count]:

@@ -7,10 +7,11 @@ answers at once.
 from __future__ import annotations
 
 import os
+from typing import Annotated
 
 import typer
 
-from engine.cli import ask, bench_cmd, corpus_cmd, eval_cmd, offline, rerank_cmd, tui_command
+from engine.cli import ask, bench_cmd, corpus_cmd, data_cmd, eval_cmd, offline, rerank_cmd, tui_command
 
 app = typer.Typer(
     name="prag",
@@ -23,19 +24,33 @@ app = typer.Typer(
 
 
 
-@app.callback()
-def root(
-    version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True),
-) -> None:
-    """Explore parametric RAG: vanilla, RAG, PRAG and DyPRAG side by side."""
-    if version:
+def package_version() -> str:
+    """The installed distribution's version; the source tree's when it is not installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("prag-explorer")
+    except PackageNotFoundError:
         from engine import __version__
 
-        typer.echo(f"prag-explorer {__version__}")
+        return __version__
+
+
+def _print_version(value: bool) -> None:
+    # A parameter callback runs while the arguments are parsed, before Click asks for a command.
+    if value:
+        typer.echo(f"prag-explorer {package_version()}")
         raise typer.Exit()
 
 
-COMMAND_MODULES = (ask, eval_cmd, bench_cmd, tui_command, offline, rerank_cmd, corpus_cmd)
+@app.callback()
+def root(
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.", is_eager=True, callback=_print_version)] = False,
+) -> None:
+    """Explore parametric RAG: vanilla, RAG, PRAG and DyPRAG side by side."""
+
+
+COMMAND_MODULES = (ask, eval_cmd, bench_cmd, tui_command, offline, rerank_cmd, corpus_cmd, data_cmd)
 for module in COMMAND_MODULES:
     module.register(app)
 

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
-from engine.cli.common import console, existing_path, handle_errors, progress_bar, quiet_libraries, settings_from
-
-
-def _fraction(detail: str) -> tuple[int, int | None]:
-    """"encoding PRAG LoRA 2/3" -> (2, 3)."""
-    tail = detail.rsplit(" ", 1)[-1]
-    done, _, total = tail.partition("/")
-    return (int(done), int(total)) if done.isdigit() and total.isdigit() else (0, None)
+from engine.cli import options
+from engine.cli.common import (
+    check_reranker_model,
+    console,
+    existing_path,
+    handle_errors,
+    positive_flag,
+    progress_bar,
+    quiet_libraries,
+    settings_from,
+)
 
 
 def _norm_summary(norms: list[dict] | None) -> str:
@@ -63,55 +65,65 @@ def register(app: typer.Typer) -> None:
     @handle_errors
     def ask(
         question: Annotated[str, typer.Argument(help="The question to answer.")],
-        methods: Annotated[str, typer.Option("--methods", "-m", help="Comma list of methods, or 'all'.")] = "all",
-        top_k: Annotated[Optional[int], typer.Option("--top-k", "-k", help="Passages to retrieve.")] = None,
-        corpus: Annotated[Optional[Path], typer.Option(help="Corpus JSONL or folder of .txt (default: sample corpus).")] = None,
-        index: Annotated[Optional[Path], typer.Option(help="Index folder from `prag corpus index` (instead of --corpus).")] = None,
-        es_index: Annotated[Optional[str], typer.Option(help="Elasticsearch index to retrieve from (URL: --es-url or $PRAG_ES_URL).")] = None,
-        es_url: Annotated[Optional[str], typer.Option(help="Elasticsearch URL for --es-index.")] = None,
-        model: Annotated[Optional[str], typer.Option(help="Local Hugging Face model directory (default: embedded SmolLM2).")] = None,
-        translator: Annotated[Optional[Path], typer.Option(help="DyPRAG translator (.safetensors or reference .pt).")] = None,
-        store: Annotated[Optional[Path], typer.Option(help="PRAG LoRA store directory.")] = None,
-        max_new_tokens: Annotated[Optional[int], typer.Option(help="New tokens per answer.")] = None,
-        rerank: Annotated[str, typer.Option(help="Passage selection: none (BM25 top-k) or dynamic (the LLM picks).")] = "none",
-        candidates: Annotated[int, typer.Option(help="BM25 candidates the dynamic reranker chooses from.")] = 10,
-        reranker_model: Annotated[Optional[Path], typer.Option(help="Local instruct model for reranking (default: the answering model).")] = None,
-        encode: Annotated[bool, typer.Option("--encode/--no-encode", help="Encode missing PRAG LoRAs before answering.")] = False,
-        as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")] = False,
+        methods: options.Methods = "all",
+        top_k: options.TopK = None,
+        corpus: options.Corpus = None,
+        index: options.Index = None,
+        es_index: options.EsIndex = None,
+        es_url: options.EsUrl = None,
+        model: options.Model = None,
+        translator: options.Translator = None,
+        store: options.Store = None,
+        max_new_tokens: options.MaxNewTokens = None,
+        rerank: options.Rerank = "none",
+        candidates: options.Candidates = 10,
+        reranker_model: options.RerankerModel = None,
+        encode: options.Encode = False,
+        recipe: options.Recipe = None,
+        score: Annotated[list[str] | None, typer.Option(
+            help="A candidate answer to score: every method reports the log-probability its own prompt gives it "
+                 "(repeat for several).")] = None,
+        layers: options.Layers = None,
+        merge: options.Merge = "sum",
+        order: options.Order = "best-last",
+        as_json: options.AsJson = False,
     ) -> None:
         """Answer QUESTION with each method on the same model, side by side."""
+        from engine.answers import AnswerUpdate
         from engine.errors import InputError, PragError
-        from engine.explorer import Explorer, validate_question
-        from engine.methods import parse_methods
-        from engine.progress import Progress
-
+        from engine.explorer import AskRequest, validate_question
+        from engine.methods import MERGES, ORDERS, check_choice, parse_layers, parse_methods
         from engine.rerank import check_mode
+        from engine.session import open_explorer
 
         chosen = parse_methods(methods)
         validate_question(question)
+        merge = check_choice(merge, MERGES, "merge")
+        order = check_choice(order, ORDERS, "passage order")
+        layer_range = parse_layers(layers)
+        scores = tuple(score or ())
+        if any(not text.strip() for text in scores):
+            raise InputError("--score was given an empty answer", "pass the candidate answer's text, e.g. --score \"Paris\"")
         rerank = check_mode(rerank)
-        if reranker_model is not None and rerank != "dynamic":
-            raise InputError("--reranker-model needs --rerank dynamic", "add --rerank dynamic or drop --reranker-model")
+        positive_flag(candidates, "--candidates")
+        check_reranker_model(reranker_model, rerank)
         if corpus is not None and (index is not None or es_index is not None):
             raise InputError("--corpus and --index/--es-index both given", "an index already holds its corpus: pass one of them")
         existing_path(translator, "translator")  # before the model loads, not after
         settings = settings_from(top_k=top_k, corpus=corpus, model=model, translator=translator, store=store, max_new_tokens=max_new_tokens,
-                                 index=index, es_index=es_index, es_url=es_url)
+                                 index=index, es_index=es_index, es_url=es_url, recipe=recipe)
         quiet_libraries()
         with progress_bar(enabled=not as_json) as progress:
-            explorer = Explorer.open(settings, progress)
-            if reranker_model is not None:
-                from engine.models import load_model
-                from engine.rerank import LLMReranker
+            explorer = open_explorer(settings, progress, reranker_model=reranker_model)
 
-                explorer.reranker = LLMReranker(load_model(reranker_model, settings.models_dir, progress))
-            def show_encoding(update) -> None:
-                # On-demand PRAG encoding takes minutes: mirror its "encoding PRAG LoRA i/n" status on the bar.
-                if update.answer.status == "encoding" and update.answer.detail:
-                    progress(Progress("Encoding PRAG LoRAs", *_fraction(update.answer.detail)))
+            def show_encoding(event) -> None:
+                # On-demand PRAG encoding takes minutes: mirror its progress on the bar.
+                if isinstance(event, AnswerUpdate) and event.answer.status == "encoding" and event.answer.progress is not None:
+                    progress(event.answer.progress)
 
-            comparison = explorer.ask(question, chosen, settings.top_k, settings.max_new_tokens, on_update=show_encoding,
-                                      encode_missing=encode, rerank=rerank, candidates=candidates)
+            request = AskRequest(question, tuple(chosen), settings.top_k, settings.max_new_tokens, rerank, candidates, encode,
+                                 scores=scores, layers=layer_range, merge=merge, order=order)
+            comparison = explorer.ask(request, show_encoding)
         failed = [a for a in comparison.answers if a.error]
         if failed and len(failed) == len(comparison.answers):
             # Nothing was answered (e.g. `--methods prag` with a missing or corrupt LoRA): say why on one line.

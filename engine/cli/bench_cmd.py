@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
-from engine.cli.common import console, handle_errors, progress_bar, quiet_libraries, settings_from
+from engine.cli import options
+from engine.cli.common import console, handle_errors, positive_flag, progress_bar, quiet_libraries, settings_from
 
 
 def register(app: typer.Typer) -> None:
@@ -16,18 +17,22 @@ def register(app: typer.Typer) -> None:
     @handle_errors
     def bench(
         quick: Annotated[bool, typer.Option("--quick", help="Fewer repeats and tokens (rougher figures).")] = False,
-        as_json: Annotated[bool, typer.Option("--json", help='Print {name: {"value", "unit", "target", "ok"}}.')] = False,
-        scale: Annotated[bool, typer.Option("--scale", help="Instead: bm25s on a large synthetic corpus, and encoding on 1 vs 2 Ray workers.")] = False,
+        as_json: options.AsJson = False,
+        scale: Annotated[bool, typer.Option(
+            "--scale", help="Instead: bm25s on a large synthetic corpus, and encoding on 1 vs 2 Ray workers.")] = False,
         scale_passages: Annotated[int, typer.Option(help="Synthetic passages for --scale (--quick: 100k).")] = 1_000_000,
-        scale_dir: Annotated[Optional[Path], typer.Option(help="Where --scale keeps its corpus and index (default: $PRAG_HOME/bench-scale).")] = None,
-        ray: Annotated[bool, typer.Option("--ray/--no-ray", help="With --scale: also time encoding on Ray (needs prag-explorer[cluster]).")] = True,
-        soak: Annotated[bool, typer.Option("--soak", help="Instead: many questions in one engine session; memory growth after warm-up.")] = False,
+        scale_dir: Annotated[Path | None, typer.Option(
+            help="Where --scale keeps its corpus and index (default: $PRAG_HOME/bench-scale).")] = None,
+        ray: Annotated[bool, typer.Option(
+            "--ray/--no-ray", help="With --scale: also time encoding on Ray (needs prag-explorer\\[cluster]).")] = True,
+        soak: Annotated[bool, typer.Option(
+            "--soak", help="Instead: many questions in one engine session; memory growth after warm-up.")] = False,
         soak_questions: Annotated[int, typer.Option(help="Questions for --soak (--quick: 60).")] = 200,
     ) -> None:
         """Measure latency, memory and storage targets on the embedded model and sample corpus.
 
         Random PRAG LoRAs, the benchmark's encoded LoRAs and its translator go to a temporary
-        folder, never to your LoRA store.
+        folder, never to your LoRA store. --json prints {name: {"value", "unit", "target", "ok"}}.
         """
         import tempfile
         from dataclasses import replace
@@ -36,14 +41,14 @@ def register(app: typer.Typer) -> None:
 
         from engine.bench import bench_soak, figures_json, machine_load, run_benchmarks, run_scale_benchmarks
         from engine.errors import InputError
-        from engine.explorer import Explorer
+        from engine.session import open_explorer
 
         settings = settings_from()
         quiet_libraries()
         if scale and soak:
             raise InputError("--scale and --soak both given", "run one of them at a time")
-        if scale and scale_passages < 1:
-            raise InputError(f"--scale-passages must be at least 1, got {scale_passages}", "e.g. --scale-passages 1000000")
+        if scale:
+            positive_flag(scale_passages, "--scale-passages")
         questions = min(soak_questions, 60) if quick else soak_questions
         warmup = 20
         if soak and questions <= warmup:
@@ -56,7 +61,7 @@ def register(app: typer.Typer) -> None:
                                                settings.models_dir, ray, progress)
             else:
                 settings = replace(settings, store=Path(tmp) / "loras")  # random LoRAs stay out of the user's store
-                explorer = Explorer.open(settings, progress)
+                explorer = open_explorer(settings, progress)
                 if soak:
                     figures = bench_soak(explorer, questions, warmup, progress=progress)
                 else:

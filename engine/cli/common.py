@@ -6,16 +6,18 @@ import functools
 import signal
 import sys
 import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
 
 from engine.config import Settings, load_settings
-from engine.errors import PragError
+from engine.errors import InputError, PragError
 from engine.progress import Progress, ProgressCallback
+from engine.validate import positive_or_none
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -23,7 +25,7 @@ err_console = Console(stderr=True, highlight=False)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def fail(message: str, code: int = 2) -> "typer.Exit":
+def fail(message: str, code: int = 2) -> typer.Exit:
     err_console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
     return typer.Exit(code)
 
@@ -43,9 +45,24 @@ def handle_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def settings_from(**flags: Any) -> Settings:
-    """Resolve settings and apply the process-wide ones (torch threads: `PRAG_THREADS` or config)."""
-    settings = load_settings({k: v for k, v in flags.items() if v is not None})
+_SETTING_FLAGS = {"top_k": "--top-k", "max_new_tokens": "--max-new-tokens"}
+"""Numeric settings a flag can set, checked here so the message names the flag."""
+
+
+def positive_flag(value: Any, flag: str) -> Any:
+    """A number flag that must be at least 1 (None = not given): exit 2 with one line naming the flag."""
+    return positive_or_none(value, flag, f"pass {flag} 1 or more")
+
+
+def settings_from(command_defaults: dict[str, Any] | None = None, **flags: Any) -> Settings:
+    """Resolve settings and apply the process-wide ones (torch threads: `PRAG_THREADS` or config).
+
+    Precedence: a flag > `PRAG_*` environment > `$PRAG_HOME/config.toml` > `command_defaults`
+    (e.g. `prag eval`'s reference top-k and new tokens) > the built-in defaults.
+    """
+    for name, flag in _SETTING_FLAGS.items():
+        positive_flag(flags.get(name), flag)
+    settings = load_settings({k: v for k, v in flags.items() if v is not None}, defaults=command_defaults)
     if settings.threads:
         import torch
 
@@ -68,7 +85,8 @@ def quiet_libraries() -> None:
 @contextmanager
 def progress_bar(enabled: bool = True, transient: bool = True) -> Iterator[ProgressCallback]:
     """A rich progress display fed by engine `Progress` events (one task per label)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, SpinnerColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import Progress as RichProgress
 
     if not enabled:
         yield lambda event: None
@@ -88,10 +106,31 @@ def progress_bar(enabled: bool = True, transient: bool = True) -> Iterator[Progr
         yield callback
 
 
+def say_first(progress: ProgressCallback, line: str) -> ProgressCallback:
+    """`progress`, printing `line` to stderr (plain text) just before the first event: once the cheap
+    checks have passed, so a bad input still ends in a single error line."""
+    said = threading.Event()
+
+    def callback(event: Progress) -> None:
+        if not said.is_set():
+            said.set()
+            err_console.print(line, soft_wrap=True, markup=False)
+        progress(event)
+
+    return callback
+
+
 def existing_path(value: Path | None, what: str) -> Path | None:
     if value is not None and not Path(value).expanduser().exists():
         raise PragError(f"{what} {value} does not exist", f"check the path given to --{what}")
     return value
+
+
+def check_reranker_model(reranker_model: Path | None, rerank: str) -> Path | None:
+    """--reranker-model only means something with --rerank dynamic; it must exist (checked before any model loads)."""
+    if reranker_model is not None and rerank != "dynamic":
+        raise InputError("--reranker-model needs --rerank dynamic", "add --rerank dynamic or drop --reranker-model")
+    return existing_path(reranker_model, "reranker-model")
 
 
 def is_interactive() -> bool:

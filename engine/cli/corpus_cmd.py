@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
+from engine.cli import options
 from engine.cli.common import console, handle_errors, is_interactive, progress_bar, settings_from
 from engine.errors import InputError
 
@@ -27,14 +28,15 @@ def _mb(size: int) -> str:
 @corpus_app.command("index")
 @handle_errors
 def index_command(
-    corpus: Annotated[Optional[Path], typer.Option(help="Corpus JSONL or folder of .txt (default: the sample corpus).")] = None,
+    corpus: options.Corpus = None,
     backend: Annotated[str, typer.Option(help="bm25 (rank-bm25, small corpora), bm25s (saved, memory-mapped; 100k-10M passages), "
                                               "elasticsearch, or auto (bm25s from 100k passages).")] = "auto",
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Index folder to write (bm25 / bm25s; optional pointer for elasticsearch).")] = None,
-    es_index: Annotated[Optional[str], typer.Option(help="Elasticsearch index (alias) name to build.")] = None,
-    es_url: Annotated[Optional[str], typer.Option(help="Elasticsearch URL (default: $PRAG_ES_URL or the config file).")] = None,
+    out: Annotated[Path | None, typer.Option(
+        "--out", "-o", help="Index folder to write (bm25 / bm25s; optional pointer for elasticsearch).")] = None,
+    es_index: options.EsIndex = None,
+    es_url: options.EsUrl = None,
     force: Annotated[bool, typer.Option("--force", help="Rebuild even when the index is up to date with the corpus.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the index manifest as JSON.")] = False,
+    as_json: options.AsJson = False,
 ) -> None:
     """Index a corpus for retrieval; then `prag ask --index DIR` answers from it.
 
@@ -43,7 +45,8 @@ def index_command(
     corpus returns at once.
     """
     from engine.cli.common import cancel_on_sigint
-    from engine.retrieval.index import BACKENDS, build_es_index, build_index
+    from engine.retrieval.elastic import build_es_index
+    from engine.retrieval.index import BACKENDS, build_index
 
     if backend not in BACKENDS:
         raise InputError(f"unknown backend {backend!r}", f"choose one of {', '.join(BACKENDS)}")
@@ -66,23 +69,27 @@ def index_command(
         typer.echo(json.dumps(info.to_json()))
         return
     if info.reused:
-        console.print(f"index {where} is up to date ({info.backend}, {info.passages:,} passages); nothing to do (--force rebuilds)", soft_wrap=True)
+        console.print(f"index {where} is up to date ({info.backend}, {info.passages:,} passages); nothing to do (--force rebuilds)",
+                      soft_wrap=True)
         return
     size = f", {_mb(info.bytes)} on disk" if info.bytes else ""
     console.print(f"indexed {info.passages:,} passages with {info.backend} in {info.build_s:.1f}s{size} -> {where}", soft_wrap=True)
-    console.print(f"[dim]ask with: prag ask --index {out} \"...\"[/]" if out else f"[dim]ask with: prag ask --es-index {es_index} \"...\"[/]", soft_wrap=True)
+    ask_with = f"--index {out}" if out else f"--es-index {es_index}"
+    console.print(f"[dim]ask with: prag ask {ask_with} \"...\"[/]", soft_wrap=True)
 
 
 @corpus_app.command("info")
 @handle_errors
 def info_command(
-    path: Annotated[Optional[Path], typer.Argument(help="Corpus JSONL, folder of .txt, or an index folder (default: the sample corpus).")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the counts as JSON.")] = False,
+    path: Annotated[Path | None, typer.Argument(
+        help="Corpus JSONL, folder of .txt, or an index folder (default: the sample corpus).")] = None,
+    as_json: options.AsJson = False,
 ) -> None:
     """Count passages, terms and bytes of a corpus or a built index."""
     from rich.table import Table
 
-    from engine.retrieval.index import MANIFEST, corpus_stats, index_or_es_info
+    from engine.retrieval.index import index_or_es_info
+    from engine.retrieval.layout import MANIFEST, corpus_stats
 
     if path is not None and (Path(path).expanduser() / MANIFEST).is_file():
         data = index_or_es_info(Path(path)).to_json()

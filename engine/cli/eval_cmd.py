@@ -4,18 +4,32 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from engine.cli.common import cancel_on_sigint, console, existing_path, handle_errors, is_interactive, progress_bar, quiet_libraries, settings_from
+from engine.cli import options
+from engine.cli.common import (
+    cancel_on_sigint,
+    check_reranker_model,
+    console,
+    existing_path,
+    handle_errors,
+    is_interactive,
+    positive_flag,
+    progress_bar,
+    quiet_libraries,
+    say_first,
+    settings_from,
+)
 from engine.errors import InputError
+from engine.validate import not_negative
 
 if TYPE_CHECKING:
     from engine.evaluate import EvalResult
 
 
-def render_result(result: "EvalResult") -> None:
+def render_result(result: EvalResult) -> None:
     """The method x score table, then why methods failed and where the predictions are."""
     from rich.markup import escape
     from rich.table import Table
@@ -42,7 +56,7 @@ def render_result(result: "EvalResult") -> None:
                   f"Predictions: {escape(str(result.to_json()['predictions']))}[/]", soft_wrap=True)
 
 
-def markdown_table(result: "EvalResult") -> str:
+def markdown_table(result: EvalResult) -> str:
     """The same table as GitHub markdown, for a README or a paper draft."""
     headers, rows = result.table()
     lines = [f"{result.data.name}: {result.n} questions ({result.model}, top-{result.top_k}, {result.max_new_tokens} new tokens)", "",
@@ -55,37 +69,52 @@ def register(app: typer.Typer) -> None:
     @app.command("eval")
     @handle_errors
     def eval_command(
-        data: Annotated[Optional[Path], typer.Option("--data", "-d", help="QA file (JSONL: id, question, answers, passages?, conflict?).")] = None,
-        methods: Annotated[str, typer.Option("--methods", "-m", help="Comma list of methods, or 'all'.")] = "all",
-        limit: Annotated[Optional[int], typer.Option(help="Evaluate only the first N questions.")] = None,
+        data: options.Data = None,
+        methods: options.Methods = "all",
+        limit: Annotated[int | None, typer.Option(help="Evaluate only the first N questions.")] = None,
         offset: Annotated[int, typer.Option(help="Skip the first N questions (a dev split: --offset 200 --limit 100).")] = 0,
-        top_k: Annotated[int, typer.Option("--top-k", "-k", help="Passages per question (BM25 top-k when a row has more).")] = 3,
-        corpus: Annotated[Optional[Path], typer.Option(help="Retrieve from this corpus instead of the passages in the file.")] = None,
-        index: Annotated[Optional[Path], typer.Option(help="Retrieve from this index folder (`prag corpus index`) instead.")] = None,
-        ray: Annotated[bool, typer.Option("--ray", help="Spread questions over a Ray cluster (pip install 'prag-explorer[cluster]').")] = False,
-        ray_address: Annotated[Optional[str], typer.Option(help="Ray cluster to join, e.g. auto or ray://head:10001 (default: a local one).")] = None,
-        workers: Annotated[int, typer.Option(help="With --ray: workers, each with its own copy of the model.")] = 2,
-        out: Annotated[Optional[Path], typer.Option(help="Predictions folder (default: $PRAG_HOME/eval).")] = None,
-        model: Annotated[Optional[str], typer.Option(help="Local Hugging Face model directory (default: embedded SmolLM2).")] = None,
-        translator: Annotated[Optional[Path], typer.Option(help="DyPRAG translator (.safetensors or reference .pt).")] = None,
-        store: Annotated[Optional[Path], typer.Option(help="PRAG LoRA store directory.")] = None,
-        max_new_tokens: Annotated[int, typer.Option(help="New tokens per answer (the reference uses 20).")] = 20,
-        encode: Annotated[bool, typer.Option("--encode/--no-encode", help="Encode missing PRAG LoRAs on demand (cloze QA pairs, a few seconds a passage, cached); --no-encode reports them as errors.")] = True,
-        rerank: Annotated[str, typer.Option(help="Passage selection: none (BM25 top-k) or dynamic (the LLM picks order and count).")] = "none",
-        candidates: Annotated[int, typer.Option(help="BM25 candidates the dynamic reranker chooses from.")] = 10,
-        as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of the table.")] = False,
+        top_k: options.TopK = None,
+        corpus: options.Corpus = None,
+        index: options.Index = None,
+        ray: options.Ray = False,
+        ray_address: options.RayAddress = None,
+        workers: options.Workers = 2,
+        out: Annotated[Path | None, typer.Option(help="Predictions folder (default: $PRAG_HOME/eval).")] = None,
+        model: options.Model = None,
+        translator: options.Translator = None,
+        store: options.Store = None,
+        max_new_tokens: options.MaxNewTokens = None,
+        encode: options.Encode = True,
+        rerank: options.Rerank = "none",
+        candidates: options.Candidates = 10,
+        reranker_model: options.RerankerModel = None,
+        recipe: options.Recipe = None,
+        layers: options.Layers = None,
+        merge: options.Merge = "sum",
+        order: options.Order = "best-last",
+        probes: Annotated[bool, typer.Option(
+            "--probes/--no-probes", help="Score the gold (and conflict) answers' log-probability under every method.")] = True,
+        as_json: options.AsJson = False,
         markdown: Annotated[bool, typer.Option("--markdown", help="Print the table as GitHub markdown.")] = False,
     ) -> None:
         """Run each method on each question of a QA file and print EM / F1 per method.
 
         Predictions are appended per question, so an interrupted run picks up where it stopped.
         Failed answers (e.g. no PRAG LoRA yet) count as empty and are asked again on the next run.
+
+        --top-k and --max-new-tokens: a flag wins, then PRAG_TOP_K / PRAG_MAX_NEW_TOKENS, then
+        top_k / max_new_tokens in $PRAG_HOME/config.toml, then the reference values (3 passages,
+        20 new tokens). The predictions file names carry both, so runs with other values never mix.
+
+        With PRAG methods and --encode (the default), passages without a PRAG LoRA get one first
+        (cloze QA pairs, a few seconds each), written to the LoRA store and reused by later runs.
         """
-        from engine.evaluate import EvalOptions, evaluate
-        from engine.methods import parse_methods
+        from engine.evaluate import REFERENCE_MAX_NEW_TOKENS, REFERENCE_TOP_K, EvalOptions, evaluate
+        from engine.methods import MERGES, ORDERS, AdapterSource, check_choice, parse_layers, parse_methods
+        from engine.rerank import check_mode
 
         if data is None:
-            raise InputError("no QA file given", "pass --data FILE.jsonl (e.g. one from shared/data)")
+            raise InputError("no QA file given", "pass --data FILE.jsonl (`prag data convert` makes one from a public QA release)")
         if as_json and markdown:
             raise InputError("--json and --markdown both given", "pass one of them")
         existing_path(corpus, "corpus")
@@ -93,20 +122,37 @@ def register(app: typer.Typer) -> None:
         if corpus is not None and index is not None:
             raise InputError("--corpus and --index both given", "an index already holds its corpus: pass one of them")
         existing_path(translator, "translator")
-        options = EvalOptions(
-            data=data, methods=tuple(parse_methods(methods)), limit=limit, offset=offset, top_k=top_k, max_new_tokens=max_new_tokens,
-            corpus=corpus, index=index, out_dir=out, encode_missing=encode, rerank=rerank.strip().lower(), candidates=candidates,
+        rerank = check_mode(rerank)
+        positive_flag(limit, "--limit")
+        not_negative(offset, "--offset", "pass --offset 0 or more")
+        positive_flag(candidates, "--candidates")
+        positive_flag(workers, "--workers")
+        check_reranker_model(reranker_model, rerank)
+        chosen = tuple(parse_methods(methods))
+        merge, order = check_choice(merge, MERGES, "merge"), check_choice(order, ORDERS, "passage order")
+        layer_range = parse_layers(layers)
+        settings = settings_from(model=model, translator=translator, store=store, top_k=top_k, max_new_tokens=max_new_tokens,
+                                 recipe=recipe,
+                                 command_defaults={"top_k": REFERENCE_TOP_K, "max_new_tokens": REFERENCE_MAX_NEW_TOKENS})
+        eval_options = EvalOptions(
+            data=data, methods=chosen, limit=limit, offset=offset, top_k=settings.top_k, max_new_tokens=settings.max_new_tokens,
+            corpus=corpus, index=index, out_dir=out, encode_missing=encode, rerank=rerank, candidates=candidates,
+            reranker_model=reranker_model, probes=probes, merge=merge, order=order, layers=layer_range,
         )
-        settings = settings_from(model=model, translator=translator, store=store)
         quiet_libraries()
         # Ctrl-C: stop after the question in flight (its answers are kept), exit 2; again: at once.
         with progress_bar(enabled=not (as_json or markdown) or is_interactive()) as progress, cancel_on_sigint() as cancel:
+            if encode and any(m.adapter is AdapterSource.PRAG for m in chosen):
+                # Said once the QA file has passed its checks (so a bad file still fails on one line), before any model loads.
+                progress = say_first(progress, f"note: PRAG LoRAs missing from the store {settings.store_dir} are encoded first "
+                                               f"(recipe {settings.recipe}: QA pairs from the passage's own sentences, seconds a passage, kept for later runs); "
+                                               "--no-encode reports them as errors instead")
             if ray:
                 from engine.distributed import RayOptions, evaluate_on_ray
 
-                result = evaluate_on_ray(options, settings, RayOptions(ray_address, workers), progress=progress, cancel=cancel)
+                result = evaluate_on_ray(eval_options, settings, RayOptions(ray_address, workers), progress=progress, cancel=cancel)
             else:
-                result = evaluate(options, settings, progress=progress, cancel=cancel)
+                result = evaluate(eval_options, settings, progress=progress, cancel=cancel)
         if as_json:
             typer.echo(json.dumps(result.to_json(), ensure_ascii=False))
         elif markdown:

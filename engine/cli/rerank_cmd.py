@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -20,7 +20,7 @@ def register(app: typer.Typer) -> None:
         method: Annotated[str, typer.Option(help="Answering method whose quality is recorded.")] = "rag",
         candidates: options.Candidates = 10,
         top_k: options.TopK = None,
-        limit: Annotated[Optional[int], typer.Option(help="Only the first N questions.")] = None,
+        limit: Annotated[int | None, typer.Option(help="Only the first N questions.")] = None,
         corpus: options.Corpus = None,
         model: options.Model = None,
         translator: options.Translator = None,
@@ -32,10 +32,10 @@ def register(app: typer.Typer) -> None:
         (a flag wins, then PRAG_TOP_K / PRAG_MAX_NEW_TOKENS, then the config file).
         """
         from engine.errors import InputError
-        from engine.session import open_explorer
         from engine.methods import parse_methods
         from engine.qa import load_qa
         from engine.rerank_data import collect
+        from engine.session import open_explorer
 
         chosen = parse_methods(method)
         if len(chosen) != 1:

@@ -8,47 +8,83 @@ UI-free and fast. The model itself loads inside the app, in a worker, with progr
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
-from engine.cli.common import existing_path, fail, handle_errors, settings_from
+from engine.cli import options
+from engine.cli.common import check_reranker_model, existing_path, fail, handle_errors, positive_flag, settings_from
+
+
+def _with_reranker(reranker_model: Path):
+    """The TUI's own engine factory, plus a separate reranking model (`--reranker-model`).
+
+    Loaded with the engine, in the app's worker; the reranker is used whenever dynamic
+    reranking is on (the starting --rerank dynamic, or after ctrl+g).
+    """
+    from tui.session import open_explorer  # deferred, like tui.app below
+
+    def factory(settings, progress):
+        from engine.models import load_model
+        from engine.rerank import LLMReranker
+
+        explorer = open_explorer(settings, progress)
+        explorer.reranker = LLMReranker(load_model(reranker_model, settings.models_dir, progress))
+        return explorer
+
+    return factory
 
 
 def register(app: typer.Typer) -> None:
     @app.command()
     @handle_errors
     def tui(
-        model: Annotated[Optional[str], typer.Option(help="Local Hugging Face model directory (default: embedded SmolLM2).")] = None,
-        corpus: Annotated[Optional[Path], typer.Option(help="Corpus JSONL or folder of .txt (default: sample corpus).")] = None,
-        index: Annotated[Optional[Path], typer.Option(help="Index folder from `prag corpus index` (instead of --corpus).")] = None,
-        translator: Annotated[Optional[Path], typer.Option(help="DyPRAG translator (.safetensors or reference .pt).")] = None,
-        data: Annotated[Optional[Path], typer.Option(help="QA JSONL for the questions browser (default: sample_corpus/questions.jsonl).")] = None,
-        store: Annotated[Optional[Path], typer.Option(help="PRAG LoRA store directory.")] = None,
-        top_k: Annotated[Optional[int], typer.Option("--top-k", "-k", help="Passages to retrieve.")] = None,
-        max_new_tokens: Annotated[Optional[int], typer.Option(help="New tokens per answer.")] = None,
-        encode: Annotated[bool, typer.Option("--encode/--no-encode", help="Encode missing PRAG LoRAs before answering (slow).")] = False,
-        export_dir: Annotated[Optional[Path], typer.Option(help="Where ctrl+s writes exports (default: $PRAG_HOME/exports).")] = None,
-        rerank: Annotated[str, typer.Option(help="Passage selection to start with: none (BM25 top-k) or dynamic (the LLM picks; ctrl+g switches).")] = "none",
-        candidates: Annotated[int, typer.Option(help="BM25 candidates the dynamic reranker chooses from.")] = 10,
+        model: options.Model = None,
+        corpus: options.Corpus = None,
+        index: options.Index = None,
+        translator: options.Translator = None,
+        data: options.Data = None,
+        store: options.Store = None,
+        top_k: options.TopK = None,
+        max_new_tokens: options.MaxNewTokens = None,
+        encode: Annotated[bool, typer.Option("--encode/--no-encode", help="Encode missing PRAG LoRAs before answering (slow, once per passage); --no-encode reports them missing.")] = True,
+        export_dir: Annotated[Path | None, typer.Option(help="Where ctrl+s writes exports (default: $PRAG_HOME/exports).")] = None,
+        rerank: options.Rerank = "none",
+        candidates: options.Candidates = 10,
+        reranker_model: options.RerankerModel = None,
+        recipe: options.Recipe = None,
+        layers: options.Layers = None,
+        merge: options.Merge = "sum",
+        order: options.Order = "best-last",
     ) -> None:
-        """Open the terminal explorer: passages, six methods side by side, LoRA norms, knowledge conflicts."""
-        from engine.errors import InputError
+        """Open the terminal explorer: passages, six methods side by side, LoRA norms, knowledge conflicts.
+
+        The questions browser lists --data (default: sample_corpus/questions.jsonl); --rerank is the
+        passage selection the explorer starts with (ctrl+g switches it).
+        """
+        from engine.methods import MERGES, ORDERS, check_choice, parse_layers
+        from engine.offline.recipes import recipe_config
         from engine.rerank import check_mode
 
         rerank = check_mode(rerank)
-        if candidates < 1:
-            raise InputError(f"--candidates must be at least 1, got {candidates}", "pass 1 or more")
+        merge, order = check_choice(merge, MERGES, "merge"), check_choice(order, ORDERS, "passage order")
+        layer_range = parse_layers(layers)
+        positive_flag(candidates, "--candidates")
+        check_reranker_model(reranker_model, rerank)
         existing_path(corpus, "corpus")
         existing_path(index, "index")
         existing_path(translator, "translator")
         existing_path(data, "data")
         if model not in (None, "", "default"):
             existing_path(Path(model), "model")
-        settings = settings_from(model=model, corpus=corpus, index=index, translator=translator, store=store, top_k=top_k, max_new_tokens=max_new_tokens)
+        settings = settings_from(model=model, corpus=corpus, index=index, translator=translator, store=store, top_k=top_k,
+                                 max_new_tokens=max_new_tokens, recipe=recipe)
+        recipe_config(settings.recipe)  # an unknown recipe fails here, on one line, before the app opens
         from tui.app import PragApp  # deferred: Textual is only needed here
 
-        app = PragApp(settings, data=data, encode_missing=encode, export_dir=export_dir, rerank=rerank, candidates=candidates)
+        app = PragApp(settings, data=data, encode_missing=encode, export_dir=export_dir, rerank=rerank, candidates=candidates,
+                      merge=merge, order=order, layers=layer_range,
+                      engine_factory=_with_reranker(reranker_model) if reranker_model is not None else None)
         app.run()
         if app.startup_error is not None:
             raise fail(app.startup_error)

@@ -43,7 +43,7 @@ class EvalOptions:
     """Score the gold (and conflict) answers' log-probability under every method (engine.probes)."""
     merge: str = "sum"
     """How the passages' PRAG LoRAs combine (engine.methods.MERGES)."""
-    order: str = "best-first"
+    order: str = "best-last"
     """Passage order in the prompt (engine.methods.ORDERS)."""
     layers: tuple[int, int] | None = None
     """Inject PRAG/DyPRAG LoRAs only into these layers; None = all."""

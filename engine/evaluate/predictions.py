@@ -7,9 +7,10 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Iterator, Sequence
+from typing import IO, TYPE_CHECKING, Any
 
 from engine.atomic import clean_temp_files, file_lock, write_text
 from engine.errors import InputError
@@ -114,7 +115,7 @@ def _file_digest(path: Path) -> str:
     return digest.hexdigest()[:12]
 
 
-def fingerprint(explorer: "Explorer", options: EvalOptions, translator_path: Path | None) -> dict[str, Any]:
+def fingerprint(explorer: Explorer, options: EvalOptions, translator_path: Path | None) -> dict[str, Any]:
     """Every setting that changes an answer, as plain data (hashed into the file names)."""
     corpus: dict[str, Any] | None = None
     if options.index is not None:  # the index manifest's digest: sorted passage keys, as below

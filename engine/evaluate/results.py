@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from engine.evaluate.options import REFERENCE_MAX_NEW_TOKENS, REFERENCE_TOP_K
 from engine.methods import Method

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 from engine.answers import AnswerUpdate
 from engine.atomic import write_text
@@ -21,13 +22,14 @@ from engine.probes import ProbeSet
 from engine.progress import ProgressCallback, report
 from engine.qa import QAItem, load_qa
 from engine.retrieval import BM25Retriever, Hit, hits_from_passages
+from engine.validate import not_negative, positive, positive_or_none
 
 if TYPE_CHECKING:
     from engine.explorer import Explorer
 
 
 def answer_one(
-    explorer: "Explorer", item: QAItem, options: EvalOptions, files: dict[str, PredictionFile],
+    explorer: Explorer, item: QAItem, options: EvalOptions, files: dict[str, PredictionFile],
     progress: ProgressCallback | None, label: str, done: int, total: int, cancel: threading.Event | None,
 ) -> float | None:
     """All methods still missing for `item`, in one compare call; their lines appended. None when cancelled."""
@@ -68,21 +70,16 @@ def answer_one(
 
 
 def _check_options(options: EvalOptions) -> None:
-    if options.limit is not None and options.limit < 1:
-        raise InputError(f"limit must be at least 1, got {options.limit}", "pass --limit 1 or more, or leave it out for all")
-    if options.offset < 0:
-        raise InputError(f"offset cannot be negative, got {options.offset}", "pass --offset 0 or more")
-    if options.top_k < 1:
-        raise InputError(f"top-k must be at least 1, got {options.top_k}", "pass --top-k 1 or more")
-    if options.max_new_tokens < 1:
-        raise InputError(f"max-new-tokens must be at least 1, got {options.max_new_tokens}", "pass a positive number")
+    positive_or_none(options.limit, "limit", "use 1 or more, or None for every question")
+    not_negative(options.offset, "offset")
+    positive(options.top_k, "top-k")
+    positive(options.max_new_tokens, "max-new-tokens")
     if not options.methods:
         raise InputError("no method selected", f"choose from {', '.join(METHODS)} or 'all'")
     from engine.rerank import check_mode
 
     check_mode(options.rerank)
-    if options.candidates < 1:
-        raise InputError(f"--candidates must be at least 1, got {options.candidates}", "pass 1 or more")
+    positive(options.candidates, "candidates")
 
 
 def load_items(options: EvalOptions) -> list[QAItem]:
@@ -106,7 +103,7 @@ def load_items(options: EvalOptions) -> list[QAItem]:
     return items
 
 
-def hits_for(item: QAItem, explorer: "Explorer", options: EvalOptions) -> list[Hit]:
+def hits_for(item: QAItem, explorer: Explorer, options: EvalOptions) -> list[Hit]:
     """The passages a question is answered with: from the corpus, or the file's own (BM25 top-k when more than k)."""
     if options.corpus is not None or options.index is not None:
         return explorer.retrieve(item.question, options.top_k)
@@ -122,7 +119,7 @@ def hits_for(item: QAItem, explorer: "Explorer", options: EvalOptions) -> list[H
     return hits
 
 
-def open_explorer(settings: Settings, options: EvalOptions, items: Sequence[QAItem], progress: ProgressCallback | None) -> "Explorer":
+def open_explorer(settings: Settings, options: EvalOptions, items: Sequence[QAItem], progress: ProgressCallback | None) -> Explorer:
     """The session for a run: retrieval from the corpus/index, or a small index of the rows' own passages."""
     from engine.session import open_explorer as open_session
 
@@ -151,7 +148,7 @@ def evaluate(
     options: EvalOptions,
     settings: Settings | None = None,
     *,
-    explorer: "Explorer | None" = None,
+    explorer: Explorer | None = None,
     progress: ProgressCallback | None = None,
     cancel: threading.Event | None = None,
 ) -> EvalResult:

@@ -16,14 +16,14 @@ import json
 import re
 import threading
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from engine.corpus import Passage
 from engine.errors import Cancelled, InputError
-from engine.offline.records import (MIN_QA, AugmentFile, AugmentFn, AugmentRecord, FailedPassage, QAPair, load_augment, save_augment,
-                                    slug)
+from engine.offline.records import MIN_QA, AugmentFile, AugmentFn, AugmentRecord, FailedPassage, QAPair, load_augment, save_augment, slug
 from engine.offline.sources import light_rewrite, norm_words, sentence_with
 from engine.progress import ProgressCallback, check_cancel, report
 
@@ -165,7 +165,7 @@ _EXAMPLE_QA = [
 class LLMAugmenter:
     """Rewrites and QA pairs from the loaded model: greedy first, then seeded sampling retries."""
 
-    loaded: "LoadedModel"
+    loaded: LoadedModel
     attempts: int = 4
     min_qa: int = MIN_QA
     max_qa: int = MIN_QA

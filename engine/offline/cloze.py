@@ -12,9 +12,9 @@ from __future__ import annotations
 import re
 import threading
 
+from engine.corpus import Passage
 from engine.offline.records import AugmentFn, AugmentRecord, FailedPassage, QAPair
 from engine.offline.sources import light_rewrite
-from engine.corpus import Passage
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
 # A run of capitalized words (with inner "of", "de", ...), or a number with its unit words.

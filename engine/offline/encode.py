@@ -23,18 +23,19 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING
 
 from engine.adapters import Adapter, Key
-from engine.offline.records import AugmentFile, AugmentRecord, FailedPassage, load_augment, save_augment
 from engine.corpus import Passage, make_passage
 from engine.errors import ArtifactError, InputError
 from engine.inject import inject
 from engine.models import MLP_MODULES, LoadedModel, ModelArch
+from engine.offline.records import AugmentFile, AugmentFn, AugmentRecord, FailedPassage, load_augment, save_augment
 from engine.progress import ProgressCallback, check_cancel, report
-from engine.prompts import training_text
+from engine.prompts import generation_prompt, training_text
 from engine.store import EncodeConfig, LoraStore
 
 if TYPE_CHECKING:
@@ -64,21 +65,79 @@ def training_texts(tokenizer, record: AugmentRecord) -> list[str]:
     return texts
 
 
-def tokenize(tokenizer, texts: Sequence[str]) -> list["torch.Tensor"]:
+def tokenize(tokenizer, texts: Sequence[str]) -> list[torch.Tensor]:
     """(1, T) id tensors; the chat template already holds the special tokens."""
     return [tokenizer(text, return_tensors="pt", add_special_tokens=False)["input_ids"][:, :MAX_TOKENS] for text in texts]
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Examples of one optimizer step: right-padded ids, labels (-100 = no loss) and the padding mask."""
+
+    input_ids: torch.Tensor
+    labels: torch.Tensor
+    attention_mask: torch.Tensor | None = None
+    prefix: int = 0
+    """Leading tokens every row shares, none of them labelled (the template before the question)."""
+
+    @classmethod
+    def of(cls, item: Batch | torch.Tensor) -> Batch:
+        """A bare (1, T) id tensor is the reference's example: loss on every token."""
+        return item if isinstance(item, Batch) else cls(item, item)
+
+
+def question_examples(tokenizer, record: AugmentRecord, loss_on: str) -> list[tuple[list[int], list[int]]]:
+    """(ids, labels) per QA pair, the question alone in the prompt: exactly what PRAG is later asked.
+
+    Prompt and answer are tokenized apart, so the answer's tokens are the ones a probe scores.
+    """
+    examples = []
+    for pair in record.qa:
+        prompt = tokenizer(generation_prompt(tokenizer, pair.question), add_special_tokens=False)["input_ids"]
+        answer = tokenizer(f" {pair.answer.strip().rstrip('.')}.", add_special_tokens=False)["input_ids"]
+        ids = (prompt + answer)[:MAX_TOKENS]
+        labels = ([-100] * len(prompt) + answer if loss_on == "answer" else prompt + answer)[:MAX_TOKENS]
+        examples.append((ids, labels))
+    return examples
+
+
+def pad_batches(examples: Sequence[tuple[list[int], list[int]]], batch_size: int, pad_id: int) -> list[Batch]:
+    import torch
+
+    batches = []
+    for start in range(0, len(examples), batch_size):
+        chunk = examples[start:start + batch_size]
+        width = max(len(ids) for ids, _ in chunk)
+        ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
+        labels = torch.full((len(chunk), width), -100, dtype=torch.long)
+        mask = torch.zeros((len(chunk), width), dtype=torch.long)
+        for row, (example_ids, example_labels) in enumerate(chunk):
+            ids[row, : len(example_ids)] = torch.tensor(example_ids)
+            labels[row, : len(example_labels)] = torch.tensor(example_labels)
+            mask[row, : len(example_ids)] = 1
+        unlabelled = min(next((i for i, label in enumerate(lab) if label != -100), len(lab)) for _, lab in chunk)
+        batches.append(Batch(ids, labels, mask, min(shared_prefix([example for example, _ in chunk]), unlabelled)))
+    return batches
+
+
+def training_batches(tokenizer, record: AugmentRecord, config: EncodeConfig) -> list[Batch | torch.Tensor]:
+    """The steps of one epoch for `record` under `config`'s layout."""
+    if config.layout == "reference":
+        return list(tokenize(tokenizer, training_texts(tokenizer, record)))
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    return list(pad_batches(question_examples(tokenizer, record, config.loss_on), config.batch_size, pad_id))
 
 
 # --- the LoRA -------------------------------------------------------------------------------------
 
 
-def initial_pairs(arch: ModelArch, config: EncodeConfig) -> dict[Key, tuple["torch.Tensor", "torch.Tensor"]]:
+def initial_pairs(arch: ModelArch, config: EncodeConfig) -> dict[Key, tuple[torch.Tensor, torch.Tensor]]:
     """A Kaiming-uniform (as peft and the LoRA paper's code), B zeros: the adapter starts as a no-op."""
     import torch
 
     gen = torch.Generator().manual_seed(config.seed)
     pairs = {}
-    for layer in range(arch.num_layers):
+    for layer in range(config.first_layer(arch.num_layers), arch.num_layers):
         for module in MLP_MODULES:
             fan_in, fan_out = arch.module_shape(module)
             a = torch.empty(config.rank, fan_in)
@@ -94,26 +153,66 @@ class TrainedLora:
     """Loss of every optimizer step, in order."""
 
 
-def lm_losses(loaded: LoadedModel, ids: Sequence["torch.Tensor"], adapter: Adapter | None) -> list[float]:
-    """Per-example LM loss (all tokens) with `adapter` injected, no training (tests and reports)."""
+def shared_prefix(rows: Sequence[Sequence[int]]) -> int:
+    """Tokens every row starts with (the chat template and system prompt before each question)."""
+    first = rows[0]
+    length = min(len(row) for row in rows)
+    for index in range(length):
+        if any(row[index] != first[index] for row in rows):
+            return index
+    return length
+
+
+def answer_loss(model, batch: Batch, adapter: Adapter | None) -> "torch.Tensor":
+    """Mean next-token loss over the labelled positions, computed the cheap way; same value as the model's own loss.
+
+    Two savings, both exact: the prefix every row shares (template and system prompt, a third of a
+    short question-only example) runs once, not once per row, its keys and values repeated over the
+    batch; and the LM head (a fifth of a small model's forward pass) runs on the answer positions only.
+    Needs every labelled position after the shared prefix (true when the loss is on the answer).
+    """
+    import torch
+
+    body = getattr(model, model.base_model_prefix)
+    rows = batch.input_ids.shape[0]
+    prefix = min(batch.prefix, batch.input_ids.shape[1] - 1)
+    cache = None
+    if prefix > 0 and rows > 1:
+        with inject(model, [adapter]):
+            cache = body(input_ids=batch.input_ids[:1, :prefix], use_cache=True).past_key_values
+        cache.batch_repeat_interleave(rows)
+    else:
+        prefix = 0
+    with inject(model, [adapter] * rows):
+        hidden = body(input_ids=batch.input_ids[:, prefix:], attention_mask=batch.attention_mask, past_key_values=cache,
+                      use_cache=cache is not None).last_hidden_state
+    targets = batch.labels[:, prefix + 1:]
+    keep = targets != -100
+    logits = model.get_output_embeddings()(hidden[:, :-1][keep])
+    return torch.nn.functional.cross_entropy(logits.float(), targets[keep])
+
+
+def lm_losses(loaded: LoadedModel, ids: Sequence[Batch | torch.Tensor], adapter: Adapter | None) -> list[float]:
+    """Per-batch LM loss with `adapter` injected, no training (tests and reports)."""
     import torch
 
     losses = []
-    with inject(loaded.model, [adapter]), torch.no_grad():
-        for example in ids:
-            losses.append(float(loaded.model(input_ids=example, labels=example).loss))
+    for item in ids:
+        batch = Batch.of(item)
+        with inject(loaded.model, [adapter] * batch.input_ids.shape[0]), torch.no_grad():
+            losses.append(float(loaded.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, labels=batch.labels).loss))
     return losses
 
 
 def train_lora(
     loaded: LoadedModel,
-    ids: Sequence["torch.Tensor"],
+    ids: Sequence[Batch | torch.Tensor],
     config: EncodeConfig,
     cancel: threading.Event | None = None,
     on_step: StepCallback | None = None,
-    init: dict[Key, tuple["torch.Tensor", "torch.Tensor"]] | None = None,
+    init: dict[Key, tuple[torch.Tensor, torch.Tensor]] | None = None,
 ) -> TrainedLora:
-    """Fit one LoRA on the examples, batch 1, `config.epochs` passes in a fixed order."""
+    """Fit one LoRA on the batches, `config.epochs` passes in a fixed order."""
     import torch
 
     start = init if init is not None else initial_pairs(loaded.arch, config)
@@ -125,11 +224,15 @@ def train_lora(
     losses: list[float] = []
     with torch.enable_grad():
         for _epoch in range(config.epochs):
-            for example in ids:
+            for item in ids:
                 check_cancel(cancel)
+                batch = Batch.of(item)
                 # Hooks are re-entered each step: they hold the stacked A/B, which must see the update.
-                with inject(model, [adapter]):
-                    loss = model(input_ids=example, labels=example).loss
+                if config.loss_on == "answer":
+                    loss = answer_loss(model, batch, adapter)
+                else:
+                    with inject(model, [adapter] * batch.input_ids.shape[0]):
+                        loss = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, labels=batch.labels).loss
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -228,7 +331,7 @@ def encode_records(
         if not record.qa:
             name = (record.passage.title or record.passage.text)[:40]
             raise ArtifactError(f"passage {name!r} has no QA pairs", "augment it again with `prag augment`")
-        ids = tokenize(loaded.tokenizer, training_texts(loaded.tokenizer, record))
+        ids = training_batches(loaded.tokenizer, record, store.config)
         trained = train_lora(loaded, ids, store.config, cancel, on_step, init)
         store.put(record.passage, trained.adapter, {
             "recipe": RECIPE, "aug_model": aug_model, "examples": len(ids),
@@ -246,35 +349,46 @@ def encode_records(
 
 
 def augment_cache_path(store: LoraStore) -> Path:
-    """Augmentations made on demand, next to the model's LoRA folders (reused by any recipe)."""
-    return store.dir.parent / "augment-on-demand.json"
+    """Augmentations made on demand, next to the model's LoRA folders (reused by every recipe with the same QA source)."""
+    name = "augment-on-demand.json" if store.config.qa == "cloze" else f"augment-on-demand-{store.config.qa}.json"
+    return store.dir.parent / name
+
+
+def on_demand_source(qa: str) -> AugmentFn:
+    """The QA pairs a recipe makes for a passage nobody augmented: instant, no LLM, no gold answers."""
+    from engine.offline.cloze import cloze_source
+    from engine.offline.facts import facts_source
+
+    if qa == "facts":
+        return facts_source(min_qa=1)
+    return cloze_source(min_qa=1, max_qa=3)
 
 
 class OnDemandEncoder:
-    """The Explorer's `PassageEncoder`: cloze-augment missing passages, then encode them into `store`.
+    """The Explorer's `PassageEncoder`: augment missing passages (the recipe's QA source), then encode them into `store`.
 
-    Augmentation is cloze pairs from the passage's own sentences (instant, cached beside the
-    store), not the LLM: a 135M model takes about a minute per passage and fails on most, and
-    gold pairs would train the LoRA on the very question being evaluated. The caller holds the
+    Augmentation is made from the passage's own sentences (instant, cached beside the store),
+    not by the LLM: a 135M model takes about a minute per passage and fails on most, and gold
+    pairs would train the LoRA on the very question being evaluated. The caller holds the
     model lock: training runs the same model a generation hooks.
     """
 
     label = "Encoding PRAG LoRAs"
 
-    def __init__(self, loaded: LoadedModel, store: LoraStore) -> None:
+    def __init__(self, loaded: LoadedModel) -> None:
         self.loaded = loaded
-        self.store = store
 
-    def augmentation(self, passage: Passage, cancel: threading.Event | None = None) -> tuple[AugmentRecord, str]:
-        """(record, its source name): the cached augmentation, else new cloze pairs (cached)."""
-        from engine.offline.cloze import MIN_WORDS, cloze_source
+    def augmentation(self, passage: Passage, store: LoraStore, cancel: threading.Event | None = None) -> tuple[AugmentRecord, str]:
+        """(record, its source name): the cached augmentation for `store`'s recipe, else new pairs (cached)."""
+        from engine.offline.cloze import MIN_WORDS
 
-        path = augment_cache_path(self.store)
-        cached = load_augment(path) if path.is_file() else AugmentFile("cloze")
+        path = augment_cache_path(store)
+        source = store.config.qa
+        cached = load_augment(path) if path.is_file() else AugmentFile(source)
         for record in cached.records:
             if record.passage.key == passage.key:
                 return record, cached.aug_model
-        outcome = cloze_source(min_qa=1, max_qa=3)(passage, cancel)
+        outcome = on_demand_source(source)(passage, cancel)
         if isinstance(outcome, FailedPassage):
             raise ArtifactError(
                 f"passage {(passage.title or passage.text)[:40]!r} has no sentence of {MIN_WORDS}+ words to ask about",
@@ -283,15 +397,15 @@ class OnDemandEncoder:
         cached = load_augment(path) if path.is_file() else cached  # re-read: another worker may have written
         cached.records.append(outcome)
         save_augment(path, cached)
-        return outcome, "cloze"
+        return outcome, source
 
-    def __call__(self, passages: Sequence[Passage], progress: ProgressCallback | None = None,
+    def __call__(self, passages: Sequence[Passage], store: LoraStore, progress: ProgressCallback | None = None,
                  cancel: threading.Event | None = None) -> None:
-        missing = list({p.key: p for p in passages if not self.store.has(p)}.values())
+        missing = list({p.key: p for p in passages if not store.has(p)}.values())
         for index, passage in enumerate(missing):
             check_cancel(cancel)
             report(progress, self.label, index, len(missing), f"encoding {(passage.title or passage.text)[:24]}")
-            record, source = self.augmentation(passage, cancel)
-            encode_records(self.loaded, [record], self.store, source, cancel=cancel, label=self.label,
+            record, source = self.augmentation(passage, store, cancel)
+            encode_records(self.loaded, [record], store, source, cancel=cancel, label=self.label,
                            progress=lambda p, i=index: report(progress, self.label, i, len(missing), p.info))
         report(progress, self.label, len(missing), len(missing))

@@ -18,9 +18,10 @@ from __future__ import annotations
 import json
 import re
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from engine.corpus import Passage, make_passage
 from engine.errors import ArtifactError

@@ -13,8 +13,9 @@ from __future__ import annotations
 import random
 import re
 import threading
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 from engine.corpus import Passage, load_corpus
 from engine.errors import InputError
@@ -68,16 +69,16 @@ def sample_passages(passages: Sequence[Passage], count: int, seed: int = 0) -> l
     return [passages[i] for i in chosen]
 
 
-def gold_qa_index(items: Sequence["QAItem"]) -> dict[str, list["QAItem"]]:
+def gold_qa_index(items: Sequence[QAItem]) -> dict[str, list[QAItem]]:
     """Questions grouped by the text of their passage (whitespace-normalized, title ignored)."""
-    index: dict[str, list["QAItem"]] = {}
+    index: dict[str, list[QAItem]] = {}
     for item in items:
         for passage in item.passages:
             index.setdefault(_SPACES.sub(" ", passage.text.strip()), []).append(item)
     return index
 
 
-def gold_pairs(passage: Passage, questions: Sequence["QAItem"]) -> list[QAPair]:
+def gold_pairs(passage: Passage, questions: Sequence[QAItem]) -> list[QAPair]:
     """Gold QA pairs in file order: the first answer is the span; its passage sentence the full answer."""
     pairs, seen = [], set()
     for item in questions:
@@ -89,8 +90,8 @@ def gold_pairs(passage: Passage, questions: Sequence["QAItem"]) -> list[QAPair]:
     return pairs
 
 
-def gold_source(index: dict[str, list["QAItem"]], min_qa: int = MIN_QA, max_qa: int = MIN_QA,
-                augmenter: "LLMAugmenter | None" = None) -> AugmentFn:
+def gold_source(index: dict[str, list[QAItem]], min_qa: int = MIN_QA, max_qa: int = MIN_QA,
+                augmenter: LLMAugmenter | None = None) -> AugmentFn:
     """QA pairs from the data; the rewrite from `augmenter` when given, else the light rewrite."""
 
     def run(passage: Passage, cancel: threading.Event | None) -> AugmentRecord | FailedPassage:

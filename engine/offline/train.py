@@ -19,19 +19,21 @@ import hashlib
 import json
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 from engine.adapters import Adapter
-from engine.offline.records import AugmentRecord
 from engine.corpus import Passage
-from engine.offline.encode import tokenize, training_texts
 from engine.errors import ArtifactError, Cancelled, InputError
 from engine.inject import inject
 from engine.models import LoadedModel
+from engine.offline.encode import tokenize, training_texts
+from engine.offline.records import AugmentRecord
 from engine.progress import ProgressCallback, report
 from engine.store import LoraStore
+from engine.validate import not_negative, positive
 
 if TYPE_CHECKING:
     import torch
@@ -60,12 +62,11 @@ class TrainConfig:
     mse_weight: float = 100.0
 
     def __post_init__(self) -> None:
-        if self.p < 1 or self.epochs < 1:
-            raise InputError(f"--p and --epochs must be positive, got p={self.p}, epochs={self.epochs}", "pass 1 or more")
-        if not self.learning_rate > 0:
-            raise InputError(f"--lr must be positive, got {self.learning_rate}", "e.g. --lr 1e-5 (the reference)")
-        if self.checkpoint_every < 0 or self.per_passage < 0:
-            raise InputError("--checkpoint-every and --per-passage cannot be negative", "pass 0 or more")
+        positive(self.p, "p (the translator's hidden size)")
+        positive(self.epochs, "epochs")
+        positive(self.learning_rate, "learning rate", "e.g. 1e-5 (the reference)")
+        not_negative(self.checkpoint_every, "checkpoint interval")
+        not_negative(self.per_passage, "examples per passage")
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,7 @@ def embedding_dir(store: LoraStore) -> Path:
 
 
 def cached_embeddings(loaded: LoadedModel, passages: Sequence[Passage], folder: Path,
-                      progress: ProgressCallback | None = None) -> dict[str, "torch.Tensor"]:
+                      progress: ProgressCallback | None = None) -> dict[str, torch.Tensor]:
     """passage key -> (hidden,) last-token state of the raw text; computed once, one passage at a time."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file, save_file
@@ -133,19 +134,19 @@ def cached_embeddings(loaded: LoadedModel, passages: Sequence[Passage], folder: 
 
 @dataclass
 class LossTerms:
-    lm: "torch.Tensor"
-    kl: "torch.Tensor"
+    lm: torch.Tensor
+    kl: torch.Tensor
     """Unweighted."""
-    mse: "torch.Tensor"
+    mse: torch.Tensor
     """Unweighted sum over keys."""
-    total: "torch.Tensor"
+    total: torch.Tensor
 
     def values(self) -> dict[str, float]:
         return {name: float(getattr(self, name).detach()) for name in TERMS}
 
 
-def translator_loss(loaded: LoadedModel, translator: "ParameterTranslator", embedding: "torch.Tensor", prag: Adapter,
-                    ids: "torch.Tensor", config: TrainConfig) -> LossTerms:
+def translator_loss(loaded: LoadedModel, translator: ParameterTranslator, embedding: torch.Tensor, prag: Adapter,
+                    ids: torch.Tensor, config: TrainConfig) -> LossTerms:
     """The reference objective for one example; gradients reach the translator only."""
     import torch
     import torch.nn.functional as F
@@ -193,7 +194,7 @@ def fingerprint(loaded: LoadedModel, store: LoraStore, config: TrainConfig, exam
     return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
 
 
-def save_checkpoint(path: Path, translator: "ParameterTranslator", optimizer: "torch.optim.Optimizer", state: TrainState, print_: str) -> None:
+def save_checkpoint(path: Path, translator: ParameterTranslator, optimizer: torch.optim.Optimizer, state: TrainState, print_: str) -> None:
     import torch
 
     from engine.atomic import atomic_path
@@ -210,7 +211,7 @@ def save_checkpoint(path: Path, translator: "ParameterTranslator", optimizer: "t
         torch.save(payload, tmp)
 
 
-def load_checkpoint(path: Path, translator: "ParameterTranslator", optimizer: "torch.optim.Optimizer", print_: str) -> TrainState:
+def load_checkpoint(path: Path, translator: ParameterTranslator, optimizer: torch.optim.Optimizer, print_: str) -> TrainState:
     import torch
 
     try:
@@ -259,7 +260,7 @@ class TrainSummary:
         return self.seconds / self.new_steps if self.new_steps else 0.0
 
 
-def make_translator(loaded: LoadedModel, rank: int, config: TrainConfig) -> "ParameterTranslator":
+def make_translator(loaded: LoadedModel, rank: int, config: TrainConfig) -> ParameterTranslator:
     import torch
 
     from engine.translator import ParameterTranslator, TranslatorConfig
@@ -288,7 +289,7 @@ def train_translator(
 
     out = Path(out).expanduser()
     if out.suffix != ".safetensors":
-        raise InputError(f"--out {out} must end in .safetensors", "the reference .pt is written beside it with --export-reference")
+        raise InputError(f"the translator path {out} must end in .safetensors", "the reference .pt format is written beside it on request")
     if not records:
         raise InputError("the augmentation file has no passages", "augment some with `prag augment`")
     missing = [r for r in records if not store.has(r.passage)]

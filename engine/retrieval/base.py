@@ -13,11 +13,12 @@ corpus from one backend to another changes no answer.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Collection, Protocol, Sequence
+from typing import TYPE_CHECKING, Protocol
 
 from engine.corpus import Passage
-from engine.errors import InputError
+from engine.validate import positive
 
 if TYPE_CHECKING:
     import numpy as np
@@ -73,7 +74,7 @@ class Retriever(Protocol):
 # --- Okapi BM25, as rank-bm25's `BM25Okapi` computes it -------------------------------------
 
 
-def okapi_idf(df: "np.ndarray", n_docs: int, epsilon: float) -> "np.ndarray":
+def okapi_idf(df: np.ndarray, n_docs: int, epsilon: float) -> np.ndarray:
     """rank-bm25 `BM25Okapi._calc_idf`, vectorized: (V,) document frequencies -> (V,) idf."""
     import numpy as np
 
@@ -82,12 +83,12 @@ def okapi_idf(df: "np.ndarray", n_docs: int, epsilon: float) -> "np.ndarray":
     return np.where(idf < 0, floor, idf)
 
 
-def length_norm(lengths: "np.ndarray", avgdl: float, k1: float, b: float) -> "np.ndarray":
+def length_norm(lengths: np.ndarray, avgdl: float, k1: float, b: float) -> np.ndarray:
     """(N,) the part of BM25's denominator that depends only on the passage: computed once per corpus."""
     return k1 * (1 - b + b * lengths / avgdl)
 
 
-def term_score(idf: "float | np.ndarray", tf: "np.ndarray", norm: "np.ndarray", k1: float) -> "np.ndarray":
+def term_score(idf: float | np.ndarray, tf: np.ndarray, norm: np.ndarray, k1: float) -> np.ndarray:
     """One query term's BM25 contribution, with `norm` from `length_norm` (rank-bm25's expression, term by term)."""
     return idf * (tf * (k1 + 1) / (tf + norm))
 
@@ -97,12 +98,11 @@ def term_score(idf: "float | np.ndarray", tf: "np.ndarray", norm: "np.ndarray", 
 
 def query_terms(query: str, k: int) -> list[str]:
     """The query's terms, after checking k the same way for every backend; [] means nothing to search for."""
-    if k < 1:
-        raise InputError(f"top-k must be at least 1, got {k}", "pass --top-k 1 or more")
+    positive(k, "top-k", "ask for 1 passage or more")
     return tokenize(query)
 
 
-def top_k_indices(scores: "np.ndarray", k: int) -> list[int]:
+def top_k_indices(scores: np.ndarray, k: int) -> list[int]:
     """Indices of the k highest scores, best first; ties go to the earlier passage (every BM25 backend agrees)."""
     import numpy as np
 

@@ -7,7 +7,8 @@ under a second with the same ranking.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from engine.corpus import Passage
 from engine.errors import InputError
@@ -51,7 +52,7 @@ class BM25Retriever:
         # The same expression rank-bm25 evaluates per query term, computed once.
         self._length_norm = length_norm(np.array(bm25.doc_len), bm25.avgdl, bm25.k1, bm25.b)
 
-    def scores(self, terms: Sequence[str]) -> "np.ndarray":
+    def scores(self, terms: Sequence[str]) -> np.ndarray:
         """BM25 score of every passage for the query terms (repeats count again), as rank-bm25's `get_scores`."""
         import numpy as np
 

@@ -21,15 +21,26 @@ from __future__ import annotations
 import json
 from array import array
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 from engine.atomic import write_text
 from engine.corpus import Passage
 from engine.errors import ArtifactError
-from engine.retrieval.base import (EMPTY_TOKEN, BM25Params, Hit, length_norm, okapi_idf, query_terms, ranked_hits, term_score,
-                                   tokenize, top_k_indices)
-from engine.retrieval.index import BM25S_DIR, IndexInfo, PassageFile, read_info
+from engine.retrieval.base import (
+    EMPTY_TOKEN,
+    BM25Params,
+    Hit,
+    length_norm,
+    okapi_idf,
+    query_terms,
+    ranked_hits,
+    term_score,
+    tokenize,
+    top_k_indices,
+)
+from engine.retrieval.layout import BM25S_DIR, IndexInfo, PassageFile, read_info
 
 if TYPE_CHECKING:
     import numpy as np
@@ -133,7 +144,7 @@ class BM25SRetriever:
     def __len__(self) -> int:
         return len(self.passages)
 
-    def scores(self, terms: Sequence[str]) -> "np.ndarray":
+    def scores(self, terms: Sequence[str]) -> np.ndarray:
         """(N,) BM25 score of every passage for the (tokenized) query."""
         import numpy as np
 

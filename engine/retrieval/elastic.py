@@ -11,16 +11,17 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 from engine.atomic import write_text
 from engine.corpus import Passage
 from engine.errors import ArtifactError, InputError
 from engine.progress import ProgressCallback, check_cancel, report
 from engine.retrieval.base import EMPTY_TOKEN, BM25Params, Hit, query_terms, ranked_hits, tokenize
-from engine.retrieval.index import MANIFEST, REPORT_EVERY, IndexInfo, corpus_digest, count_lines, iter_passages, resolve_corpus
+from engine.retrieval.layout import MANIFEST, REPORT_EVERY, IndexInfo, corpus_digest, count_lines, iter_passages, resolve_corpus
 
 if TYPE_CHECKING:
     import threading
@@ -39,7 +40,7 @@ def es_url(url: str | None, fallback: str | None = None) -> str:
     return chosen
 
 
-def _es_client(url: str) -> "Elasticsearch":
+def _es_client(url: str) -> Elasticsearch:
     try:
         from elasticsearch import Elasticsearch
     except ImportError:
@@ -76,7 +77,7 @@ def build_es_index(
     url: str | None = None,
     params: BM25Params = BM25Params(),
     progress: ProgressCallback | None = None,
-    cancel: "threading.Event | None" = None,
+    cancel: threading.Event | None = None,
     out: Path | None = None,
     chunk_size: int = 1000,
 ) -> IndexInfo:

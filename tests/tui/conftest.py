@@ -10,12 +10,11 @@
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import pytest
 
 from engine.config import load_settings
-
 from tests.tui.fake_engine import fake_factory
 
 RETRIEVAL_QUESTION = "Who founded the engineering firm Quistrel Dynamics?"
@@ -74,7 +73,6 @@ def real_explorer(loaded, tmp_path):
     from engine.explorer import Explorer
     from engine.retrieval import BM25Retriever
     from engine.store import LoraStore
-
     from tui.session import generation_threads
 
     before = torch.get_num_threads()

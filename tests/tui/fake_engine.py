@@ -1,13 +1,15 @@
 """A deterministic, fast stand-in for `engine.explorer.Explorer` (layout snapshots and UI logic tests).
 
-Same methods as the real one (`retrieve`, `select`, `compare` with streaming `on_update`
-and a cancel event), real BM25 over the sample corpus, canned answers and per-layer norms,
-and fixed latencies, so SVG snapshots are identical run after run.
+Same entry point as the real one: `ask` reports `PassagesChosen`, then streams every
+`AnswerUpdate`, and honours the cancel event in each stage (fake rerank, fake PRAG
+encoding, generation). Real BM25 over the sample corpus, canned answers and per-layer
+norms, and fixed latencies, so SVG snapshots are identical run after run.
 
-The fake reranker (`select` with rerank="dynamic") keeps the BM25 top-k in reverse
-order and drops every other candidate (always at least the last one), replying like
-the real one ("[3] > [2] > [1]"); the reply goes through the engine's own parsing, so
-a `rerank_reply` without usable identifiers falls back to BM25 order as the real one does.
+The fake reranker (rerank="dynamic") keeps the BM25 top-k in reverse order and drops
+every other candidate (always at least the last one), replying like the real one
+("[3] > [2] > [1]"); the reply goes through the engine's own parsing, so a
+`rerank_reply` without usable identifiers falls back to BM25 order as the real one does.
+Cancelled mid-rerank, it keeps BM25 order, as `LLMReranker` does.
 """
 
 from __future__ import annotations
@@ -15,19 +17,22 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from types import SimpleNamespace
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from engine.corpus import load_corpus
-from engine.errors import ArtifactError, InputError, PragError
-from engine.explorer import Answer, AnswerUpdate, Comparison, UpdateCallback, validate_question
+from engine.errors import ArtifactError, Cancelled, InputError, PragError
+from engine.explorer import Answer, AnswerUpdate, AskRequest, Comparison, EventCallback, PassagesChosen, validate_question
 from engine.methods import AdapterSource, Method
 from engine.models import MLP_MODULES
-from engine.progress import report
+from engine.progress import Progress, report
 from engine.rerank import RerankResult, apply_order, bm25_fallback, check_mode, parse_identifiers
 from engine.retrieval import BM25Retriever, Hit
 
+clock = time.perf_counter
+"""Times retrieval plus reranking (`PassagesChosen.seconds`); the snapshot tests pin it."""
 NUM_LAYERS = 30
 MODEL_ID = "fake-smollm2"
 
@@ -71,6 +76,15 @@ def fake_norms(source: AdapterSource) -> list[dict[str, float | int]]:
     return rows
 
 
+def wait_open(gate: threading.Event, cancel: threading.Event | None, timeout: float = 10.0) -> None:
+    """Block like a long engine step until `gate` opens, but stop as soon as `cancel` is set
+    (the real engine checks it between tokens and training steps)."""
+    deadline = time.monotonic() + timeout
+    while not gate.wait(0.01):
+        if (cancel is not None and cancel.is_set()) or time.monotonic() > deadline:
+            return
+
+
 class FakeExplorer:
     def __init__(
         self,
@@ -79,7 +93,8 @@ class FakeExplorer:
         fail_with: BaseException | None = None,
         gate: threading.Event | None = None,
         rerank_reply: str | None = None,
-        select_gate: threading.Event | None = None,
+        rerank_gate: threading.Event | None = None,
+        encode_gate: threading.Event | None = None,
     ) -> None:
         self.retriever = BM25Retriever(load_corpus(None))
         self.loaded = SimpleNamespace(model_id=MODEL_ID, arch=SimpleNamespace(num_layers=NUM_LAYERS))
@@ -87,45 +102,70 @@ class FakeExplorer:
         self.step_delay = step_delay
         """Seconds between streamed words (0 for snapshots)."""
         self.errors = errors or {}
-        """Method name -> the error its answer reports (like a missing LoRA)."""
+        """Method name -> the error its answer reports (like a missing translator)."""
         self.fail_with = fail_with
         """Raised by `compare` (PragError or an unexpected exception)."""
         self.gate = gate
-        """When given, streaming waits on it after the first word, or (with encode_missing)
-        while "encoding" the PRAG LoRAs (for mid-run tests)."""
-        self.calls: list[dict[str, Any]] = []
-        """What `compare` was asked, for assertions."""
+        """When given, streaming waits on it after the first word (for mid-stream tests)."""
         self.rerank_reply = rerank_reply
         """The fake reranker's reply; None = reverse the BM25 top-k (e.g. "[3] > [2] > [1]")."""
-        self.select_gate = select_gate
-        """When given, a dynamic `select` waits on it before answering (to see the reranking status)."""
-        self.selects: list[dict[str, Any]] = []
-        """What `select` was asked, for assertions."""
+        self.rerank_gate = rerank_gate
+        """When given, a dynamic rerank waits on it (or on cancel) before answering (to see the reranking status)."""
+        self.encode_gate = encode_gate
+        """When given, PRAG LoRAs start out missing: with encode_missing the fake "encodes" them (reporting
+        progress, and waiting on the gate, or on cancel, at the second passage); without, PRAG answers fail."""
+        self.encoded: set[str] = set()
+        """Passage ids whose fake PRAG LoRA was encoded (like the store: a re-run does not encode again)."""
+        self.asks: list[AskRequest] = []
+        """Every request `ask` got, for assertions."""
+        self.reranks: list[dict[str, Any]] = []
+        """What the fake reranker was asked, for assertions."""
+        self.calls: list[dict[str, Any]] = []
+        """What `compare` was asked, for assertions."""
 
     def retrieve(self, question: str, top_k: int = 3) -> list[Hit]:
         return self.retriever.search(validate_question(question), top_k)
 
-    def select(self, question: str, top_k: int = 3, rerank: str = "none", candidates: int = 10) -> tuple[list[Hit], RerankResult | None]:
-        mode = check_mode(rerank)
-        self.selects.append({"question": question, "top_k": top_k, "rerank": mode, "candidates": candidates})
-        if mode == "none":
-            return self.retrieve(question, top_k), None
-        if candidates < 1:
-            raise InputError(f"--candidates must be at least 1, got {candidates}", "pass 1 or more")
-        pool = self.retrieve(question, max(candidates, top_k))
-        if self.select_gate is not None:
-            self.select_gate.wait(10)
+    def ask(self, request: AskRequest, on_event: EventCallback | None = None, cancel: threading.Event | None = None) -> Comparison:
+        """Like `Explorer.ask`: given passages, or BM25 top-k, or the fake reranker's pick; then compare."""
+        validate_question(request.question)
+        rerank = check_mode(request.rerank)
+        self.asks.append(request)
+        start = clock()
+        reranked: RerankResult | None = None
+        if request.hits is not None:
+            hits = list(request.hits)
+        elif rerank == "dynamic":
+            if request.candidates < 1:
+                raise InputError(f"candidates must be at least 1, got {request.candidates}", "pass 1 or more")
+            pool = list(request.pool) if request.pool is not None else self.retrieve(request.question, max(request.candidates, request.top_k))
+            reranked = self._rerank(request, pool, cancel)
+            hits = reranked.kept
+        else:
+            hits = list(request.pool)[: request.top_k] if request.pool is not None else self.retrieve(request.question, request.top_k)
+        if on_event is not None:
+            on_event(PassagesChosen(tuple(hits), reranked, clock() - start))
+        comparison = self.compare(request.question, hits, request.methods, request.max_new_tokens, on_event, cancel, request.encode_missing)
+        if reranked is not None:
+            comparison.extra["rerank"] = reranked.to_json()
+        return comparison
+
+    def _rerank(self, request: AskRequest, pool: list[Hit], cancel: threading.Event | None) -> RerankResult:
+        self.reranks.append({"question": request.question, "top_k": request.top_k, "candidates": request.candidates})
+        if self.rerank_gate is not None:
+            wait_open(self.rerank_gate, cancel)
         if not pool:
-            return [], RerankResult([], [], "", False, "no candidates to rerank")
+            return RerankResult([], [], "", False, "no candidates to rerank")
+        top_k = request.top_k
+        if cancel is not None and cancel.is_set():
+            return bm25_fallback(pool, top_k, "", "reranking cancelled; kept BM25 order")
         keep = max(1, min(top_k, len(pool) - 1))
         raw = self.rerank_reply if self.rerank_reply is not None else " > ".join(f"[{n}]" for n in range(keep, 0, -1))
         order = parse_identifiers(raw, len(pool))
         if not order:
-            result = bm25_fallback(pool, top_k, raw, "reranker answer had no usable identifiers; kept BM25 order")
-        else:
-            kept, dropped = apply_order(pool, order)
-            result = RerankResult(kept, dropped, raw, False, f"reranker kept {len(kept)} of {len(pool)}", order)
-        return result.kept, result
+            return bm25_fallback(pool, top_k, raw, "reranker answer had no usable identifiers; kept BM25 order")
+        kept, dropped = apply_order(pool, order)
+        return RerankResult(kept, dropped, raw, False, f"reranker kept {len(kept)} of {len(pool)}", order)
 
     def compare(
         self,
@@ -133,10 +173,9 @@ class FakeExplorer:
         hits: Sequence[Hit],
         methods: Sequence[Method],
         max_new_tokens: int = 32,
-        on_update: UpdateCallback | None = None,
+        on_update: Callable[[AnswerUpdate], None] | None = None,
         cancel: threading.Event | None = None,
         encode_missing: bool = False,
-        ignore_eos: bool = False,
     ) -> Comparison:
         question = validate_question(question)
         self.calls.append({"question": question, "hits": list(hits), "methods": [m.name for m in methods], "encode_missing": encode_missing})
@@ -151,46 +190,68 @@ class FakeExplorer:
             if on_update is not None:
                 on_update(AnswerUpdate(index, replace(answers[index]), delta))
 
+        prepared: dict[AdapterSource, PragError | None] = {}
         rows: list[int] = []
         for index, method in enumerate(methods):
+            if cancel is not None and cancel.is_set():
+                break
             if method.name in self.errors:
                 emit(index, status="error", error=self.errors[method.name].one_line())
                 continue
-            if method.adapter is AdapterSource.PRAG and encode_missing and self.gate is not None and not any(
-                methods[i].adapter is AdapterSource.PRAG for i in rows
-            ):
-                # like Explorer._prepare while engine.offline.encode trains missing LoRAs
-                emit(index, status="encoding", detail="encoding PRAG LoRA 2/3")
-                self.gate.wait(10)
             if method.adapter is not AdapterSource.NONE:
-                if not hits:
-                    emit(index, status="error", error=ArtifactError("no passage was retrieved, so there is nothing to inject").one_line())
+                if method.adapter not in prepared:
+                    emit(index, status="preparing")
+                    prepared[method.adapter] = self._prepare(method.adapter, hits, index, emit, cancel, encode_missing)
+                error = prepared[method.adapter]
+                if error is not None:
+                    emit(index, status="error", error=error.one_line())
                     continue
                 answers[index].norms = fake_norms(method.adapter)
             rows.append(index)
         words = {i: canned[methods[i].name].split(" ")[:max_new_tokens] for i in rows}
-        for index in rows:
-            emit(index, status="generating")
-        cancelled = False
-        for step in range(max(map(len, words.values()), default=0)):
-            if cancel is not None and cancel.is_set():
-                cancelled = True
-                break
+        cancelled = cancel is not None and cancel.is_set()
+        if not cancelled:
             for index in rows:
-                if step < len(words[index]):
-                    delta = (" " if step else "") + words[index][step]
-                    emit(index, delta, text=answers[index].text + delta, tokens=step + 1)
-            if step == 0 and self.gate is not None and not encode_missing:
-                self.gate.wait(10)
-            if self.step_delay:
-                time.sleep(self.step_delay)
-        for rank, index in enumerate(rows):
-            finished = not cancelled or len(words[index]) <= answers[index].tokens
-            emit(index, latency_s=0.25 + 0.05 * rank, status="done" if finished else "cancelled")
+                emit(index, status="generating")
+            for step in range(max(map(len, words.values()), default=0)):
+                if cancel is not None and cancel.is_set():
+                    cancelled = True
+                    break
+                for index in rows:
+                    if step < len(words[index]):
+                        delta = (" " if step else "") + words[index][step]
+                        emit(index, delta, text=answers[index].text + delta, tokens=step + 1)
+                if step == 0 and self.gate is not None:
+                    self.gate.wait(10)
+                if self.step_delay:
+                    time.sleep(self.step_delay)
+            for rank, index in enumerate(rows):
+                finished = not cancelled or len(words[index]) <= answers[index].tokens
+                emit(index, latency_s=0.25 + 0.05 * rank, status="done" if finished else "cancelled")
         for index, answer in enumerate(answers):
             if answer.status not in ("done", "error", "cancelled"):
                 emit(index, status="cancelled")
         return Comparison(question, MODEL_ID, list(hits), answers, wall_s=0.42)
+
+    def _prepare(self, source: AdapterSource, hits: Sequence[Hit], index: int, emit, cancel, encode_missing: bool) -> PragError | None:
+        """None when the adapter is ready, else the error that answer reports (as `Explorer._prepare`)."""
+        if not hits:
+            return InputError("no passage was retrieved, so there is nothing to inject", "rephrase the question or add passages")
+        if source is not AdapterSource.PRAG or self.encode_gate is None:
+            return None
+        missing = [h.passage for h in hits if h.passage.id not in self.encoded]
+        if missing and not encode_missing:
+            return ArtifactError(f"no PRAG LoRA for {len(missing)} of {len(hits)} passages",
+                                 "run `prag encode` on this corpus, or ask with --encode")
+        for number, passage in enumerate(missing):
+            # like OnDemandEncoder: passage `number` of the missing ones is being encoded
+            emit(index, status="encoding", progress=Progress("Encoding PRAG LoRAs", number, len(missing), f"encoding {passage.title[:24]}"))
+            if number == min(1, len(missing) - 1):
+                wait_open(self.encode_gate, cancel)
+            if cancel is not None and cancel.is_set():
+                return Cancelled("cancelled", "run it again to resume")
+            self.encoded.add(passage.id)
+        return None
 
 
 def fake_factory(**options: Any) -> Callable:

@@ -7,8 +7,8 @@ import json
 import threading
 
 from engine.errors import InputError, ModelError
+from engine.explorer import AnswerUpdate, AskRequest, PassagesChosen
 from engine.methods import METHODS
-
 from tests.tui.conftest import CONFLICT_QUESTION, QA_QUESTION, RETRIEVAL_QUESTION, wait_idle, wait_ready, wait_until
 from tests.tui.fake_engine import FakeExplorer, fake_factory
 from tui.screens.dialogs import HelpScreen
@@ -163,23 +163,75 @@ async def test_switched_off_passage_is_left_out_when_the_same_question_runs_agai
         assert len(engine.calls[-1]["hits"]) == 3
 
 
-async def test_encoding_status_shows_while_prag_loras_are_encoded(make_app):
+def state_text(app) -> str:
+    return str(app.main.status.query_one("#status-state").render())
+
+
+async def test_first_question_encodes_missing_prag_loras_with_progress_on_the_cards(make_app):
     gate = threading.Event()
-    engine = FakeExplorer(gate=gate)
+    engine = FakeExplorer(encode_gate=gate)  # no PRAG LoRA yet: the fake encodes them, holding at the second passage
     app = make_app(lambda settings, progress: engine)
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_ready(pilot)
-        next(c for c in app.get_system_commands(app.main) if c.title.startswith("Encode missing PRAG LoRAs (off)")).callback()
-        assert app.encode_missing
+        assert app.options.encode_missing  # on by default: PRAG answers the first question
+        app.main.question_input.value = RETRIEVAL_QUESTION
+        await pilot.press("enter")
+        second = engine.retrieve(RETRIEVAL_QUESTION)[1].passage.title
+        prag = app.main.grid.card("prag")
+        want = f"◌ encoding PRAG LoRAs 2/3 · {second}"
+        await wait_until(pilot, lambda: prag.border_subtitle == want, 10, "the encoding progress")
+        assert prag.has_class("-encoding") and app.main.running
+        assert want in str(prag.query_one(".answer-head").render())
+        gate.set()
+        await wait_idle(pilot)
+        assert engine.asks[-1].encode_missing is True
+        assert [a.status for a in app.main.comparison.answers] == ["done"] * 6
+        # encoded once: running it again goes straight to the answers
+        await pilot.press("ctrl+r")
+        await wait_idle(pilot)
+        assert len(engine.asks) == 2 and prag.answer.status == "done" and "Done in" in state_text(app)
+
+
+async def test_escape_stops_the_prag_encoding(make_app):
+    engine = FakeExplorer(encode_gate=threading.Event())  # never opened: only the cancel event ends the encoding
+    app = make_app(lambda settings, progress: engine)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_ready(pilot)
         app.main.question_input.value = RETRIEVAL_QUESTION
         await pilot.press("enter")
         prag = app.main.grid.card("prag")
-        await wait_until(pilot, lambda: prag.border_subtitle == "◌ encoding PRAG LoRA 2/3", 10, "the encoding status")
-        assert prag.has_class("-encoding") and app.main.running
+        await wait_until(pilot, lambda: prag.has_class("-encoding"), 10, "the encoding")
+        await pilot.press("escape")
+        await wait_idle(pilot, 2)
+        assert "Cancelled after" in state_text(app)
+        answers = {a.method: a for a in app.main.comparison.answers}
+        assert "cancelled" in answers["prag"].error  # as the engine reports an encoding it stopped
+        assert {answers[m].status for m in ("vanilla", "rag", "dyprag")} == {"cancelled"}
+
+
+async def test_toggling_encoding_runs_the_question_again(make_app):
+    gate = threading.Event()
+    engine = FakeExplorer(encode_gate=gate)
+    app = make_app(lambda settings, progress: engine, encode_missing=False)  # prag tui --no-encode
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_ready(pilot)
+        app.main.question_input.value = RETRIEVAL_QUESTION
+        await pilot.press("enter")
+        await wait_idle(pilot)
+        prag = app.main.grid.card("prag")
+        assert prag.answer.status == "error" and "no PRAG LoRA for 3 of 3 passages" in prag.answer.error
+        assert "ctrl+p: encode PRAG LoRAs" in state_text(app)
+        next(c for c in app.get_system_commands(app.main) if c.title == "Encode missing PRAG LoRAs (off)").callback()
+        assert app.options.encode_missing and app.main.running
+        await pilot.pause()
+        assert any("running the question again" in n.message for n in app._notifications)
+        await wait_until(pilot, lambda: str(prag.border_subtitle).startswith("◌ encoding PRAG LoRAs"), 10, "the encoding")
         gate.set()
         await wait_idle(pilot)
-        assert engine.calls[-1]["encode_missing"] is True
-        assert prag.answer.status == "done"
+        assert len(engine.asks) == 2 and engine.asks[-1].encode_missing is True
+        assert engine.asks[-1].hits is not None  # the same passages, as on screen
+        assert prag.answer.status == "done" and "Done in" in state_text(app)
+        assert any(c.title == "Encode missing PRAG LoRAs (on)" for c in app.get_system_commands(app.main))
 
 
 async def test_norms_view_switches_module_and_layout(make_app, fake):
@@ -338,14 +390,16 @@ async def test_palette_offers_switches_toggles_export_and_theme(make_app, fake):
         assert "dyprag" not in app.main.method_bar.enabled
 
 
-def test_fake_engine_streams_and_cancels_like_the_real_one():
+def test_fake_engine_asks_streams_and_cancels_like_the_real_one():
     engine = FakeExplorer()
-    updates = []
-    comparison = engine.compare(QA_QUESTION, engine.retrieve(QA_QUESTION), list(METHODS.values()), 8, updates.append)
+    events = []
+    comparison = engine.ask(AskRequest(QA_QUESTION, tuple(METHODS.values()), max_new_tokens=8), events.append)
+    assert isinstance(events[0], PassagesChosen) and len(events[0].hits) == 3 and events[0].rerank is None
+    assert all(isinstance(e, AnswerUpdate) for e in events[1:]) and any(e.delta for e in events[1:])
     assert [a.status for a in comparison.answers] == ["done"] * 6
-    assert any(u.delta for u in updates)
     cancel = threading.Event()
     cancel.set()
-    cancelled = engine.compare(QA_QUESTION, [], list(METHODS.values()), 8, None, cancel)
-    assert {a.status for a in cancelled.answers} == {"cancelled", "error"}
+    cancelled = engine.ask(AskRequest(QA_QUESTION, tuple(METHODS.values()), rerank="dynamic"), None, cancel)
+    assert {a.status for a in cancelled.answers} == {"cancelled"}
+    assert cancelled.extra["rerank"]["fallback"] is True
     assert fake_factory()(None, lambda p: None).loaded.model_id == "fake-smollm2"

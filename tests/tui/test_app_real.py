@@ -1,15 +1,18 @@
 """The explorer driven like a user, on the real engine with the embedded model and few
-new tokens: type, run, six finished columns, switch methods, cancel mid-stream, ask
-again, export."""
+new tokens: type, run, six finished columns, switch methods, cancel mid-stream or
+mid-rerank, ask again, export."""
 
 from __future__ import annotations
 
 import json
+import threading
+import time
+from dataclasses import replace
 
 import pytest
 
 from engine.config import load_settings
-
+from engine.rerank import LLMReranker
 from tests.tui.conftest import QA_QUESTION, RETRIEVAL_QUESTION, factory_of, wait_idle, wait_ready, wait_until
 from tui.series import adapter_norm_series
 
@@ -95,7 +98,7 @@ async def test_a_new_question_cancels_the_old_one(make_app, seeded_explorer):
         await pilot.press("enter")
         await wait_until(pilot, lambda: any(a is not None and a.tokens >= 1 for a in screen.answers), 120, "the first tokens")
         first_worker = screen._worker
-        app.settings = load_settings({"max_new_tokens": 4})
+        screen.options = replace(screen.options, max_new_tokens=4)
         screen.question_input.value = QA_QUESTION
         await pilot.press("enter")
         await wait_until(pilot, lambda: first_worker.is_cancelled, 10, "the old run to be cancelled")
@@ -118,3 +121,53 @@ async def test_export_after_a_real_run(make_app, real_explorer, tmp_path):
         assert data["question"] == RETRIEVAL_QUESTION and data["model"] == real_explorer.loaded.model_id
         assert [a["status"] for a in data["answers"]][:2] == ["done", "done"]
         assert len(data["passages"]) == 3
+
+
+class SlowReranker(LLMReranker):
+    """The real reranker on the embedded model, kept decoding long enough to be caught mid-run:
+    it does not stop at the end of its reply (no newline or end-of-turn stop, up to 2,000 tokens),
+    and records the tokens it decoded and when its generation returned."""
+
+    def __init__(self, loaded) -> None:
+        super().__init__(loaded, max_new_tokens=2000)
+        self.decoding = threading.Event()
+        self.tokens = 0
+        self.returned_at: float | None = None
+
+    def generate(self, prompt: str, cancel: threading.Event | None = None) -> str:
+        from engine.generate import generate_rows
+
+        def on_token(row: int, delta: str, result) -> None:
+            self.tokens = len(result.token_ids)
+            self.decoding.set()
+
+        try:
+            rows = generate_rows(self.loaded.model, self.loaded.tokenizer, [prompt], [None], self.max_new_tokens, on_token,
+                                 cancel, stop_at_newline=False, ignore_eos=True)
+        finally:
+            self.returned_at = time.monotonic()
+        return "[" + rows[0].text
+
+
+async def test_escape_stops_a_real_dynamic_rerank_within_a_second(make_app, real_explorer):
+    reranker = real_explorer.reranker = SlowReranker(real_explorer.loaded)
+    app = make_app(factory_of(real_explorer), settings=settings(8), rerank="dynamic")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_ready(pilot)
+        screen = app.main
+        state = screen.status.query_one("#status-state")
+        screen.question_input.value = RETRIEVAL_QUESTION
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: reranker.tokens >= 3, 120, "the reranker to be decoding")
+        assert "Reranking" in str(state.render()) and reranker.returned_at is None
+        pressed = time.monotonic()
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: "Cancelled" in str(state.render()), 5, "the cancelled status")
+        took = time.monotonic() - pressed
+        assert took < 1.0, f"{took:.2f} s from esc to 'Cancelled'"
+        assert reranker.returned_at is not None and reranker.returned_at - pressed < 1.0
+        assert reranker.tokens < reranker.max_new_tokens  # stopped mid-reply, not at its end
+        await wait_idle(pilot)
+        assert {a.status for a in screen.comparison.answers} == {"cancelled"}
+        block = screen.comparison.extra["rerank"]
+        assert block["fallback"] is True and "cancelled" in block["note"]

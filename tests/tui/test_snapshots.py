@@ -6,9 +6,11 @@ and look at the SVGs (tests/tui/__snapshots__/) before committing them.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from tests.tui.conftest import CONFLICT_QUESTION, QA_QUESTION, wait_idle, wait_ready, wait_until
-from tests.tui.test_app_rerank import RERANK_QUESTION
 from tests.tui.fake_engine import fake_factory
+from tests.tui.test_app_rerank import RERANK_QUESTION
 
 
 def build_app(**options):
@@ -23,7 +25,7 @@ def run_question(question: str, item_passages: bool = True, view: str | None = N
         app = pilot.app
         await wait_ready(pilot)
         await wait_until(pilot, lambda: bool(app.qa_items), 10, "the QA file")
-        app.use_item_passages = item_passages
+        app.main.options = replace(app.main.options, use_item_passages=item_passages)
         app.main.question_input.value = question
         await pilot.press("enter")
         await wait_idle(pilot)
@@ -59,5 +61,5 @@ def test_conflict_view_80x24(snap_compare):
 def test_rerank_passages_120x40(snap_compare, monkeypatch):
     # dynamic rerank: kept passages with new and BM25 rank, the dropped candidates greyed below; footer "^g Rerank on"
     ticks = iter([10.0, 11.25])
-    monkeypatch.setattr("tui.screens.main.rerank_clock", lambda: next(ticks))  # "+ rerank 1.25 s" in the status
+    monkeypatch.setattr("tests.tui.fake_engine.clock", lambda: next(ticks))  # "+ rerank 1.25 s" in the status
     assert snap_compare(build_app(rerank="dynamic"), terminal_size=(120, 40), run_before=run_question(RERANK_QUESTION))

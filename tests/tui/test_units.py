@@ -9,13 +9,12 @@ from datetime import datetime
 
 from typer.testing import CliRunner
 
+from engine.corpus import make_passage
 from engine.explorer import Answer, AnswerUpdate, Comparison
+from engine.methods import AdapterSource
 from engine.qa import Conflict, QAItem
 from engine.retrieval import Hit
-from engine.corpus import make_passage
-
 from tests.tui.fake_engine import fake_norms
-from engine.methods import AdapterSource
 from tui.export import export_comparison, slug, to_markdown
 from tui.scoring import follows, score
 from tui.series import adapter_norm_series, layer_totals
@@ -100,3 +99,14 @@ def test_cli_rejects_a_missing_corpus_with_one_line_and_exit_2(tmp_path):
 def test_cli_stays_free_of_textual_until_the_tui_runs():
     code = "import sys, engine.cli.app; assert 'textual' not in sys.modules and 'tui' not in sys.modules, sorted(m for m in sys.modules if m.startswith(('textual', 'tui')))"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_cli_encodes_missing_prag_loras_unless_told_not_to(monkeypatch):
+    from engine.cli.app import app
+    from tui.app import PragApp
+
+    seen: list[bool] = []
+    monkeypatch.setattr(PragApp, "run", lambda self: seen.append(self.start_options.encode_missing))
+    for args in (["tui"], ["tui", "--no-encode"], ["tui", "--encode"]):
+        assert CliRunner().invoke(app, args).exit_code == 0
+    assert seen == [True, False, True]

@@ -21,7 +21,7 @@ in the prompt), **PRAG** (per-passage LoRAs summed into the MLPs), **PRAG-combin
 |---|---|
 | enter | run the question (in the question box) |
 | ↑ / ↓ | earlier questions (in the question box) |
-| esc | cancel the generation; partial answers are kept |
+| esc | cancel the run (reranking, PRAG encoding or generation); partial answers are kept |
 | ctrl+r | run again (same question keeps your passage switches) |
 | ctrl+o | questions browser (type `conflict` to list conflict records) |
 | ctrl+t | next view: answers → LoRA norms → conflict |
@@ -38,13 +38,20 @@ in the prompt), **PRAG** (per-passage LoRAs summed into the MLPs), **PRAG-combin
 
 ## Views
 
-- **Answers**: each card shows the status (waiting, encoding PRAG LoRA 2/3, generating,
-  done, cancelled, error), latency, tokens, EM/F1 against the gold answers when the
+- **Answers**: each card shows the status (waiting, encoding PRAG LoRAs 2/3 · passage,
+  generating, done, cancelled, error), latency, tokens, EM/F1 against the gold answers when the
   question comes from the QA file, and a sparkline of the injected LoRA's norm per layer.
 - **LoRA norms**: ‖scale·B·A‖_F per layer for the PRAG and DyPRAG adapters of this run,
   overlaid or side by side, for gate, up, down or all MLP projections.
 - **Conflict**: for counterfactual questions, which answers follow the passage
   (substituted answer) and which the model's memory (original answer).
+
+## PRAG LoRAs
+
+PRAG injects one LoRA per passage. Missing ones are trained before answering (a few
+seconds per passage, once: the LoRA store keeps them), with the progress on the PRAG
+cards; esc stops it. With `prag tui --no-encode`, or "Encode missing PRAG LoRAs" off in
+the palette, a missing LoRA is PRAG's error instead; switching it runs the question again.
 
 ## Dynamic rerank
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from textual import on
 from textual.binding import Binding
@@ -19,7 +20,7 @@ SHOWN_LIMIT = 500
 """Options listed at once; the filter narrows big files (SQuAD has 10k questions)."""
 
 
-def matches(item: "QAItem", words: list[str]) -> bool:
+def matches(item: QAItem, words: list[str]) -> bool:
     """Every word occurs in the id, question or answers; the word `conflict` keeps conflict records only."""
     haystack = f"{item.id} {item.question} {' '.join(item.answers)}".lower()
     for word in words:
@@ -39,13 +40,13 @@ class QuestionBrowser(ModalScreen["QAItem | None"]):
         Binding("down", "focus_list", "To the list", show=False),
     ]
 
-    def __init__(self, items: Sequence["QAItem"], source: str) -> None:
+    def __init__(self, items: Sequence[QAItem], source: str) -> None:
         super().__init__()
         self.items = list(items)
         """Every question of the QA file."""
         self.source = source
         """File name shown in the title."""
-        self.shown: list["QAItem"] = []
+        self.shown: list[QAItem] = []
         """The questions listed now, in option order."""
 
     def compose(self):
@@ -75,11 +76,11 @@ class QuestionBrowser(ModalScreen["QAItem | None"]):
         self._detail(self.shown[0] if self.shown else None)
 
     @staticmethod
-    def _prompt(item: "QAItem") -> Content:
+    def _prompt(item: QAItem) -> Content:
         flag = Content.styled(" ⚑", "$warning") if item.conflict is not None else Content("")
         return Content.assemble((item.id, "$text-muted"), flag, " ", item.question, (f"  → {item.answers[0]}", "$success"))
 
-    def _detail(self, item: "QAItem | None") -> None:
+    def _detail(self, item: QAItem | None) -> None:
         detail = self.query_one("#browser-detail", Static)
         if item is None:
             detail.update(Content.styled("No question matches the filter.", "$text-muted"))

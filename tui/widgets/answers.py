@@ -1,24 +1,36 @@
 """One card per method: the streamed answer, its status, latency, tokens, scores, and a
 sparkline of the injected LoRA's norm per layer. `AnswerGrid` lays the cards out side by
-side (3 or 6 across) on wide terminals and in two compact columns on narrow ones."""
+side (3 or 6 across) on wide terminals and in two compact columns on narrow ones, and
+paints the run in flight: the worker thread writes answer snapshots into the grid's
+`StreamBuffer`, and a 20 Hz timer paints the latest of each (a burst of tokens costs
+one repaint, so typing stays fluid while six answers stream)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable
+import time
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.content import Content
+from textual.timer import Timer
 from textual.widgets import Sparkline, Static
 
 from engine.methods import METHODS, AdapterSource, Method
-
-from tui.scoring import Follows, Score
+from tui.scoring import Follows, Score, follows, gold_gains, score
 from tui.series import layer_totals
+from tui.session import StreamBuffer
 
 if TYPE_CHECKING:
     from engine.explorer import Answer
+    from engine.progress import Progress
+    from engine.qa import QAItem
 
+FLUSH_INTERVAL_S = 0.05
+"""How often streamed tokens are painted (coalesced): 20 times a second."""
+ELAPSED_INTERVAL_S = 0.2
+"""How often the running seconds of a card without new tokens are refreshed."""
 STATUS_TEXT = {
     "waiting": "· waiting",
     "preparing": "◌ preparing",
@@ -30,6 +42,20 @@ STATUS_TEXT = {
 }
 FOLLOWS_TEXT: dict[str, str] = {side: f"→\u00a0{side}" for side in ("passage", "memory", "both", "neither")}
 """Conflict side in the meta line (a no-break space keeps the arrow with its word)."""
+
+
+def progress_label(progress: Progress) -> str:
+    """A card's status while its adapter is prepared, e.g. "◌ encoding PRAG LoRAs 2/3 · Velmora".
+
+    The number is the passage being worked on (the engine reports how many are done), so
+    the first one reads 1/3 rather than 0/3; the info is the engine's own (the passage
+    at the start, then the training step and loss).
+    """
+    text = progress.label[:1].lower() + progress.label[1:]
+    if progress.total:
+        text += f" {min(progress.done + 1, progress.total)}/{progress.total}"
+    info = progress.info.removeprefix("encoding ").strip()
+    return f"◌ {text}" + (f" · {info}" if info else "")
 
 
 def _repaint(static: Static, content: Content) -> None:
@@ -56,12 +82,14 @@ class AnswerCard(Vertical, can_focus=True):
     def __init__(self, method: Method) -> None:
         super().__init__(id=f"answer-{method.name}", classes="-waiting")
         self.method = method
-        self.answer: "Answer | None" = None
+        self.answer: Answer | None = None
         """The latest snapshot for this method in the current run (None before any run)."""
         self.score: Score | None = None
         """EM/F1 against the question's gold answers, once finished."""
         self.follows: Follows | None = None
         """Which side of a knowledge conflict the answer took, once finished."""
+        self.gold_gain: float | None = None
+        """log p(gold answer) under this method's prompt minus under vanilla's: the probe's verdict."""
         self.module = "all"
         """Which MLP module the sparkline shows."""
         self._note = "…"
@@ -88,18 +116,18 @@ class AnswerCard(Vertical, can_focus=True):
 
     def reset(self, note: str = "…") -> None:
         """Back to waiting, e.g. when a run starts."""
-        self.answer, self.score, self.follows = None, None, None
+        self.answer, self.score, self.follows, self.gold_gain = None, None, None, None
         self._note = note
         self._render_state()
 
-    def show(self, answer: "Answer", elapsed: float | None = None) -> None:
+    def show(self, answer: Answer, elapsed: float | None = None) -> None:
         """Paint a new snapshot; `elapsed` (seconds since the run started) while generating."""
         self.answer = answer
         self._elapsed = elapsed
         self._render_state()
 
-    def set_scores(self, score: Score | None, follows: Follows | None) -> None:
-        self.score, self.follows = score, follows
+    def set_scores(self, score: Score | None, follows: Follows | None, gold_gain: float | None = None) -> None:
+        self.score, self.follows, self.gold_gain = score, follows, gold_gain
         self._render_state()
 
     def set_module(self, module: str) -> None:
@@ -127,6 +155,8 @@ class AnswerCard(Vertical, can_focus=True):
             parts.append(f"EM {self.score.em:.0f} F1 {self.score.f1:.2f}")
         if self.follows is not None:
             parts.append(FOLLOWS_TEXT[self.follows])
+        if self.gold_gain is not None and self.method.name != "vanilla":
+            parts.append(f"gold {self.gold_gain:+.1f} nats")
         return " · ".join(parts)
 
     def _render_state(self) -> None:
@@ -139,8 +169,8 @@ class AnswerCard(Vertical, can_focus=True):
             for name in STATUS_TEXT:
                 self.set_class(name == status, f"-{name}")
         label = STATUS_TEXT[status]
-        if answer is not None and answer.status == "encoding" and answer.detail:
-            label = f"◌ {answer.detail}"
+        if answer is not None and answer.status == "encoding" and answer.progress is not None:
+            label = progress_label(answer.progress)
         if self.border_subtitle != label:
             self.border_subtitle = label
         if answer is None:
@@ -185,9 +215,24 @@ class AnswerCard(Vertical, can_focus=True):
 class AnswerGrid(VerticalScroll, can_focus=False):
     """The six cards; a card is shown when its method is on or has an answer in this run."""
 
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.buffer = StreamBuffer()
+        """Streamed snapshots from the worker thread, drained by `_flush`."""
+        self.run_methods: list[Method] = []
+        """Methods of the current run, in answer order."""
+        self.answers: list[Answer | None] = []
+        """Latest snapshot per run method."""
+        self._started = 0.0
+        self._last_tick = 0.0
+        self._timer: Timer | None = None
+
     def compose(self):
         for method in METHODS.values():
             yield AnswerCard(method)
+
+    def on_mount(self) -> None:
+        self._timer = self.set_interval(FLUSH_INTERVAL_S, self._flush, pause=True)
 
     def card(self, name: str) -> AnswerCard:
         return self.query_one(f"#answer-{name}", AnswerCard)
@@ -203,3 +248,78 @@ class AnswerGrid(VerticalScroll, can_focus=False):
             name = card.method.name
             card.display = name in enabled or name in in_run
             card.set_class(name not in enabled, "-off")
+
+    # --- the run in flight -------------------------------------------------------------
+
+    def start_run(self, run_id: int, methods: Sequence[Method]) -> None:
+        """Back to waiting ("not in this run" for the other cards); paint run `run_id`'s stream as it comes."""
+        self.buffer.start(run_id)
+        self.run_methods = list(methods)
+        self.answers = [None] * len(self.run_methods)
+        for card in self.cards:
+            card.reset("…" if card.method in self.run_methods else "not in this run")
+        self._started = self._last_tick = time.monotonic()
+        if self._timer is not None:
+            self._timer.resume()
+
+    def finish_run(self, answers: Sequence[Answer], item: QAItem | None) -> None:
+        """The final answers, scored against the QA record's gold (and conflict) when there is one."""
+        self.stop()
+        self.buffer.drain()  # snapshots older than the final answers
+        self.answers = list(answers)
+        gains = gold_gains(answers, item) if item is not None else {}
+        for answer in answers:
+            card = self.card(answer.method)
+            card.show(answer)
+            if item is not None and answer.status == "done" and not answer.error:
+                card.set_scores(score(answer.text, item.answers), follows(answer.text, item.conflict) if item.conflict else None,
+                                gains.get(answer.method))
+
+    def fail_run(self) -> None:
+        """The run ended without answers: cards it never reached say so."""
+        self.stop()
+        for card in self.cards:
+            if card.method in self.run_methods and card.answer is None:
+                card.reset("not run")
+
+    def forget(self, run_id: int) -> None:
+        """No run on screen; snapshots still arriving from older runs than `run_id` are dropped."""
+        self.stop()
+        self.buffer.start(run_id)
+        self.run_methods, self.answers = [], []
+        for card in self.cards:
+            card.reset()
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.pause()
+
+    def _flush(self) -> None:
+        """Paint what streamed in since the last tick (UI thread, every FLUSH_INTERVAL_S)."""
+        pending = self.buffer.drain()
+        now = time.monotonic()
+        elapsed = now - self._started
+        tick = now - self._last_tick >= ELAPSED_INTERVAL_S
+        if tick:
+            self._last_tick = now
+        for index, method in enumerate(self.run_methods):
+            answer = pending.get(index)
+            if answer is not None:
+                self.answers[index] = answer
+            elif not (tick and self.answers[index] is not None and self.answers[index].status == "generating"):
+                continue
+            self.card(method.name).show(self.answers[index], elapsed)
+
+
+class GoldLine(Static):
+    """The QA record's gold answers above the cards, and for a knowledge conflict the model's memory."""
+
+    def show_item(self, item: QAItem | None) -> None:
+        self.display = item is not None
+        if item is None:
+            return
+        parts = [("Gold", "bold"), f" ({item.id}): ", (" · ".join(item.answers), "$success")]
+        if item.conflict is not None:
+            parts += ["   ", ("Memory", "bold"), ": ", (" · ".join(item.conflict.original_answers), "$warning"),
+                      ("   ctrl+t: conflict view", "$text-muted")]
+        self.update(Content.assemble(*parts))

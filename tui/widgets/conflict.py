@@ -4,7 +4,8 @@ beside the original and substituted gold answers, and which side each one follow
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from rich import box
 from rich.console import Group
@@ -14,8 +15,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from engine.methods import METHODS, AdapterSource, PromptKind
-
-from tui.scoring import follows
+from tui.scoring import follows, probe_sides
 
 if TYPE_CHECKING:
     from engine.explorer import Answer
@@ -47,7 +47,7 @@ class ConflictPanel(VerticalScroll):
     def on_mount(self) -> None:
         self.show(None, [])
 
-    def show(self, item: "QAItem | None", answers: "Sequence[Answer]") -> None:
+    def show(self, item: QAItem | None, answers: Sequence[Answer]) -> None:
         body = self.query_one(".conflict-body", Static)
         if item is None or item.conflict is None:
             body.update(
@@ -70,20 +70,27 @@ class ConflictPanel(VerticalScroll):
         table.add_column("Passage via", no_wrap=True)
         table.add_column("Answer", ratio=1)
         table.add_column("Follows", no_wrap=True)
+        table.add_column("log p sub/orig", no_wrap=True, justify="right")
+        table.add_column("MR", no_wrap=True, justify="right")
         sides: dict[str, list[str]] = {}
         for answer in answers:
             if answer.error:
-                table.add_row(answer.label, role(answer.method), Text(answer.error, style="red"), Text("-", style="dim"))
+                table.add_row(answer.label, role(answer.method), Text(answer.error, style="red"), Text("-", style="dim"), "-", "-")
                 continue
             if answer.status not in ("done", "cancelled"):
-                table.add_row(answer.label, role(answer.method), Text(answer.text.strip() or "…", style="dim"), Text(answer.status, style="dim"))
+                table.add_row(answer.label, role(answer.method), Text(answer.text.strip() or "…", style="dim"), Text(answer.status, style="dim"),
+                              "", "")
                 continue
             side = follows(answer.text, conflict)
             sides.setdefault(side, []).append(answer.label)
             suffix = " (partial)" if answer.status == "cancelled" else ""
-            table.add_row(answer.label, role(answer.method), Text(answer.text or "(empty)"), Text(FOLLOW_TEXT[side] + suffix, style=FOLLOW_STYLE[side]))
+            probes = probe_sides(answer, item)
+            logps = (f"{probes['substituted']:.1f}/{probes['original']:.1f}" if "mr" in probes else "-")
+            ratio = Text(f"{probes['mr']:.2f}", style=FOLLOW_STYLE["memory" if probes["mr"] > 0.5 else "passage"]) if "mr" in probes else "-"
+            table.add_row(answer.label, role(answer.method), Text(answer.text or "(empty)"), Text(FOLLOW_TEXT[side] + suffix, style=FOLLOW_STYLE[side]),
+                          logps, ratio)
         if not answers:
-            table.add_row("-", "-", Text("Run the question (enter) to compare the methods.", style="dim"), "-")
+            table.add_row("-", "-", Text("Run the question (enter) to compare the methods.", style="dim"), "-", "-", "-")
         summary = Text()
         for side in ("passage", "memory", "both", "neither"):
             if side in sides:
@@ -91,4 +98,6 @@ class ConflictPanel(VerticalScroll):
                     summary.append("   ")
                 summary.append(f"{FOLLOW_TEXT[side]}: ", style=FOLLOW_STYLE[side])
                 summary.append(", ".join(sides[side]))
-        body.update(Group(header, Text(""), table, Text(""), summary))
+        legend = Text("log p sub/orig: log-probability of the passage's and the memory's answer under the method's prompt; "
+                      "MR = p_orig / (p_orig + p_sub), above 0.5 the memory wins.", style="dim")
+        body.update(Group(header, Text(""), table, Text(""), summary, Text(""), legend))

@@ -48,11 +48,11 @@ class MethodBar(Widget, can_focus=True):
     class Changed(Message):
         """The set of switched-on methods changed."""
 
-        bar: "MethodBar"
+        bar: MethodBar
         enabled: frozenset[str]
 
         @property
-        def control(self) -> "MethodBar":
+        def control(self) -> MethodBar:
             return self.bar
 
     def render(self) -> Content:

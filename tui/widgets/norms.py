@@ -3,8 +3,9 @@ for one MLP module or all three (textual-plotext bar charts)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 from textual import on
 from textual.containers import Horizontal, Vertical
@@ -32,7 +33,7 @@ class NormsPanel(Vertical):
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.answers: "list[Answer]" = []
+        self.answers: list[Answer] = []
         """Answers of the current run (only their `norms` are read)."""
         self.module = "all"
         """One of MODULE_CHOICES."""
@@ -54,7 +55,7 @@ class NormsPanel(Vertical):
     def on_mount(self) -> None:
         self._draw()
 
-    def show(self, answers: "Sequence[Answer]") -> None:
+    def show(self, answers: Sequence[Answer]) -> None:
         self.answers = list(answers)
         self._draw()
 

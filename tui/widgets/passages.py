@@ -11,8 +11,9 @@ shows the raw reply, which is also its tooltip."""
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 from textual import events
 from textual.binding import Binding
@@ -25,7 +26,6 @@ from textual.widgets import Static
 
 if TYPE_CHECKING:
     from engine.retrieval import Hit
-
     from tui.reranking import RerankRow
 
 _WORD = re.compile(r"[^\W_]+")
@@ -87,13 +87,13 @@ class PassageItem(Widget, can_focus=True):
     class Toggled(Message):
         """A passage was switched on or off."""
 
-        item: "PassageItem"
+        item: PassageItem
 
         @property
-        def control(self) -> "PassageItem":
+        def control(self) -> PassageItem:
             return self.item
 
-    def __init__(self, hit: "Hit", scored: bool, included: bool = True, bm25_rank: int | None = None, dropped: bool = False) -> None:
+    def __init__(self, hit: Hit, scored: bool, included: bool = True, bm25_rank: int | None = None, dropped: bool = False) -> None:
         # set_reactive below skips watch_included, so the starting classes are given here
         classes = [name for name, on in (("-dropped", dropped), ("-excluded", not included)) if on]
         super().__init__(classes=" ".join(classes) or None)
@@ -219,7 +219,7 @@ class PassageList(VerticalScroll, can_focus=False):
     }
     """
 
-    def show(self, hits: Sequence["Hit"], scored: bool = True, included: Sequence[bool] | None = None) -> None:
+    def show(self, hits: Sequence[Hit], scored: bool = True, included: Sequence[bool] | None = None) -> None:
         """Replace the list; `included[i]` says whether hit i starts switched on."""
         self.remove_children()
         if not hits:
@@ -228,7 +228,7 @@ class PassageList(VerticalScroll, can_focus=False):
         flags = list(included) if included is not None else [True] * len(hits)
         self.mount_all(PassageItem(hit, scored, flag) for hit, flag in zip(hits, flags))
 
-    def show_reranked(self, rows: Sequence["RerankRow"], fallback_note: str | None = None, raw: str = "") -> None:
+    def show_reranked(self, rows: Sequence[RerankRow], fallback_note: str | None = None, raw: str = "") -> None:
         """Replace the list with every BM25 candidate: kept ones on, dropped ones off and greyed.
 
         Args:
@@ -256,9 +256,9 @@ class PassageList(VerticalScroll, can_focus=False):
     def items(self) -> list[PassageItem]:
         return list(self.query_children(PassageItem))
 
-    def included_hits(self) -> list["Hit"]:
+    def included_hits(self) -> list[Hit]:
         return [item.hit for item in self.items if item.included]
 
-    def excluded_hits(self) -> list["Hit"]:
+    def excluded_hits(self) -> list[Hit]:
         """Switched-off passages the user chose to leave out (not those the reranker dropped)."""
         return [item.hit for item in self.items if not item.included and not item.dropped]

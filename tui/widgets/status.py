@@ -55,6 +55,17 @@ class StatusLine(Horizontal):
     def set_title(self, title: Content | str) -> None:
         self.query_one("#status-title", Label).update(title)
 
+    def show_session(self, model: str, corpus: str | None, passages: int | None, questions: int) -> None:
+        """What is loaded: the model, the corpus (None while the model loads) with its size when known, the QA questions."""
+        parts: list[str | tuple[str, str]] = [("prag-explorer", "bold"), " │ "]
+        if corpus is None:
+            parts.append((f"{model} (loading)", "$text-muted"))
+        else:
+            parts += [model, " │ ", corpus if passages is None else f"{corpus} ({passages} passages)"]
+        if questions:
+            parts += [" │ ", f"{questions} questions"]
+        self.set_title(Content.assemble(*parts))
+
     def set_state(self, text: str, tone: Tone = "idle") -> None:
         for name in ("busy", "ok", "warning", "error"):
             self.set_class(name == tone, f"-{name}")

@@ -1,0 +1,96 @@
+"""The options several `prag` commands share, each defined once: type, flag names and help.
+
+A command takes one as `corpus: options.Corpus = None`; the flag name comes from the
+parameter name unless the option names its own (`--top-k/-k`, `--json`). Defaults stay
+with each command (its function default). Help text is rich markup: write a literal
+square bracket as `\\[`.
+
+Settings-backed options (`--top-k`, `--max-new-tokens`, `--model`, `--corpus`, `--store`,
+`--translator`, ...) default to None, meaning: `PRAG_*` environment variable, else
+`$PRAG_HOME/config.toml`, else the command's own default. A flag always wins.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+# --- what to answer with ------------------------------------------------------------------------------
+
+Model = Annotated[str | None, typer.Option(
+    help="Local Hugging Face model directory (default: $PRAG_MODEL, the config file, else the embedded SmolLM2).")]
+Translator = Annotated[Path | None, typer.Option(
+    help="DyPRAG translator, .safetensors or the reference .pt (default: $PRAG_TRANSLATOR, the config file, "
+         "else the one shipped for the embedded model).")]
+Store = Annotated[Path | None, typer.Option(
+    help="PRAG LoRA store directory (default: $PRAG_STORE, the config file, else $PRAG_HOME/loras).")]
+Methods = Annotated[str, typer.Option(
+    "--methods", "-m", help="Comma list of methods (vanilla, rag, prag, prag_combine, dyprag, dyprag_combine), or 'all'.")]
+TopK = Annotated[int | None, typer.Option(
+    "--top-k", "-k",
+    help="Passages per question (default: $PRAG_TOP_K, the config file, else 3).")]
+MaxNewTokens = Annotated[int | None, typer.Option(
+    help="New tokens per answer (default: $PRAG_MAX_NEW_TOKENS, the config file, else the command's: "
+         "32 for ask and tui, the reference's 20 for eval and rerank-data).")]
+
+# --- where passages come from -------------------------------------------------------------------------
+
+Corpus = Annotated[Path | None, typer.Option(
+    help="Corpus JSONL or folder of .txt files. Default for ask and tui: $PRAG_CORPUS, the config file, else the sample corpus; "
+         "for eval and rerank-data: each QA row's own passages.")]
+Index = Annotated[Path | None, typer.Option(
+    help="Index folder from `prag corpus index` to retrieve from (instead of --corpus).")]
+EsIndex = Annotated[str | None, typer.Option(
+    help="Elasticsearch index (alias) to retrieve from; `prag corpus index`: the one to build.")]
+EsUrl = Annotated[str | None, typer.Option(
+    help="Elasticsearch URL (default: $PRAG_ES_URL or the config file).")]
+Data = Annotated[Path | None, typer.Option(
+    "--data", "-d",
+    help="QA JSONL file, one question a line (id, question, answers, passages?, conflict?); "
+         "`prag data convert` makes one from a public release.")]
+
+# --- passage selection --------------------------------------------------------------------------------
+
+Rerank = Annotated[str, typer.Option(
+    help="Passage selection: none (BM25 top-k) or dynamic (the LLM picks which passages, in which order; "
+         "ctrl+g switches in the TUI).")]
+Candidates = Annotated[int, typer.Option(
+    help="BM25 candidate passages per question (what the dynamic reranker chooses from).")]
+RerankerModel = Annotated[Path | None, typer.Option(
+    help="Local instruct model that reranks, with --rerank dynamic (default: the answering model).")]
+
+# --- how PRAG and DyPRAG inject knowledge ---------------------------------------------------------------
+
+Recipe = Annotated[str | None, typer.Option(
+    help="PRAG encode recipe: facts (stores a passage's facts in a small model) or reference (the papers'); "
+         "default: $PRAG_RECIPE, the config file, else facts.")]
+Layers = Annotated[str | None, typer.Option(
+    help="Inject PRAG/DyPRAG LoRAs only into decoder layers A-B (inclusive, from 0), e.g. 12-29: where the knowledge acts.")]
+Merge = Annotated[str, typer.Option(
+    help="How the top-k passages' PRAG LoRAs combine: sum (the papers'), mean, or weighted by retrieval score.")]
+Order = Annotated[str, typer.Option(
+    help="Passage order in RAG and combine prompts: best-last (nearest the question, where a small model looks) "
+         "or best-first (the papers').")]
+
+# --- PRAG LoRAs, offline stages, Ray --------------------------------------------------------------------
+
+Encode = Annotated[bool, typer.Option(
+    "--encode/--no-encode",
+    help="Encode missing PRAG LoRAs on demand (cloze QA pairs, a few seconds a passage, kept in the store); "
+         "--no-encode reports them as errors.")]
+AugmentInput = Annotated[Path, typer.Option(
+    "--augment", "-a", help="Augmentation JSON from `prag augment` (or the reference PRAG file).")]
+AugModel = Annotated[str | None, typer.Option(
+    help="Which <name>_qa to read when the augmentation file holds several.")]
+Ray = Annotated[bool, typer.Option(
+    "--ray", help="Spread the work over a Ray cluster (pip install 'prag-explorer\\[cluster]').")]
+RayAddress = Annotated[str | None, typer.Option(
+    help="Ray cluster to join, e.g. auto or ray://head:10001 (default: start a local one).")]
+Workers = Annotated[int, typer.Option(
+    help="With --ray: workers, each with its own copy of the model.")]
+
+# --- output ------------------------------------------------------------------------------------------
+
+AsJson = Annotated[bool, typer.Option("--json", help="Print the result as JSON instead of tables.")]

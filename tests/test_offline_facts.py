@@ -1,0 +1,65 @@
+"""The 'facts' QA pairs and the named encode recipes: coverage of a passage's facts, no leaks, stable store keys."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.corpus import load_corpus, make_passage
+from engine.errors import InputError
+from engine.offline.cloze import sentences
+from engine.offline.facts import fact_pairs, resolve_opening, spans
+from engine.offline.recipes import DEFAULT_RECIPE, RECIPES, recipe_config, recipe_name
+from engine.store import EncodeConfig
+
+PASSAGE = make_passage(
+    "Velmora is a hill town in the province of Drasketh, founded in 1638 by a guild of salt traders. "
+    "Its town hall is painted a deep saffron yellow, and the council gathers there every Thursday evening. "
+    "Velmora's best-known export is a smoked pear brandy that locals call kessivane.",
+    "Velmora",
+)
+
+
+def test_every_sentence_and_every_salient_span_is_asked_both_ways():
+    pairs = fact_pairs(PASSAGE)
+    answers = {pair.answer for pair in pairs}
+    # names, numbers, what follows "call", and the end of a clause: every fact of the passage
+    assert {"Drasketh", "1638", "salt traders", "saffron yellow", "kessivane"} <= answers
+    assert {pair.full_answer for pair in pairs} >= {resolve_opening(s, "Velmora") for s in sentences(PASSAGE.text)}
+    for answer in answers:
+        asked = [pair.question for pair in pairs if pair.answer == answer]
+        assert any("___" in q for q in asked) and any(q.endswith("?") and " what" in q for q in asked)
+    for pair in pairs:
+        assert pair.answer not in pair.question  # the blank hides the answer
+        assert pair.answer.lower() != "velmora"  # the passage's subject is context, not a fact to ask for
+
+
+def test_a_pronoun_opening_reads_as_the_title():
+    assert resolve_opening("Its town hall is painted yellow.", "Velmora") == "Velmora's town hall is painted yellow."
+    assert resolve_opening("It was founded in 1638.", "Velmora") == "Velmora was founded in 1638."
+    assert resolve_opening("Itself a town.", "Velmora") == "Itself a town."  # a word, not the pronoun
+    assert resolve_opening("It was founded in 1638.", "") == "It was founded in 1638."
+
+
+def test_spans_skip_the_title_repeats_and_long_runs():
+    sentence = "Velmora trades with Velmora and Port Imbrel, and with Port Imbrel again."
+    found = [sentence[a:b] for a, b in spans(sentence, "Velmora")]
+    assert found.count("Port Imbrel") == 1 and "Velmora" not in found
+
+
+def test_every_sample_passage_gets_pairs():
+    """No passage of the sample corpus is left without facts to store (the on-demand encoder would fail on it)."""
+    counts = [len(fact_pairs(p)) for p in load_corpus(None)]
+    assert min(counts) >= 4, counts
+
+
+def test_recipes_by_name():
+    assert recipe_config("reference") == EncodeConfig()
+    assert EncodeConfig().key() == "r2-a32-e1-e4d73183"  # the reference store folder keeps its name
+    facts = recipe_config(DEFAULT_RECIPE)
+    assert DEFAULT_RECIPE == "facts" and facts.qa == "facts" and facts.layout == "question" and facts.loss_on == "answer"
+    assert facts.key() != EncodeConfig().key()
+    assert recipe_name(facts) == "facts" and recipe_name(EncodeConfig(epochs=3)) is None
+    assert facts.first_layer(30) == int(facts.layers_from * 30) and facts.first_layer(1) == 0
+    with pytest.raises(InputError, match="unknown encode recipe 'fast'.*") as caught:
+        recipe_config("fast")
+    assert all(name in caught.value.hint for name in RECIPES)
