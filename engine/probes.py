@@ -91,7 +91,7 @@ def summarize_probes(probes: Sequence[dict[str, float]], vanilla: Sequence[dict[
     gold = [p["gold"] for p in probes if "gold" in p]
     if gold:
         summary.gold_logprob = sum(gold) / len(gold)
-    gains = [p["gold"] - v["gold"] for p, v in zip(probes, vanilla) if v is not None and "gold" in p and "gold" in v]
+    gains = [p["gold"] - v["gold"] for p, v in zip(probes, vanilla, strict=False) if v is not None and "gold" in p and "gold" in v]
     if gains:
         summary.gold_gain = sum(gains) / len(gains)
         summary.gold_up = sum(g > 0 for g in gains) / len(gains)

@@ -87,7 +87,8 @@ def apply_order(candidates: Sequence[Hit], order: Sequence[int]) -> tuple[list[H
 
 
 def bm25_fallback(candidates: Sequence[Hit], top_k: int, raw: str, note: str) -> RerankResult:
-    return RerankResult(list(candidates[:top_k]), list(candidates[top_k:]), raw, True, note, list(range(1, min(top_k, len(candidates)) + 1)))
+    return RerankResult(list(candidates[:top_k]), list(candidates[top_k:]), raw, True, note,
+                        list(range(1, min(top_k, len(candidates)) + 1)))
 
 
 class LLMReranker:

@@ -186,7 +186,8 @@ def _load_ours(path: Path, arch: ModelArch) -> ParameterTranslator:
         raise ArtifactError(f"translator sidecar {side} is missing", "keep the .json next to the .safetensors file") from None
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise ArtifactError(f"translator sidecar {side} is corrupt", "re-create it with `prag train`") from None
-    if (meta.get("hidden_size"), meta.get("intermediate_size"), meta.get("num_layers")) != (arch.hidden_size, arch.intermediate_size, arch.num_layers):
+    if ((meta.get("hidden_size"), meta.get("intermediate_size"), meta.get("num_layers"))
+            != (arch.hidden_size, arch.intermediate_size, arch.num_layers)):
         raise ArtifactError(
             f"translator {path.name} was made for {meta.get('model_id')} (hidden {meta.get('hidden_size')}, "
             f"intermediate {meta.get('intermediate_size')}, {meta.get('num_layers')} layers), not {arch.model_id} "
@@ -197,7 +198,8 @@ def _load_ours(path: Path, arch: ModelArch) -> ParameterTranslator:
         state = load_file(str(path))
     except (SafetensorError, OSError) as exc:
         raise ArtifactError(f"translator {path} is corrupt ({exc})", "re-create it with `prag train`") from None
-    translator = ParameterTranslator(TranslatorConfig(arch, int(meta.get("rank", 2)), int(meta.get("p", 2)), tuple(meta.get("modules", MLP_MODULES))))
+    translator = ParameterTranslator(TranslatorConfig(arch, int(meta.get("rank", 2)), int(meta.get("p", 2)),
+                                                      tuple(meta.get("modules", MLP_MODULES))))
     expected = {k: tuple(v.shape) for k, v in translator.weights.items()}
     got = {k: tuple(v.shape) for k, v in state.items()}
     if expected != got:
@@ -246,7 +248,7 @@ class EmbeddingCache:
             texts = {p.key: p.text for p in passages}
             for start in range(0, len(missing), self.batch_size):
                 keys = missing[start:start + self.batch_size]
-                for key, vector in zip(keys, passage_embeddings(self.loaded, [texts[k] for k in keys])):
+                for key, vector in zip(keys, passage_embeddings(self.loaded, [texts[k] for k in keys]), strict=False):
                     self._cache[key] = vector
         return torch.stack([self._cache[p.key] for p in passages])
 

@@ -21,7 +21,8 @@ from engine.store import LoraStore
 
 @pytest.fixture
 def explorer(loaded, tmp_path):
-    return Explorer(loaded, BM25Retriever(load_corpus(None)), LoraStore(tmp_path / "loras", loaded.model_id), None, "no translator for test")
+    return Explorer(loaded, BM25Retriever(load_corpus(None)), LoraStore(tmp_path / "loras", loaded.model_id), None,
+                    "no translator for test")
 
 
 def mentions(text: str, answers) -> bool:
@@ -36,7 +37,7 @@ def test_batched_rows_equal_rows_run_alone(loaded):
     adapter = random_adapter(loaded.arch, rank=2, scale=16.0, std=0.002, seed=0)
     adapters = [None, adapter, adapter]
     batched = generate_rows(loaded.model, tok, prompts, adapters, 6, ignore_eos=True, stop_at_newline=False)
-    for prompt, ad, row in zip(prompts, adapters, batched):
+    for prompt, ad, row in zip(prompts, adapters, batched, strict=False):
         alone = generate_rows(loaded.model, tok, [prompt], [ad], 6, ignore_eos=True, stop_at_newline=False)[0]
         assert row.token_ids == alone.token_ids
     assert all(len(r.token_ids) == 6 for r in batched)

@@ -39,7 +39,8 @@ def _cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
 
 # -- PopQA -------------------------------------------------------------------------------------------------
 
-POPQA_HEADER = "id\tsubj\tprop\tobj\tsubj_id\tprop_id\tobj_id\ts_aliases\to_aliases\ts_uri\to_uri\ts_wiki_title\to_wiki_title\ts_pop\to_pop\tquestion\tpossible_answers"
+POPQA_HEADER = ("id\tsubj\tprop\tobj\tsubj_id\tprop_id\tobj_id\ts_aliases\to_aliases\ts_uri\to_uri\ts_wiki_title\to_wiki_title"
+                "\ts_pop\to_pop\tquestion\tpossible_answers")
 POPQA_TSV = "\n".join([
     POPQA_HEADER,
     ('4222362\tGeorge Rankin\toccupation\tpolitician\t1850297\t22\t2834605\t"[""George James Rankin""]"\t"[""political leader"",""pol""]"\t'
@@ -73,7 +74,7 @@ def test_popqa_csv_and_jsonl(tmp_path):
     _, items, _ = _convert("popqa", tmp_path / "popqa.csv", tmp_path)
     assert [i.answers[0] for i in items] == ["politician", "Copenhagen"]
     # a Hugging Face JSON Lines export: same columns, possible_answers still a JSON string
-    hf = [dict(zip(reader_rows[0], r)) for r in reader_rows[1:]]
+    hf = [dict(zip(reader_rows[0], r, strict=False)) for r in reader_rows[1:]]
     _write(tmp_path / "popqa.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in hf))
     _, items2, _ = _convert("popqa", tmp_path / "popqa.jsonl", tmp_path)
     assert [(i.id, i.answers) for i in items2] == [(i.id, i.answers) for i in items]
@@ -161,7 +162,8 @@ def test_hotpotqa(tmp_path):
 def test_hotpotqa_hugging_face_layout(tmp_path):
     row = {"id": "5a8c7595554299585d9e36b6", "question": HOTPOT[1]["question"], "answer": "Chief of Protocol",
            "type": "bridge", "level": "medium", "supporting_facts": {"title": ["Shirley Temple"], "sent_id": [1]},
-           "context": {"title": ["Shirley Temple", "Other"], "sentences": [["Shirley Temple Black was an actress.", " She served as Chief of Protocol."], ["x"]]}}
+           "context": {"title": ["Shirley Temple", "Other"],
+                       "sentences": [["Shirley Temple Black was an actress.", " She served as Chief of Protocol."], ["x"]]}}
     _, (item,), _ = _convert("hotpotqa", _write(tmp_path / "hotpot.jsonl", json.dumps(row) + "\n"), tmp_path)
     assert item.passages[0].text == "Shirley Temple Black was an actress. She served as Chief of Protocol."
     assert item.meta["is_supporting"] == [True, False]
@@ -221,7 +223,8 @@ def _squad(version: str) -> dict:
                 {"id": "5ad39d53604f3c001a3fe8d1", "question": "Which team lost Super Bowl 51?", "answers": [],
                  "plausible_answers": [{"text": "Denver Broncos", "answer_start": 29}], "is_impossible": True}]},
             {"context": "The game was played in Santa Clara.", "qas": [
-                {"id": "q2", "question": "Where was it played?", "answers": [{"text": "Santa Clara", "answer_start": 23}], "is_impossible": False}]},
+                {"id": "q2", "question": "Where was it played?", "answers": [{"text": "Santa Clara", "answer_start": 23}],
+                 "is_impossible": False}]},
         ]}]}
 
 
@@ -325,10 +328,13 @@ def _bad_inputs(tmp_path: Path) -> dict[str, tuple[list, str]]:
         "not json": (["--format", "cwq", _write(tmp_path / "notes.json", "hello\n")], "is not JSON"),
         "zip": (["--format", "2wikimultihopqa", _write(tmp_path / "data.zip", b"PK\x03\x04rest")], "unzip it"),
         "table for json format": (["--format", "squad", _write(tmp_path / "x.tsv", POPQA_TSV)], "pass the squad .json"),
-        "already converted": (["--format", "squad", _write(tmp_path / "qa.jsonl", json.dumps({"id": "a", "question": "q?", "answers": ["x"]}) + "\n")],
+        "already converted": (["--format", "squad",
+                               _write(tmp_path / "qa.jsonl", json.dumps({"id": "a", "question": "q?", "answers": ["x"]}) + "\n")],
                               "QA JSONL format"),
         "nothing convertible": (["--format", "hotpotqa", test_split], "no questions converted"),
-        "popqa answers not a list": (["--format", "popqa", _write(tmp_path / "p.tsv", POPQA_HEADER + "\n1\ts\tp\to\t1\t2\t3\t[]\t[]\tu\tu\ts\to\t1\t1\tq?\tnot json\n")],
+        "popqa answers not a list": (["--format", "popqa",
+                                      _write(tmp_path / "p.tsv", POPQA_HEADER + "\n1\ts\tp\to\t1\t2\t3\t[]\t[]\tu\tu\ts\to\t1\t1\tq?"
+                                                                                "\tnot json\n")],
                                      "possible_answers"),
     }
 

@@ -164,7 +164,8 @@ def test_a_killed_driver_then_the_same_run_again_completes(cluster, loaded, tmp_
         deadline = time.monotonic() + 300
         while not store.keys() and driver.poll() is None and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert store.keys(), f"the driver wrote nothing before it ended: {driver.stderr.read().decode()[-2000:] if driver.poll() is not None else 'timeout'}"
+        assert store.keys(), ("the driver wrote nothing before it ended: "
+                              f"{driver.stderr.read().decode()[-2000:] if driver.poll() is not None else 'timeout'}")
         os.kill(driver.pid, signal.SIGKILL)
         driver.wait(timeout=30)
     finally:

@@ -195,7 +195,8 @@ def test_prediction_file_drops_garbage_and_failed_lines(tmp_path) -> None:
     good = {"id": "a", "method": "rag", "prediction": "x", "error": None}
     failed = {"id": "b", "method": "rag", "prediction": "", "error": "no PRAG LoRA"}
     other = {"id": "c", "method": "vanilla", "prediction": "y", "error": None}
-    path.write_text("\n".join([json.dumps(good), "{not json", json.dumps(failed), json.dumps(other), '{"id": "d", "meth']), encoding="utf-8")
+    path.write_text("\n".join([json.dumps(good), "{not json", json.dumps(failed), json.dumps(other), '{"id": "d", "meth']),
+                    encoding="utf-8")
     file = PredictionFile(path, "rag")
     assert file.load() == 4
     assert list(file.records) == ["a"]
@@ -355,7 +356,7 @@ def test_sigkill_mid_run_resumes_to_the_same_predictions(loaded, explorer, qa_fi
     assert {"em", "f1", "precision", "recall", "latency_s", "tokens", "context_rate", "memory_rate"} <= set(table["methods"]["rag"])
 
     reference = evaluate(EvalOptions(data=qa_file, methods=TWO, limit=4, max_new_tokens=6, out_dir=tmp_path / "whole"), explorer=explorer)
-    for name, path in reference.predictions.items():
+    for _name, path in reference.predictions.items():
         expected = {r["id"]: r["prediction"] for r in read_lines(path)}
         got = read_lines(out / path.name)
         assert len({r["id"] for r in got}) == len(got) == 4  # no duplicates

@@ -51,7 +51,7 @@ def assert_same_ranking(reference: BM25Retriever, index: BM25SRetriever, query: 
     assert len(ours) == len(theirs), query
     full = reference._bm25.get_scores(tokenize(query))
     position = {p.id: i for i, p in enumerate(reference.passages)}
-    for want, got in zip(ours, theirs):
+    for want, got in zip(ours, theirs, strict=False):
         assert got.score == pytest.approx(want.score, rel=1e-5, abs=1e-5), query
         assert full[position[got.passage.id]] == pytest.approx(want.score, rel=1e-5, abs=1e-5), query
         if got.passage.id == want.passage.id:
@@ -221,7 +221,8 @@ def test_corpus_stats_counts(tmp_path):
 
 
 def prag(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "engine.cli.app", *args], capture_output=True, text=True, timeout=600, env=os.environ.copy())
+    return subprocess.run([sys.executable, "-m", "engine.cli.app", *args], capture_output=True, text=True, timeout=600,
+                          env=os.environ.copy())
 
 
 def test_cli_index_info_and_errors(tmp_path):

@@ -54,7 +54,8 @@ def test_cli_cloze_needs_no_model_and_selects_passages(tmp_path) -> None:
     assert_one_line_error(prag("augment", "--data", str(qa), "--qa-cloze", "--rewrite", "llm", "--out", str(out)), "light rewrite")
     assert_one_line_error(prag("augment", "--data", str(qa), "--qa-cloze", "--sample", "1", "--limit", "1", "--out", str(out)),
                           "pass one of them")
-    assert_one_line_error(prag("augment", "--corpus", str(qa), "--qa-cloze", "--questions", "2", "--out", str(out)), "--questions needs --data")
+    assert_one_line_error(prag("augment", "--corpus", str(qa), "--qa-cloze", "--questions", "2", "--out", str(out)),
+                          "--questions needs --data")
 
 
 def test_sample_is_seeded_and_keeps_file_order(tmp_path) -> None:

@@ -17,7 +17,6 @@ from engine.adapters import load_adapter
 from engine.corpus import load_corpus, make_passage
 from engine.errors import ArtifactError, InputError
 from engine.explorer import Explorer
-from engine.generate import generate_rows
 from engine.offline.encode import (
     OnDemandEncoder,
     augment_cache_path,
@@ -31,7 +30,7 @@ from engine.offline.encode import (
     training_texts,
 )
 from engine.offline.records import AugmentFile, AugmentRecord, QAPair, load_augment, save_augment
-from engine.prompts import ANSWER_PREFIX, clean_answer, generation_prompt
+from engine.prompts import ANSWER_PREFIX, generation_prompt
 from engine.retrieval import BM25Retriever
 from engine.store import EncodeConfig, LoraStore
 
@@ -51,7 +50,8 @@ def fictional_record() -> AugmentRecord:
     """fict-002 of the sample corpus, with QA pairs that paraphrase (not copy) the test question."""
     passage = next(p for p in load_corpus(None) if p.id == "fict-002")
     pairs = [
-        QAPair("Who founded the engineering firm Quistrel Dynamics?", "Odalys Pemberforth", "The engineer Odalys Pemberforth founded Quistrel Dynamics."),
+        QAPair("Who founded the engineering firm Quistrel Dynamics?", "Odalys Pemberforth",
+               "The engineer Odalys Pemberforth founded Quistrel Dynamics."),
         QAPair("In which port city was Quistrel Dynamics founded?", "Harnwick", "Quistrel Dynamics was founded in Harnwick."),
         QAPair("In what year did Odalys Pemberforth found Quistrel Dynamics?", "1987", "Quistrel Dynamics was founded in 1987."),
     ]
@@ -88,7 +88,7 @@ def test_training_examples_follow_the_reference_layout(loaded):
     assert len(texts) == 5  # ceil(3/2) = 2 pairs x (passage, rewrite) + 1 question-only
     assert record.passage.text in texts[0] and record.rewrite in texts[1] and record.passage.text in texts[2] and record.rewrite in texts[3]
     assert "Passage 1" not in texts[4]
-    for text, pair in zip(texts, [record.qa[0]] * 2 + [record.qa[1]] * 2 + [record.qa[2]]):
+    for text, pair in zip(texts, [record.qa[0]] * 2 + [record.qa[1]] * 2 + [record.qa[2]], strict=False):
         assert text.endswith(f"{ANSWER_PREFIX} {pair.answer}.")
     # the same prompt inference continues, so training and answering agree token for token
     assert texts[4].startswith(generation_prompt(loaded.tokenizer, record.qa[2].question))
@@ -120,19 +120,6 @@ def test_training_loss_decreases(loaded, fictional_lora):
     assert sum(trained.losses[steps:]) < sum(trained.losses[:steps])  # second epoch below the first
     assert trained.adapter.scale == 16.0 and trained.adapter.rank == 2
     assert all(p.requires_grad is False for p in loaded.model.parameters())  # the model itself was never trained
-
-
-def test_fictional_fact_changes_the_answer(loaded, fictional_lora, record_property):
-    record, _, trained = fictional_lora
-    question = "Which engineer founded Quistrel Dynamics?"
-    prompts = [generation_prompt(loaded.tokenizer, question), generation_prompt(loaded.tokenizer, question),
-               generation_prompt(loaded.tokenizer, question, [record.passage]), generation_prompt(loaded.tokenizer, question, [record.passage])]
-    rows = generate_rows(loaded.model, loaded.tokenizer, prompts, [None, trained.adapter, None, trained.adapter], 12)
-    vanilla, prag, rag, prag_combine = (clean_answer(r.text) for r in rows)
-    record_property("answers", {"vanilla": vanilla, "prag": prag, "rag": rag, "prag_combine": prag_combine})
-    print(f"\nvanilla={vanilla!r} prag={prag!r} rag={rag!r} prag_combine={prag_combine!r}")
-    assert prag != vanilla or prag_combine != rag
-    assert "pemberforth" in prag_combine.lower()  # with the passage and its LoRA the fact is right
 
 
 # --- the stage: store, skipping, shards -----------------------------------------------------------------
@@ -255,7 +242,8 @@ def test_reference_peft_adapter_folder_matches_our_injection(tiny, tmp_path):
     ids = torch.randint(3, 128, (1, 12))
     with torch.no_grad():
         base = tiny(input_ids=ids).logits
-    peft_model = get_peft_model(tiny, LoraConfig(r=2, lora_alpha=32, lora_dropout=0.0, target_modules=["gate_proj", "up_proj", "down_proj"]))
+    peft_model = get_peft_model(tiny, LoraConfig(r=2, lora_alpha=32, lora_dropout=0.0,
+                                                 target_modules=["gate_proj", "up_proj", "down_proj"]))
     with torch.no_grad():
         for name, param in peft_model.named_parameters():
             if "lora_B" in name:

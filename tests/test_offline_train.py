@@ -98,7 +98,7 @@ def test_translator_round_trips_through_both_formats(loaded, uninterrupted):
     embeddings = torch.randn(3, loaded.arch.hidden_size)
     with torch.no_grad():
         left, right = ours.adapters(embeddings), reference.adapters(embeddings)
-    for a, b in zip(left, right):
+    for a, b in zip(left, right, strict=False):
         for key in a.pairs:
             assert torch.equal(a.pairs[key][0], b.pairs[key][0]) and torch.equal(a.pairs[key][1], b.pairs[key][1])
     assert max(row["up_proj"] for row in left[0].layer_norms()) > 0  # trained: not the 1e-7 init any more
@@ -214,7 +214,8 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path):
         (("--augment", str(aug), "--lr", "0"), "--lr must be positive"),
         (("--augment", str(aug), "--checkpoint-every", "-1"), "cannot be negative"),
     ]:
-        result = subprocess.run([sys.executable, "-m", "engine.cli.app", "train", *args], capture_output=True, text=True, timeout=300, cwd=REPO)
+        result = subprocess.run([sys.executable, "-m", "engine.cli.app", "train", *args], capture_output=True, text=True, timeout=300,
+                                cwd=REPO)
         lines = [line for line in result.stderr.splitlines() if line.strip()]
         assert result.returncode == 2 and len(lines) == 1 and needle in lines[0], result.stderr
 
@@ -223,7 +224,8 @@ def test_ctrl_c_on_the_cli_saves_and_exits_2_with_one_line(encoded):
     root, _, store = encoded
     out = root / "interrupted" / "translator.safetensors"
     args = ("train", "--augment", str(root / "aug.json"), "--store", str(store.root), "--out", str(out), *CLI_ARGS)
-    proc = subprocess.Popen([sys.executable, "-m", "engine.cli.app", *args], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-m", "engine.cli.app", *args], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
     deadline = time.monotonic() + 400
     while time.monotonic() < deadline and proc.poll() is None and not checkpoint_path(out).is_file():
         time.sleep(0.02)

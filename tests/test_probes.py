@@ -40,7 +40,7 @@ def test_scores_from_the_prefill_cache_equal_full_forward_passes():
         # the cache is cut back: scoring twice gives the same numbers
         again = score_continuations(model, logits, cache, mask, candidates)
     assert [v for row in scores for v in row] == pytest.approx([v for row in again for v in row], abs=1e-6)
-    for row, (prompt, adapter) in enumerate(zip(prompts, adapters)):
+    for row, (prompt, adapter) in enumerate(zip(prompts, adapters, strict=False)):
         for col, cand in enumerate(candidates):
             assert scores[row][col] == pytest.approx(_full_logprob(model, prompt, cand, adapter), abs=1e-4)
     # different adapters really move the scores (the check above is not trivially about row 0)

@@ -38,7 +38,8 @@ def test_every_torch_load_is_weights_only():
     offenders = []
     for path in _sources():
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "load" and getattr(node.func.value, "id", None) == "torch":
+            if (isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "load"
+                    and getattr(node.func.value, "id", None) == "torch"):
                 ok = any(k.arg == "weights_only" and isinstance(k.value, ast.Constant) and k.value.value is True for k in node.keywords)
                 if not ok:
                     offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")

@@ -351,14 +351,17 @@ class PragApp(App[None]):
         for method in METHODS.values():
             state = "on" if method.name in main.options.methods else "off"
             yield SystemCommand(f"Toggle method: {method.label} ({state})", method.help, partial(main.toggle_method, method.name))
-        yield SystemCommand("Copy answers", "The focused answer, or all answers, to the clipboard (ctrl+y; c on an answer)", main.action_copy)
+        yield SystemCommand("Copy answers", "The focused answer, or all answers, to the clipboard (ctrl+y; c on an answer)",
+                            main.action_copy)
         yield SystemCommand("Show answers", "The answers side by side", lambda: main.show_view("tab-answers"))
         yield SystemCommand("Show LoRA norms", "Per-layer norms of the injected adapters", lambda: main.show_view("tab-norms"))
-        yield SystemCommand("Show knowledge conflict", "Which answers follow the passage, which the memory", lambda: main.show_view("tab-conflict"))
+        yield SystemCommand("Show knowledge conflict", "Which answers follow the passage, which the memory",
+                            lambda: main.show_view("tab-conflict"))
         options = main.options
         yield SystemCommand(
             f"Dynamic rerank ({'on' if options.rerank == 'dynamic' else 'off'})",
-            f"The model picks which of the top {candidate_count(options.top_k, options.candidates)} BM25 candidates every method gets (ctrl+g)",
+            f"The model picks which of the top {candidate_count(options.top_k, options.candidates)} BM25 candidates "
+            "every method gets (ctrl+g)",
             main.toggle_rerank,
         )
         yield SystemCommand(

@@ -86,7 +86,8 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
-async def _collect(app, size: tuple[int, int], question: str, samples: int, interval_s: float, timeout_s: float) -> tuple[list[float], int, int]:
+async def _collect(app, size: tuple[int, int], question: str, samples: int, interval_s: float,
+                   timeout_s: float) -> tuple[list[float], int, int]:
     from textual import events
 
     latencies: list[float] = []
@@ -119,7 +120,7 @@ async def _collect(app, size: tuple[int, int], question: str, samples: int, inte
                             raise TimeoutError("a key press was not handled within 10 s")
                         await asyncio.sleep(0.0005)
                     painted = loop.create_future()
-                    app.call_after_refresh(lambda: painted.done() or painted.set_result(None))
+                    app.call_after_refresh(lambda painted=painted: painted.done() or painted.set_result(None))
                     await painted
                     latencies.append((time.perf_counter() - start) * 1000)
                 await asyncio.sleep(interval_s)

@@ -99,7 +99,8 @@ def to_markdown(comparison: Comparison, item: QAItem | None, excluded: list[str]
         em = f"{s['em']:.0f}" if "em" in s else "-"
         f1 = f"{s['f1']:.2f}" if "f1" in s else "-"
         lines.append(
-            f"| {answer.label} | {answer.status} | {_cell(text)} | {answer.tokens} | {answer.latency_s:.2f} s | {em} | {f1} | {s.get('follows', '-')} |"
+            f"| {answer.label} | {answer.status} | {_cell(text)} | {answer.tokens} | {answer.latency_s:.2f} s "
+            f"| {em} | {f1} | {s.get('follows', '-')} |"
         )
     series = adapter_norm_series(comparison.answers)
     if series:

@@ -33,7 +33,8 @@ def bench_bm25(passages: int = 10_000, queries: int = 50, seed: int = 0) -> Figu
         start = time.perf_counter()
         retriever.search(query, 3)
         samples.append(time.perf_counter() - start)
-    return Figure("bm25_query_ms_10k", statistics.median(samples) * 1000, "ms", 20.0, f"median of {queries} queries, {passages} synthetic passages")
+    return Figure("bm25_query_ms_10k", statistics.median(samples) * 1000, "ms", 20.0,
+                  f"median of {queries} queries, {passages} synthetic passages")
 
 
 def write_synthetic_corpus(path: Path, passages: int, words: int = 100, vocab: int = 50_000, seed: int = 0,

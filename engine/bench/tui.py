@@ -17,7 +17,8 @@ from pathlib import Path
 
 from engine.bench.figures import Figure
 
-_ESCAPES = re.compile(rb"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[P^_][^\x1b]*\x1b\\|\x1b[()][0-9A-Za-z]|\x1b[@-Z\\-_=>78]")
+_ESCAPES = re.compile(rb"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[P^_][^\x1b]*\x1b\\"
+                      rb"|\x1b[()][0-9A-Za-z]|\x1b[@-Z\\-_=>78]")
 """Terminal control sequences (CSI, OSC, DCS, charset and two-byte escapes): stripped to read the screen's text."""
 FIRST_FRAME_MARKERS = (b"prag-explorer", b"Ask a question", b"Vanilla", b"DyPRAG-combine", b"Help")
 """Text of the status line, the question box, the first and last answer cards and the key footer."""

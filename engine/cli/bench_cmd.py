@@ -28,6 +28,13 @@ def register(app: typer.Typer) -> None:
         soak: Annotated[bool, typer.Option(
             "--soak", help="Instead: many questions in one engine session; memory growth after warm-up.")] = False,
         soak_questions: Annotated[int, typer.Option(help="Questions for --soak (--quick: 60).")] = 200,
+        recipes: Annotated[bool, typer.Option(
+            "--recipes", help="Instead: which PRAG encode recipe stores knowledge (PRAG alone on the sample corpus's "
+                              "fictional questions; minutes per recipe).")] = False,
+        recipe_variants: Annotated[str | None, typer.Option(
+            help="With --recipes: which, separated by ';' (default: the named recipes and single changes to the default).")] = None,
+        recipe_questions: Annotated[int | None, typer.Option(
+            help="With --recipes: only the first N fictional questions (25 in all).")] = None,
     ) -> None:
         """Measure latency, memory and storage targets on the embedded model and sample corpus.
 
@@ -45,8 +52,9 @@ def register(app: typer.Typer) -> None:
 
         settings = settings_from()
         quiet_libraries()
-        if scale and soak:
-            raise InputError("--scale and --soak both given", "run one of them at a time")
+        if scale + soak + recipes > 1:
+            raise InputError("--scale, --soak and --recipes each run instead of the rest", "run one of them at a time")
+        positive_flag(recipe_questions, "--recipe-questions")
         if scale:
             positive_flag(scale_passages, "--scale-passages")
         questions = min(soak_questions, 60) if quick else soak_questions
@@ -55,7 +63,14 @@ def register(app: typer.Typer) -> None:
             raise InputError(f"--soak-questions must be more than the {warmup} warm-up questions, got {soak_questions}",
                              "e.g. --soak-questions 200")
         with progress_bar(enabled=not as_json) as progress, tempfile.TemporaryDirectory(prefix="prag-bench-") as tmp:
-            if scale:
+            if recipes:
+                from engine.bench.recipes import bench_recipes
+                from engine.models import load_model
+
+                names = [n.strip() for n in recipe_variants.split(";") if n.strip()] if recipe_variants else None
+                loaded = load_model(settings.model, settings.models_dir, progress)
+                figures = bench_recipes(loaded, names, recipe_questions, progress)
+            elif scale:
                 passages = min(scale_passages, 100_000) if quick else scale_passages
                 figures = run_scale_benchmarks(scale_dir or settings.home / "bench-scale", passages, 4 if quick else 6,
                                                settings.models_dir, ray, progress)
@@ -70,7 +85,8 @@ def register(app: typer.Typer) -> None:
         if as_json:
             typer.echo(json.dumps(figures_json(figures)))
             return
-        table = Table(title="prag bench" + (" --scale" if scale else "") + (" --soak" if soak else "") + (" --quick" if quick else ""))
+        table = Table(title="prag bench" + (" --scale" if scale else "") + (" --soak" if soak else "") + (" --recipes" if recipes else "")
+                      + (" --quick" if quick else ""))
         for column in ("Figure", "Value", "Target", "", "Note"):
             table.add_column(column, justify="right" if column in ("Value", "Target") else "left")
         for fig in figures:

@@ -73,6 +73,8 @@ def register(app: typer.Typer) -> None:
         methods: options.Methods = "all",
         limit: Annotated[int | None, typer.Option(help="Evaluate only the first N questions.")] = None,
         offset: Annotated[int, typer.Option(help="Skip the first N questions (a dev split: --offset 200 --limit 100).")] = 0,
+        group: Annotated[str | None, typer.Option(
+            help="Only questions whose meta.group is this, e.g. fictional in sample_corpus/questions.jsonl.")] = None,
         top_k: options.TopK = None,
         corpus: options.Corpus = None,
         index: options.Index = None,
@@ -135,7 +137,8 @@ def register(app: typer.Typer) -> None:
                                  recipe=recipe,
                                  command_defaults={"top_k": REFERENCE_TOP_K, "max_new_tokens": REFERENCE_MAX_NEW_TOKENS})
         eval_options = EvalOptions(
-            data=data, methods=chosen, limit=limit, offset=offset, top_k=settings.top_k, max_new_tokens=settings.max_new_tokens,
+            data=data, methods=chosen, limit=limit, offset=offset, group=group, top_k=settings.top_k,
+            max_new_tokens=settings.max_new_tokens,
             corpus=corpus, index=index, out_dir=out, encode_missing=encode, rerank=rerank, candidates=candidates,
             reranker_model=reranker_model, probes=probes, merge=merge, order=order, layers=layer_range,
         )
@@ -145,7 +148,8 @@ def register(app: typer.Typer) -> None:
             if encode and any(m.adapter is AdapterSource.PRAG for m in chosen):
                 # Said once the QA file has passed its checks (so a bad file still fails on one line), before any model loads.
                 progress = say_first(progress, f"note: PRAG LoRAs missing from the store {settings.store_dir} are encoded first "
-                                               f"(recipe {settings.recipe}: QA pairs from the passage's own sentences, seconds a passage, kept for later runs); "
+                                               f"(recipe {settings.recipe}: QA pairs from the passage's own sentences, "
+                                               "seconds a passage, kept for later runs); "
                                                "--no-encode reports them as errors instead")
             if ray:
                 from engine.distributed import RayOptions, evaluate_on_ray

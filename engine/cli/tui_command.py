@@ -47,7 +47,9 @@ def register(app: typer.Typer) -> None:
         store: options.Store = None,
         top_k: options.TopK = None,
         max_new_tokens: options.MaxNewTokens = None,
-        encode: Annotated[bool, typer.Option("--encode/--no-encode", help="Encode missing PRAG LoRAs before answering (slow, once per passage); --no-encode reports them missing.")] = True,
+        encode: Annotated[bool, typer.Option(
+            "--encode/--no-encode", help="Encode missing PRAG LoRAs before answering (slow, once per passage); "
+                                         "--no-encode reports them missing.")] = True,
         export_dir: Annotated[Path | None, typer.Option(help="Where ctrl+s writes exports (default: $PRAG_HOME/exports).")] = None,
         rerank: options.Rerank = "none",
         candidates: options.Candidates = 10,

@@ -119,7 +119,7 @@ def source_id(value: Any, fallback: int) -> str:
 def context_pairs(context: Any) -> list[tuple[str, list[str]]]:
     """HotpotQA / 2Wiki context -> [(title, sentences)]; both the release (list) and HF (dict) layouts."""
     if isinstance(context, dict) and isinstance(context.get("title"), list):
-        context = list(zip(context["title"], context.get("sentences") or []))
+        context = list(zip(context["title"], context.get("sentences") or [], strict=False))
     if not isinstance(context, list):
         raise RecordError('"context" is not a list of [title, sentences]')
     pairs = []
@@ -149,7 +149,8 @@ def popqa(record: Any, index: int, src: Source) -> Iterator[Row | Skip]:
     ident = source_id(row.get("id"), index)
     out: Row = {"id": f"popqa-{int(ident):04d}" if ident.isdigit() else f"popqa-{ident}",
                 "question": text_of(row["question"], "question"), "answers": answers}
-    paragraphs = [p for p in row.get("paragraphs") or row.get("passages") or [] if isinstance(p, dict) and isinstance(p.get("text"), str) and p["text"].strip()]
+    paragraphs = [p for p in row.get("paragraphs") or row.get("passages") or []
+                  if isinstance(p, dict) and isinstance(p.get("text"), str) and p["text"].strip()]
     if paragraphs:
         out["passages"] = [{"title": str(p.get("title") or ""), "text": p["text"]} for p in paragraphs]
     meta: Row = {"source": "popqa", "source_index": index}
@@ -414,6 +415,7 @@ def convert_file(fmt: str, raw: Path, out: Path, limit: int | None = None,
                        f"MB, {rep.converted:,} questions")
         if rep.converted == 0:
             reasons = ", ".join(f"{n:,} {r}" for r, n in rep.skipped.most_common(3)) or "the file has no records"
-            raise InputError(f"no questions converted from {src.path} ({reasons})", f"check that it is a {fmt} file with answers (test splits often have none)")
+            raise InputError(f"no questions converted from {src.path} ({reasons})",
+                             f"check that it is a {fmt} file with answers (test splits often have none)")
     rep.seconds = time.monotonic() - started
     return rep

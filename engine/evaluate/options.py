@@ -23,6 +23,8 @@ class EvalOptions:
     """Evaluate only the first N questions of the file (after `offset`); None = all."""
     offset: int = 0
     """Skip this many questions first: a dev split of the same file (`--offset 200 --limit 100`)."""
+    group: str | None = None
+    """Only the questions whose `meta.group` is this (the sample corpus's known / fictional / counterfactual)."""
     top_k: int = REFERENCE_TOP_K
     max_new_tokens: int = REFERENCE_MAX_NEW_TOKENS
     corpus: Path | None = None

@@ -201,4 +201,5 @@ def file_prefix(data: Path, fp: dict[str, Any]) -> str:
     # Hash contents, not paths: the same corpus or translator reached by another path resumes the same files.
     content = {**fp, "corpus": fp["corpus"] and fp["corpus"]["digest"], "translator": tr and tr["digest"]}
     digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:8]
-    return "__".join([_segment(data.stem), _segment(fp["model"]), f"k{fp['top_k']}", f"n{fp['max_new_tokens']}", corpus, translator, digest])
+    return "__".join([_segment(data.stem), _segment(fp["model"]), f"k{fp['top_k']}", f"n{fp['max_new_tokens']}",
+                      corpus, translator, digest])

@@ -86,7 +86,13 @@ def load_items(options: EvalOptions) -> list[QAItem]:
     """The questions to run, checked up front so bad data fails before the model loads."""
     from engine.explorer import validate_question
 
-    items = load_qa(options.data, None if options.limit is None else options.offset + options.limit)[options.offset:]
+    if options.group is None:
+        items = load_qa(options.data, None if options.limit is None else options.offset + options.limit)[options.offset:]
+    else:
+        items = [item for item in load_qa(options.data) if item.meta.get("group") == options.group]
+        if not items:
+            raise InputError(f"{options.data} has no question whose meta.group is {options.group!r}", "check the group name")
+        items = items[options.offset:][: options.limit]
     if not items:
         raise InputError(f"{options.data} has no questions after the first {options.offset}", "pass a smaller --offset")
     seen: set[str] = set()
@@ -99,7 +105,8 @@ def load_items(options: EvalOptions) -> list[QAItem]:
         except InputError as exc:
             raise InputError(f"{options.data}: question {item.id}: {exc.message}", "fix that line of the QA file") from None
         if options.corpus is None and options.index is None and not item.passages:
-            raise InputError(f"{options.data}: question {item.id} has no passages", "give every line passages, or pass --corpus to retrieve")
+            raise InputError(f"{options.data}: question {item.id} has no passages",
+                             "give every line passages, or pass --corpus to retrieve")
     return items
 
 

@@ -163,7 +163,7 @@ def shared_prefix(rows: Sequence[Sequence[int]]) -> int:
     return length
 
 
-def answer_loss(model, batch: Batch, adapter: Adapter | None) -> "torch.Tensor":
+def answer_loss(model, batch: Batch, adapter: Adapter | None) -> torch.Tensor:
     """Mean next-token loss over the labelled positions, computed the cheap way; same value as the model's own loss.
 
     Two savings, both exact: the prefix every row shares (template and system prompt, a third of a
@@ -172,20 +172,25 @@ def answer_loss(model, batch: Batch, adapter: Adapter | None) -> "torch.Tensor":
     Needs every labelled position after the shared prefix (true when the loss is on the answer).
     """
     import torch
+    from transformers import DynamicCache
+
+    from engine.generate import cache_kwarg
 
     body = getattr(model, model.base_model_prefix)
     rows = batch.input_ids.shape[0]
     prefix = min(batch.prefix, batch.input_ids.shape[1] - 1)
     cache = None
+    key = cache_kwarg(body)
     if prefix > 0 and rows > 1:
+        cache = DynamicCache(config=model.config)
         with inject(model, [adapter]):
-            cache = body(input_ids=batch.input_ids[:1, :prefix], use_cache=True).past_key_values
+            body(input_ids=batch.input_ids[:1, :prefix], use_cache=True, **{key: cache})  # fills the cache in place
         cache.batch_repeat_interleave(rows)
     else:
         prefix = 0
     with inject(model, [adapter] * rows):
-        hidden = body(input_ids=batch.input_ids[:, prefix:], attention_mask=batch.attention_mask, past_key_values=cache,
-                      use_cache=cache is not None).last_hidden_state
+        hidden = body(input_ids=batch.input_ids[:, prefix:], attention_mask=batch.attention_mask, use_cache=cache is not None,
+                      **({key: cache} if cache is not None else {})).last_hidden_state
     targets = batch.labels[:, prefix + 1:]
     keep = targets != -100
     logits = model.get_output_embeddings()(hidden[:, :-1][keep])

@@ -4,7 +4,7 @@ The reference recipe's three cloze pairs cover a third of a short passage; a que
 other fact finds nothing in the LoRA. Here each sentence (pronouns at its start read as the
 passage's title) gives one pair per span (names, numbers, what follows "called"/"named",
 and the end of every clause), and each pair is asked as a fill-the-blank sentence and as an
-in-place "what" question, so the LoRA ties the fact to the words around it rather than to
+in-place question ("which engineer", "which year", else "what"), so the LoRA ties the fact to the words around it rather than to
 one template. No LLM, no gold answers: the test question never leaks into the LoRA.
 """
 
@@ -14,15 +14,22 @@ import re
 import threading
 
 from engine.corpus import Passage
-from engine.offline.cloze import _SALIENT, _TRAILING, sentences
+from engine.offline.cloze import _OPENERS, _SALIENT, _TRAILING, sentences
 from engine.offline.records import AugmentFn, AugmentRecord, FailedPassage, QAPair
 from engine.offline.sources import light_rewrite
 
 _PRONOUN = re.compile(r"^(It|He|She|They|This|Its|His|Her|Their)\b")
 _NAMED = re.compile(r"\b(?:called|named|known as|nicknamed)\s+((?:the\s+)?[\w'’-]+(?:\s+[A-Z][\w'’-]*)*)")
-_CLAUSE = re.compile(r"[,;:]\s+|\s+(?:and|but|which|where|while|whose)\s+")
+_CLAUSE = re.compile(r"[,;:]\s+|\s+(?:but|which|where|while|whose)\s+")
+_PREPOSITIONS = {"under", "over", "near", "between", "among", "across", "through", "beside", "behind", "beyond", "inside", "outside",
+                 "within", "without", "against", "along", "around", "until", "upon"}
+_MONTHS = "January|February|March|April|May|June|July|August|September|October|November|December"
+_DATE = re.compile(rf"\b(?:the\s+)?(?:\w+\s+of\s+(?:{_MONTHS})|\d{{1,2}}(?:st|nd|rd|th)?\s+(?:{_MONTHS})|(?:{_MONTHS})\s+\d{{1,2}})\b")
+_YEAR = re.compile(r"^(1\d|20)\d\d$")
+_ROLE_BEFORE = re.compile(r"(?:\b(?:the|a|an)\s+)?\b([a-z][a-z-]+)\s*$")
 _FUNCTION_WORDS = {"of", "the", "a", "an", "in", "on", "at", "by", "for", "from", "with", "to", "into", "and", "or", "as",
-                   "is", "was", "are", "were", "be", "been", "call", "called", "named", "its", "his", "her", "their"}
+                   "is", "was", "are", "were", "be", "been", "call", "called", "named", "its", "his", "her", "their",
+                   "every", "each", "some", "many", "all", "several", "more", "most", "than", "there"}
 MAX_SPAN_WORDS = 6
 CLAUSE_END_WORDS = 2
 
@@ -44,8 +51,18 @@ def spans(sentence: str, title: str) -> list[tuple[int, int]]:
     body = _TRAILING.sub("", sentence)
     found: list[tuple[int, int]] = []
     for match in _SALIENT.finditer(body):
-        if match.start() == 0 and not match.group(0)[:1].isdigit():
-            continue  # the sentence's subject: usually the title or a capitalised opener
+        start, words = match.start(), match.group(0).split()
+        while words and words[0].lower() in _OPENERS | _PREPOSITIONS and len(words) > 1:  # "Under Captain X" -> "Captain X"
+            start = body.index(words[1], start + len(words[0]))
+            words = words[1:]
+        if start == 0 and not words[0][:1].isdigit():
+            continue  # the sentence's subject: usually the title
+        stop = start + len(_TRAILING.sub("", body[start:match.end()]))
+        found.append((start, stop))
+        owner = body.find(" of ", start, stop)
+        if owner > start:  # "Petronella Vask of Brennoch Vale": the person alone is a fact too
+            found.append((start, owner))
+    for match in _DATE.finditer(body):
         found.append((match.start(), match.end()))
     for match in _NAMED.finditer(body):
         found.append((match.start(1), match.end(1)))
@@ -72,6 +89,8 @@ def _clause_ends(body: str) -> list[tuple[int, int]]:
         words = list(re.finditer(r"\S+", body[start:stop]))
         if len(words) >= 3:
             tail = words[max(0, len(words) - CLAUSE_END_WORDS):]
+            if len(words) >= 4 and words[-2].group(0) in ("and", "or"):  # "teal and orange": both sides are the fact
+                tail = words[-3:]
             while tail and tail[0].group(0).lower() in _FUNCTION_WORDS:
                 tail = tail[1:]
             if tail:
@@ -81,20 +100,44 @@ def _clause_ends(body: str) -> list[tuple[int, int]]:
     return ends
 
 
+def wh_phrase(before: str, answer: str) -> str:
+    """The text before the answer, ending in the question word a reader would use for it.
+
+    "designed by the engineer" + a name -> "designed by which engineer"; "founded in" + 1638 ->
+    "founded in which year"; otherwise "... what".
+    """
+    role = _ROLE_BEFORE.search(before)
+    noun = role.group(1) if role is not None else ""
+    if noun and answer[:1].isupper() and noun not in _FUNCTION_WORDS | _OPENERS and not noun.endswith(("ed", "ing", "ly")):
+        return f"{before[: role.start()]}which {noun}".strip()
+    if _YEAR.match(answer):
+        return f"{before} which year"
+    return f"{before} what"
+
+
 def fact_pairs(passage: Passage) -> list[QAPair]:
-    """Two pairs (cloze and "what" question) per span of every sentence."""
+    """Two pairs (a blank and a question) per span of every sentence, each asked within the span's clause."""
     pairs: list[QAPair] = []
     for raw in sentences(passage.text):
         sentence = resolve_opening(raw, passage.title)
         body = _TRAILING.sub("", sentence)
+        cuts = [0, *(m.end() for m in _CLAUSE.finditer(body)), len(body) + 1]
         for start, end in spans(sentence, passage.title):
             answer = body[start:end].strip()
-            before, after = body[:start].rstrip(), body[end:].strip()
+            # Only the clause that holds the answer: a shorter example (cheaper) that keeps the fact's own words.
+            first = max(c for c in cuts if c <= start)
+            last = min((m.start() for m in _CLAUSE.finditer(body) if m.start() >= end), default=len(body))
+            lead = re.match(r"(?:and|but|or|so)\s+", body[first:last])
+            first += lead.end() if lead and lead.end() <= start - first else 0
+            clause = body[first:last]
+            before, after = clause[: start - first].rstrip(), clause[end - first:].strip()
             if after and after[0] not in ",;:":
                 after = " " + after
-            about = f"About {passage.title}: " if passage.title and passage.title.lower() not in body.lower() else ""
+            named = passage.title and passage.title.lower() in clause.lower()
+            about = f"About {passage.title}: " if passage.title and not named else ""
+            before = before[:1].upper() + before[1:] if not about else before
             pairs.append(QAPair(f"{about}{before} ___{after}.".strip(), answer, sentence))
-            pairs.append(QAPair(f"{about}{before} what{after}?".strip(), answer, sentence))
+            pairs.append(QAPair(f"{about}{wh_phrase(before, answer)}{after}?".strip(), answer, sentence))
     return pairs
 
 

@@ -7,8 +7,8 @@ The file is a JSON list; each item is
 and we read the reference PRAG files as they are: a flat list of such items, or their
 per-question layout `[{"test_id", "question", "answer", "passages", "augment": [items]}]`,
 which their encode script reads; `layout="questions"` writes that one (one entry per
-passage) so their tools read ours. `title` is our only extra key: passages are keyed by title + text, so keeping it lets `prag ask --corpus` find
-the LoRAs again. Passages that could not be augmented go to a sidecar
+passage) so their tools read ours. `title` is our only extra key: passages are keyed by
+title + text, so keeping it lets `prag ask --corpus` find the LoRAs again. Passages that could not be augmented go to a sidecar
 (`<name>.status.json`) with the reason, never silently dropped, and never into the
 list itself, where the reference tools would choke on them.
 """
@@ -190,7 +190,8 @@ def save_augment(path: Path, aug: AugmentFile) -> None:
     items: list[dict[str, Any]] = [r.to_json(aug.aug_model) for r in aug.records]
     if aug.layout == "questions":
         items = [{"test_id": i, "question": r.qa[0].question if r.qa else "", "answer": [r.qa[0].answer] if r.qa else [],
-                  "passages": [r.passage.text], "augment": [{"pid": 0, **item}]} for i, (r, item) in enumerate(zip(aug.records, items))]
+                  "passages": [r.passage.text], "augment": [{"pid": 0, **item}]}
+                 for i, (r, item) in enumerate(zip(aug.records, items, strict=True))]
     write_text(path, json.dumps(items, indent=1, ensure_ascii=False) + "\n")
     status = {
         "format": "prag-explorer-augment-status/1",

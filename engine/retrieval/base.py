@@ -123,7 +123,7 @@ def ranked_hits(passages: Sequence[Passage], scores: Sequence[float], terms: Seq
     """
     unique = list(dict.fromkeys(terms))
     hits = []
-    for rank, (passage, score) in enumerate(zip(passages, scores), start=1):
+    for rank, (passage, score) in enumerate(zip(passages, scores, strict=False), start=1):
         present = passage_terms[rank - 1] if passage_terms is not None else set(tokenize(f"{passage.title} {passage.text}"))
         matched = tuple(t for t in unique if t in present)
         if not matched:

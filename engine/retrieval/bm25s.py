@@ -137,7 +137,8 @@ class BM25SRetriever:
         try:
             self._bm25 = bm25s.BM25.load(str(self.folder / BM25S_DIR), mmap=mmap, load_corpus=False)
         except (OSError, ValueError, KeyError) as exc:
-            raise ArtifactError(f"bm25s index in {folder} is unreadable ({exc})", "build it again with `prag corpus index --force`") from None
+            raise ArtifactError(f"bm25s index in {folder} is unreadable ({exc})",
+                                "build it again with `prag corpus index --force`") from None
         self.passages = PassageFile(self.folder)
         self.digest = self.info.digest
 

@@ -116,7 +116,8 @@ def build_es_index(
 
     try:
         if client.indices.exists(index=name) and not client.indices.exists_alias(name=name):
-            raise InputError(f"Elasticsearch already has a concrete index named {name!r}", "choose another --es-index, or delete that index")
+            raise InputError(f"Elasticsearch already has a concrete index named {name!r}",
+                             "choose another --es-index, or delete that index")
         client.indices.create(index=concrete, **es_index_body(params))
         try:
             done = 0

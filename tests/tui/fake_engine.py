@@ -138,7 +138,8 @@ class FakeExplorer:
         elif rerank == "dynamic":
             if request.candidates < 1:
                 raise InputError(f"candidates must be at least 1, got {request.candidates}", "pass 1 or more")
-            pool = list(request.pool) if request.pool is not None else self.retrieve(request.question, max(request.candidates, request.top_k))
+            pool = (list(request.pool) if request.pool is not None
+                    else self.retrieve(request.question, max(request.candidates, request.top_k)))
             reranked = self._rerank(request, pool, cancel)
             hits = reranked.kept
         else:
@@ -178,7 +179,8 @@ class FakeExplorer:
         encode_missing: bool = False,
     ) -> Comparison:
         question = validate_question(question)
-        self.calls.append({"question": question, "hits": list(hits), "methods": [m.name for m in methods], "encode_missing": encode_missing})
+        self.calls.append({"question": question, "hits": list(hits), "methods": [m.name for m in methods],
+                           "encode_missing": encode_missing})
         if self.fail_with is not None:
             raise self.fail_with
         answers = [Answer(m.name, m.label) for m in methods]

@@ -348,7 +348,8 @@ async def test_switching_to_a_broken_model_keeps_the_old_engine(make_app, tmp_pa
     def factory(settings, progress):
         calls.append(settings.model)
         if settings.model:
-            raise ModelError(f"{settings.model} is not a Hugging Face model directory (no config.json)", "pass the folder that holds config.json")
+            raise ModelError(f"{settings.model} is not a Hugging Face model directory (no config.json)",
+                             "pass the folder that holds config.json")
         return FakeExplorer()
 
     app = make_app(factory)

@@ -61,7 +61,8 @@ async def test_ctrl_g_reranks_the_next_run_and_the_panel_shows_new_and_bm25_rank
         assert [h.passage.id for h in engine.calls[-1]["hits"]] == kept
         items = screen.passages.items
         assert len(items) == 10
-        assert [(i.hit.rank, i.bm25_rank, i.dropped, i.included) for i in items[:3]] == [(1, 3, False, True), (2, 2, False, True), (3, 1, False, True)]
+        assert ([(i.hit.rank, i.bm25_rank, i.dropped, i.included) for i in items[:3]]
+                == [(1, 3, False, True), (2, 2, False, True), (3, 1, False, True)])
         assert row_text(items[0]).startswith("●  1 (bm25 #3)")
         dropped = items[3:]
         assert [i.bm25_rank for i in dropped] == list(range(4, 11))
@@ -199,11 +200,13 @@ def test_rerank_rows_and_block_from_engine_results():
     kept, dropped = apply_order(pool, [4, 1])
     result = RerankResult(kept, dropped, "[4] > [1]", False, "reranker kept 2 of 6", [4, 1])
     rows = rerank_rows(result)
-    assert [(r.rank, r.bm25_rank, r.kept) for r in rows] == [(1, 4, True), (2, 1, True), (None, 2, False), (None, 3, False), (None, 5, False), (None, 6, False)]
+    assert ([(r.rank, r.bm25_rank, r.kept) for r in rows]
+            == [(1, 4, True), (2, 1, True), (None, 2, False), (None, 3, False), (None, 5, False), (None, 6, False)])
     block = rerank_block(result, 6, 1.23456)
     assert block["kept"] == [pool[3].passage.id, pool[0].passage.id] and block["reused"] is False and block["seconds"] == 1.235
     fallback = bm25_fallback(pool, 3, "", "reranker answer had no usable identifiers; kept BM25 order")
-    assert [(r.rank, r.bm25_rank, r.kept) for r in rerank_rows(fallback)][:4] == [(1, 1, True), (2, 2, True), (3, 3, True), (None, 4, False)]
+    assert ([(r.rank, r.bm25_rank, r.kept) for r in rerank_rows(fallback)][:4]
+            == [(1, 1, True), (2, 2, True), (3, 3, True), (None, 4, False)])
     from engine.explorer import Comparison
 
     text = to_markdown(Comparison(RERANK_QUESTION, "m", fallback.kept, [], extra={"rerank": rerank_block(fallback, 6)}), None, [], "now")

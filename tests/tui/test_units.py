@@ -42,7 +42,8 @@ def test_export_writes_both_files_without_clobbering(tmp_path):
     assert first[0].name == "20250102-030405-in-which-city-does-the-eiffel-tower.md"
     assert second[0].name.endswith("-2.md") and second[1].name.endswith("-2.json")
     data = json.loads(first[1].read_text())
-    assert data["scores"] == {"vanilla": {"em": 0.0, "f1": 0.0, "follows": "memory"}, "rag": {"em": 0.0, "f1": 0.6667, "follows": "passage"}}
+    assert data["scores"] == {"vanilla": {"em": 0.0, "f1": 0.0, "follows": "memory"},
+                              "rag": {"em": 0.0, "f1": 0.6667, "follows": "passage"}}
     assert data["excluded_passages"] == ["Some title"] and data["conflict"]["original_answers"] == ["Paris"]
     text = first[0].read_text()
     assert "| RAG | done | Rome \\| Italy |" in text  # pipes escaped inside table cells
@@ -97,7 +98,8 @@ def test_cli_rejects_a_missing_corpus_with_one_line_and_exit_2(tmp_path):
 
 
 def test_cli_stays_free_of_textual_until_the_tui_runs():
-    code = "import sys, engine.cli.app; assert 'textual' not in sys.modules and 'tui' not in sys.modules, sorted(m for m in sys.modules if m.startswith(('textual', 'tui')))"
+    code = ("import sys, engine.cli.app; assert 'textual' not in sys.modules and 'tui' not in sys.modules, "
+            "sorted(m for m in sys.modules if m.startswith(('textual', 'tui')))")
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

@@ -69,14 +69,16 @@ class MainScreen(Screen):
     BINDING_GROUP_TITLE = "Explorer"
 
     BINDINGS = [
-        Binding("escape", "cancel", "Cancel", tooltip="Stop the run (reranking, PRAG encoding or generating); partial answers are kept.", id="cancel"),
+        Binding("escape", "cancel", "Cancel", tooltip="Stop the run (reranking, PRAG encoding or generating); partial answers are kept.",
+                id="cancel"),
         Binding("ctrl+r", "rerun", "Run", tooltip="Run the question again with the current methods and passages.", id="run"),
         # The app owns the QA file and the help: its actions, named by namespace, so the screen needs no app import.
         Binding("ctrl+o", "app.browse_questions", "Questions", tooltip="Pick a question from the QA file.", id="browse-questions"),
         Binding("ctrl+t", "next_view", "View", tooltip="Answers → LoRA norms → conflict.", id="next-view"),
         Binding("ctrl+s", "export", "Export", tooltip="Write the comparison to Markdown and JSON.", id="export"),
         # One key, two bindings: check_action shows the one that applies, so the footer reads the current mode.
-        Binding("ctrl+g", "set_rerank('dynamic')", "Rerank off", tooltip="Switch dynamic reranking on: the model picks which BM25 candidates every method gets.", id="toggle-rerank"),
+        Binding("ctrl+g", "set_rerank('dynamic')", "Rerank off",
+                tooltip="Switch dynamic reranking on: the model picks which BM25 candidates every method gets.", id="toggle-rerank"),
         Binding("ctrl+g", "set_rerank('none')", "Rerank on", tooltip="Switch dynamic reranking off: plain BM25 top-k.", id="toggle-rerank"),
         Binding("ctrl+y", "copy", "Copy", show=False, tooltip="Copy the focused answer, or all answers.", id="copy"),
         Binding("ctrl+l", "focus_question", "Question", show=False, id="focus-question"),
@@ -222,7 +224,8 @@ class MainScreen(Screen):
 
     def _encode_changed(self, on: bool) -> None:
         """Encoding decides whether PRAG answers at all, so the question on screen runs again at once."""
-        text = "on: missing PRAG LoRAs are trained before answering (slow, once per passage)" if on else "off: a missing PRAG LoRA is that answer's error"
+        text = ("on: missing PRAG LoRAs are trained before answering (slow, once per passage)" if on
+                else "off: a missing PRAG LoRA is that answer's error")
         question = self.passages_panel.question if self.engine is not None else None
         self.notify(f"Encode missing PRAG LoRAs: {text}" + ("; running the question again" if question else ""), title="PRAG")
         if question:
@@ -400,7 +403,8 @@ class MainScreen(Screen):
         try:
             md, js = export_comparison(comparison, item, folder, excluded)
         except OSError as error:
-            self.app.call_from_thread(self.notify, f"Could not write to {folder}: {error.strerror}", title="Export failed", severity="error")
+            self.app.call_from_thread(self.notify, f"Could not write to {folder}: {error.strerror}", title="Export failed",
+                                      severity="error")
             return
         self.app.call_from_thread(self.notify, f"{md}\n{js.name}", title="Exported", timeout=8)
 

@@ -64,7 +64,8 @@ class ConflictPanel(VerticalScroll):
         header.add_column()
         header.add_row("Question", Text(item.question))
         header.add_row("Memory says", Text(" · ".join(conflict.original_answers) + "  (original answer)", style=FOLLOW_STYLE["memory"]))
-        header.add_row("Passage says", Text(" · ".join(conflict.substituted_answers) + "  (substituted answer)", style=FOLLOW_STYLE["passage"]))
+        header.add_row("Passage says", Text(" · ".join(conflict.substituted_answers) + "  (substituted answer)",
+                                            style=FOLLOW_STYLE["passage"]))
         table = Table(box=box.SIMPLE_HEAD, expand=True, show_edge=False, pad_edge=False)
         table.add_column("Method", no_wrap=True, style="bold")
         table.add_column("Passage via", no_wrap=True)
@@ -78,17 +79,18 @@ class ConflictPanel(VerticalScroll):
                 table.add_row(answer.label, role(answer.method), Text(answer.error, style="red"), Text("-", style="dim"), "-", "-")
                 continue
             if answer.status not in ("done", "cancelled"):
-                table.add_row(answer.label, role(answer.method), Text(answer.text.strip() or "…", style="dim"), Text(answer.status, style="dim"),
-                              "", "")
+                table.add_row(answer.label, role(answer.method), Text(answer.text.strip() or "…", style="dim"),
+                              Text(answer.status, style="dim"), "", "")
                 continue
             side = follows(answer.text, conflict)
             sides.setdefault(side, []).append(answer.label)
             suffix = " (partial)" if answer.status == "cancelled" else ""
             probes = probe_sides(answer, item)
             logps = (f"{probes['substituted']:.1f}/{probes['original']:.1f}" if "mr" in probes else "-")
-            ratio = Text(f"{probes['mr']:.2f}", style=FOLLOW_STYLE["memory" if probes["mr"] > 0.5 else "passage"]) if "mr" in probes else "-"
-            table.add_row(answer.label, role(answer.method), Text(answer.text or "(empty)"), Text(FOLLOW_TEXT[side] + suffix, style=FOLLOW_STYLE[side]),
-                          logps, ratio)
+            ratio = (Text(f"{probes['mr']:.2f}", style=FOLLOW_STYLE["memory" if probes["mr"] > 0.5 else "passage"])
+                     if "mr" in probes else "-")
+            table.add_row(answer.label, role(answer.method), Text(answer.text or "(empty)"),
+                          Text(FOLLOW_TEXT[side] + suffix, style=FOLLOW_STYLE[side]), logps, ratio)
         if not answers:
             table.add_row("-", "-", Text("Run the question (enter) to compare the methods.", style="dim"), "-", "-", "-")
         summary = Text()

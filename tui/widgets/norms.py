@@ -93,7 +93,8 @@ class NormsPanel(Vertical):
             summary.update("No injected adapter in this run: run PRAG or DyPRAG (methods 3-6) to see per-layer norms.")
         else:
             summary.update(
-                "  ".join(f"{name}: max {max(v):.3g} at layer {v.index(max(v))}, total {sum(x * x for x in v) ** 0.5:.3g}" for name, v in series.items())
+                "  ".join(f"{name}: max {max(v):.3g} at layer {v.index(max(v))}, total {sum(x * x for x in v) ** 0.5:.3g}"
+                          for name, v in series.items())
                 + f"   ‖scale·BA‖_F per layer, {module}"
             )
         plots = [first] if self.overlay or len(series) < 2 else [first, second]
@@ -111,7 +112,7 @@ class NormsPanel(Vertical):
             plt.title(f"LoRA norm per layer ({module})")
             plt.xlabel("layer")
         elif series:
-            for plot, (name, values) in zip(plots, series.items()):
+            for plot, (name, values) in zip(plots, series.items(), strict=False):
                 plot.plt.bar(list(range(len(values))), values, label=name, color=SERIES_COLORS[name])
                 plot.plt.title(f"{name} ({module})")
                 plot.plt.xlabel("layer")

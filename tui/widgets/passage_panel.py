@@ -79,7 +79,7 @@ class PassagePanel(Vertical):
             flags = [index < options.top_k for index in range(len(shown))]
             self.question, self.item = question, item
             self._show_hits(shown, "item", scored=False, flags=flags, title=f"· from {item.id}")
-            return tuple(h for h, on in zip(shown, flags) if on), None
+            return tuple(h for h, on in zip(shown, flags, strict=False) if on), None
         self.question, self.item, self.hits, self.source, self.reranked = question, item, None, None, None
         self.border_subtitle = ""
         count = candidate_count(options.top_k, options.candidates)

@@ -123,7 +123,8 @@ class PassageItem(Widget, can_focus=True):
             rank = "✗" if self.dropped else str(hit.rank)
             origin = f"(bm25 #{self.bm25_rank})"
             tag = Content.assemble(("dropped", "$text-muted"), " · ") if self.dropped else Content("")
-            head = Content.assemble(mark, f" {rank:>2} ", (f"{origin:<10}", "$text-muted"), " ", (score, "$text-muted"), " ", tag, title, " · ")
+            head = Content.assemble(mark, f" {rank:>2} ", (f"{origin:<10}", "$text-muted"), " ", (score, "$text-muted"),
+                                    " ", tag, title, " · ")
         # a greyed (switched-off) candidate keeps its matches underlined but not coloured
         style = "bold $accent underline" if self.included or not self.dropped else "underline"
         return head + highlight_terms(hit.passage.text, hit.matched_terms, style)
@@ -226,7 +227,7 @@ class PassageList(VerticalScroll, can_focus=False):
             self.mount(Static(NO_MATCH, classes="passages-empty"))
             return
         flags = list(included) if included is not None else [True] * len(hits)
-        self.mount_all(PassageItem(hit, scored, flag) for hit, flag in zip(hits, flags))
+        self.mount_all(PassageItem(hit, scored, flag) for hit, flag in zip(hits, flags, strict=False))
 
     def show_reranked(self, rows: Sequence[RerankRow], fallback_note: str | None = None, raw: str = "") -> None:
         """Replace the list with every BM25 candidate: kept ones on, dropped ones off and greyed.
