@@ -110,7 +110,8 @@ def register(app: typer.Typer) -> None:
         if corpus is not None and (index is not None or es_index is not None):
             raise InputError("--corpus and --index/--es-index both given", "an index already holds its corpus: pass one of them")
         existing_path(translator, "translator")  # before the model loads, not after
-        settings = settings_from(top_k=top_k, corpus=corpus, model=model, translator=translator, store=store, max_new_tokens=max_new_tokens,
+        settings = settings_from(command_defaults={"top_k": options.INTERACTIVE_TOP_K},
+                                 top_k=top_k, corpus=corpus, model=model, translator=translator, store=store, max_new_tokens=max_new_tokens,
                                  index=index, es_index=es_index, es_url=es_url, recipe=recipe)
         quiet_libraries()
         with progress_bar(enabled=not as_json) as progress:

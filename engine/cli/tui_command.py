@@ -79,7 +79,8 @@ def register(app: typer.Typer) -> None:
         existing_path(data, "data")
         if model not in (None, "", "default"):
             existing_path(Path(model), "model")
-        settings = settings_from(model=model, corpus=corpus, index=index, translator=translator, store=store, top_k=top_k,
+        settings = settings_from(command_defaults={"top_k": options.INTERACTIVE_TOP_K},
+                                 model=model, corpus=corpus, index=index, translator=translator, store=store, top_k=top_k,
                                  max_new_tokens=max_new_tokens, recipe=recipe)
         recipe_config(settings.recipe)  # an unknown recipe fails here, on one line, before the app opens
         from tui.app import PragApp  # deferred: Textual is only needed here

@@ -20,7 +20,7 @@ from engine.offline.sources import light_rewrite
 
 _PRONOUN = re.compile(r"^(It|He|She|They|This|Its|His|Her|Their)\b")
 _NAMED = re.compile(r"\b(?:called|named|known as|nicknamed)\s+((?:the\s+)?[\w'’-]+(?:\s+[A-Z][\w'’-]*)*)")
-_CLAUSE = re.compile(r"[,;:]\s+|\s+(?:but|which|where|while|whose)\s+")
+_CLAUSE = re.compile(r"[,;:]\s+")
 _PREPOSITIONS = {"under", "over", "near", "between", "among", "across", "through", "beside", "behind", "beyond", "inside", "outside",
                  "within", "without", "against", "along", "around", "until", "upon"}
 _MONTHS = "January|February|March|April|May|June|July|August|September|October|November|December"

@@ -16,8 +16,8 @@ from engine.store import EncodeConfig
 
 RECIPES: dict[str, EncodeConfig] = {
     "reference": EncodeConfig(),
-    "facts": EncodeConfig(rank=8, alpha=16.0, learning_rate=2e-3, epochs=6, layout="question", loss_on="answer",
-                          batch_size=8, qa="facts", layers_from=0.4),
+    "facts": EncodeConfig(rank=8, alpha=16.0, learning_rate=5e-3, epochs=5, layout="question", loss_on="answer",
+                          batch_size=4, qa="facts", layers_from=0.5),
 }
 DEFAULT_RECIPE = "facts"
 """What `prag encode`, on-demand encoding and the explorer use unless told otherwise."""

@@ -22,6 +22,7 @@ from dataclasses import replace
 from types import SimpleNamespace
 from typing import Any
 
+from engine.answers import CandidateScore
 from engine.corpus import load_corpus
 from engine.errors import ArtifactError, Cancelled, InputError, PragError
 from engine.explorer import Answer, AnswerUpdate, AskRequest, Comparison, EventCallback, PassagesChosen, validate_question
@@ -62,6 +63,15 @@ DEFAULT_ANSWERS = {
     "dyprag": "a translated answer",
     "dyprag_combine": "a translated combined answer",
 }
+
+
+def fake_scores(text: str, candidates: Sequence[str]) -> list[CandidateScore]:
+    """Probes as a real engine reports them: a candidate the answer says is likely, others are not."""
+    out = []
+    for rank, candidate in enumerate(candidates):
+        said = candidate.lower() in text.lower()
+        out.append(CandidateScore(candidate, -0.5 * len(candidate.split()) if said else -9.0 - rank, len(candidate.split())))
+    return out
 
 
 def fake_norms(source: AdapterSource) -> list[dict[str, float | int]]:
@@ -146,7 +156,8 @@ class FakeExplorer:
             hits = list(request.pool)[: request.top_k] if request.pool is not None else self.retrieve(request.question, request.top_k)
         if on_event is not None:
             on_event(PassagesChosen(tuple(hits), reranked, clock() - start))
-        comparison = self.compare(request.question, hits, request.methods, request.max_new_tokens, on_event, cancel, request.encode_missing)
+        comparison = self.compare(request.question, hits, request.methods, request.max_new_tokens, on_event, cancel, request.encode_missing,
+                                  scores=request.scores)
         if reranked is not None:
             comparison.extra["rerank"] = reranked.to_json()
         return comparison
@@ -177,6 +188,7 @@ class FakeExplorer:
         on_update: Callable[[AnswerUpdate], None] | None = None,
         cancel: threading.Event | None = None,
         encode_missing: bool = False,
+        scores: Sequence[str] = (),
     ) -> Comparison:
         question = validate_question(question)
         self.calls.append({"question": question, "hits": list(hits), "methods": [m.name for m in methods],
@@ -229,7 +241,8 @@ class FakeExplorer:
                     time.sleep(self.step_delay)
             for rank, index in enumerate(rows):
                 finished = not cancelled or len(words[index]) <= answers[index].tokens
-                emit(index, latency_s=0.25 + 0.05 * rank, status="done" if finished else "cancelled")
+                emit(index, latency_s=0.25 + 0.05 * rank, status="done" if finished else "cancelled",
+                     scores=fake_scores(answers[index].text, scores))
         for index, answer in enumerate(answers):
             if answer.status not in ("done", "error", "cancelled"):
                 emit(index, status="cancelled")

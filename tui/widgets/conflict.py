@@ -68,10 +68,10 @@ class ConflictPanel(VerticalScroll):
                                             style=FOLLOW_STYLE["passage"]))
         table = Table(box=box.SIMPLE_HEAD, expand=True, show_edge=False, pad_edge=False)
         table.add_column("Method", no_wrap=True, style="bold")
-        table.add_column("Passage via", no_wrap=True)
-        table.add_column("Answer", ratio=1)
+        table.add_column("Passage via", ratio=1, min_width=7)  # wraps on a narrow screen: the answer keeps its room
+        table.add_column("Answer", ratio=2, min_width=12)
         table.add_column("Follows", no_wrap=True)
-        table.add_column("log p sub/orig", no_wrap=True, justify="right")
+        table.add_column("logp sub/orig", no_wrap=True, justify="right")
         table.add_column("MR", no_wrap=True, justify="right")
         sides: dict[str, list[str]] = {}
         for answer in answers:
@@ -100,6 +100,6 @@ class ConflictPanel(VerticalScroll):
                     summary.append("   ")
                 summary.append(f"{FOLLOW_TEXT[side]}: ", style=FOLLOW_STYLE[side])
                 summary.append(", ".join(sides[side]))
-        legend = Text("log p sub/orig: log-probability of the passage's and the memory's answer under the method's prompt; "
+        legend = Text("logp sub/orig: log-probability of the passage's and the memory's answer under the method's prompt; "
                       "MR = p_orig / (p_orig + p_sub), above 0.5 the memory wins.", style="dim")
         body.update(Group(header, Text(""), table, Text(""), summary, Text(""), legend))
