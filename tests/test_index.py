@@ -256,7 +256,8 @@ def test_cli_index_info_and_errors(tmp_path):
 def test_ask_answers_from_an_index(tmp_path):
     out = tmp_path / "idx"
     assert prag("corpus", "index", "--backend", "bm25s", "--out", str(out)).returncode == 0
-    result = prag("ask", "Who founded the harbour town of Velmora?", "--index", str(out), "-m", "rag", "--json", "--max-new-tokens", "8")
+    result = prag("ask", "Who founded the harbour town of Velmora?", "--index", str(out), "-m", "rag", "--json", "--max-new-tokens", "8",
+                  "--top-k", "3")
     assert result.returncode == 0, result.stderr
     payload = json.loads(result.stdout)
     reference = BM25Retriever(load_corpus(None)).search("Who founded the harbour town of Velmora?", 3)

@@ -21,13 +21,13 @@ from engine.qa import load_qa
 from engine.retrieval import BM25Retriever
 from engine.store import LoraStore
 
-QUESTIONS = 5
-"""Every fifth fictional question (25 in all): about a minute of encoding on 2 cores."""
+STRIDE = 3
+"""Every third fictional question (9 of 25): about two minutes of encoding on 2 cores."""
 
 
 @pytest.fixture(scope="module")
 def fictional_runs(loaded, tmp_path_factory):
-    items = [item for item in load_qa(sample_questions_path()) if item.meta.get("group") == "fictional"][::5][:QUESTIONS]
+    items = [item for item in load_qa(sample_questions_path()) if item.meta.get("group") == "fictional"][::STRIDE]
     store = LoraStore(tmp_path_factory.mktemp("loras"), loaded.model_id, recipe_config(DEFAULT_RECIPE))
     explorer = Explorer(loaded, BM25Retriever(load_corpus(None)), store, None, "no translator", encoder=OnDemandEncoder(loaded))
     runs = []
@@ -45,7 +45,7 @@ def fictional_runs(loaded, tmp_path_factory):
 def test_the_lora_makes_the_gold_answer_more_likely(fictional_runs):
     gains = [probes.measure(prag)["gold"] - probes.measure(vanilla)["gold"] for _, vanilla, prag, probes in fictional_runs]
     print("gold log-prob gain per question:", [round(g, 1) for g in gains])
-    assert sum(g > 0 for g in gains) >= len(gains) - 1, gains
+    assert sum(g > 0 for g in gains) >= len(gains) - 1, gains  # nearly every question
     assert sorted(gains)[len(gains) // 2] > 5.0, gains  # the median gain: e^5 times more likely, not a nudge
 
 
@@ -53,4 +53,4 @@ def test_prag_alone_answers_most_fictional_questions(fictional_runs):
     right = [contains_any(prag.text, item.answers) for item, _, prag, _ in fictional_runs]
     guessed = [contains_any(vanilla.text, item.answers) for item, vanilla, _, _ in fictional_runs]
     print("prag:", [prag.text for _, _, prag, _ in fictional_runs])
-    assert sum(right) >= 3 and sum(guessed) <= 1, (right, guessed)
+    assert sum(right) > len(right) / 2 and sum(guessed) <= 1, (right, guessed)  # most, where vanilla guesses none

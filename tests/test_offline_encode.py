@@ -271,6 +271,6 @@ def test_answer_loss_equals_the_models_own_loss_on_a_padded_batch(loaded):
     batch = training_batches(loaded.tokenizer, AugmentRecord(passage, passage.text, fact_pairs(passage)), config)[0]
     assert batch.input_ids.shape[0] == config.batch_size and (batch.attention_mask == 0).any()  # padded rows
     with torch.no_grad():
-        ours = answer_loss(loaded.model, batch)
+        ours = answer_loss(loaded.model, batch, None)
         theirs = loaded.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, labels=batch.labels).loss
     assert torch.allclose(ours, theirs, atol=1e-5), (float(ours), float(theirs))

@@ -19,6 +19,7 @@ from engine.adapters import random_adapter, save_adapter
 from engine.corpus import load_corpus, make_passage
 from engine.errors import PragError
 from engine.models import DEFAULT_MODEL_ID, ModelArch
+from engine.offline.recipes import DEFAULT_RECIPE, recipe_config
 from engine.offline.records import AugmentFile, save_augment
 from engine.offline.train import checkpoint_path
 from engine.retrieval import BM25Retriever
@@ -87,8 +88,8 @@ def ws(tmp_path_factory, loaded) -> Path:
     reference = (tr / "reference.pt").read_bytes()
     _write(tr / "truncated.pt", reference[: len(reference) // 3])
     _write(tr / "garbage.pt", os.urandom(2048))
-    # a LoRA store where the first passage retrieved for QUESTION has a garbage file
-    store = LoraStore(ws / "store", DEFAULT_MODEL_ID)
+    # a LoRA store (of the default recipe, which `prag ask` reads) where the first passage retrieved for QUESTION has a garbage file
+    store = LoraStore(ws / "store", DEFAULT_MODEL_ID, recipe_config(DEFAULT_RECIPE))
     hits = BM25Retriever(load_corpus(None)).search(QUESTION, 3)
     assert len(hits) == 3
     _write(store.path_for(hits[0].passage), b"\x00garbage, not safetensors" * 40)
@@ -166,7 +167,7 @@ NEW = [
     ("augment-file-not-json", ["encode", "--augment", "{ws}/aug/garbage.json"], "is not valid JSON", {}),
     ("train-checkpoint-corrupt", ["train", "--augment", "{ws}/aug/aug.json", "--store", "{ws}/train-store", "--out",
                                   "{ws}/train/translator.safetensors"], "cannot be read", {}),
-    ("bench-scale-and-soak", ["bench", "--scale", "--soak"], "--scale and --soak both given", {}),
+    ("bench-scale-and-soak", ["bench", "--scale", "--soak"], "--scale, --soak and --recipes each run instead of the rest", {}),
     ("eval-reranker-model-without-dynamic", ["eval", "--data", "{ws}/qa/ok.jsonl", "--reranker-model", "{ws}/model/gpt2"],
      "--reranker-model needs --rerank dynamic", {}),
     ("tui-reranker-model-without-dynamic", ["tui", "--reranker-model", "{ws}/model/gpt2"], "--reranker-model needs --rerank dynamic", {}),
@@ -231,7 +232,7 @@ def test_engine_raises_one_line_errors_and_leaves_every_file_alone(ws, loaded):
     from engine.qa import load_qa
     from engine.translator import load_translator
 
-    store = LoraStore(ws / "store", loaded.model_id)
+    store = LoraStore(ws / "store", loaded.model_id, recipe_config(DEFAULT_RECIPE))
     explorer = Explorer(loaded, BM25Retriever(load_corpus(None)), store, None, "no translator")
     hits = explorer.retrieve(QUESTION, 3)
     calls = {

@@ -199,7 +199,8 @@ def register(app: typer.Typer) -> None:
         p: Annotated[int, typer.Option("--p", help="Hypernetwork width p.")] = 2,
         epochs: Annotated[int, typer.Option(help="Passes over the training examples.")] = 1,
         lr: Annotated[float, typer.Option("--lr", help="AdamW learning rate (reference 1e-5).")] = 1e-5,
-        checkpoint_every: Annotated[int, typer.Option(help="Save a checkpoint every N steps (and at each epoch end).")] = 50,
+        checkpoint_every: Annotated[int, typer.Option(
+            help="Save a checkpoint every N steps and at each epoch end (0: at epoch ends only).")] = 50,
         per_passage: Annotated[int, typer.Option(help="Examples per passage: 0 = all of the PRAG recipe, 1 = the reference's first.")] = 0,
         lora_epochs: Annotated[int, typer.Option(help="--epochs the LoRAs were encoded with (finds them in the store).")] = 1,
         lora_lr: Annotated[float, typer.Option(help="--lr the LoRAs were encoded with.")] = 3e-4,
@@ -216,9 +217,9 @@ def register(app: typer.Typer) -> None:
         from engine.offline.train import TrainConfig, checkpoint_path, train_translator
         from engine.store import EncodeConfig, LoraStore
 
-        for flag, value in (("--p", p), ("--epochs", epochs), ("--lr", lr), ("--checkpoint-every", checkpoint_every),
-                            ("--lora-epochs", lora_epochs), ("--lora-lr", lora_lr)):
+        for flag, value in (("--p", p), ("--epochs", epochs), ("--lr", lr), ("--lora-epochs", lora_epochs), ("--lora-lr", lora_lr)):
             positive_flag(value, flag)
+        not_negative(checkpoint_every, "--checkpoint-every", "pass 0 (only at epoch ends) or 1 or more")
         not_negative(per_passage, "--per-passage", "pass 0 (all examples) or 1 or more")
         config = TrainConfig(p=p, epochs=epochs, learning_rate=lr, seed=seed, checkpoint_every=checkpoint_every, per_passage=per_passage)
         aug = load_augment(augment, aug_model)

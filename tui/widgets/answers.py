@@ -117,6 +117,7 @@ class AnswerCard(Vertical, can_focus=True):
     def reset(self, note: str = "…") -> None:
         """Back to waiting, e.g. when a run starts."""
         self.answer, self.score, self.follows, self.gold_gain = None, None, None, None
+        self.border_title = self.method.label
         self._note = note
         self._render_state()
 
@@ -128,6 +129,9 @@ class AnswerCard(Vertical, can_focus=True):
 
     def set_scores(self, score: Score | None, follows: Follows | None, gold_gain: float | None = None) -> None:
         self.score, self.follows, self.gold_gain = score, follows, gold_gain
+        # In the title, where it fits at any width: log p(gold) here minus under vanilla, in nats.
+        shown = gold_gain is not None and self.method.name != "vanilla"
+        self.border_title = f"{self.method.label} · gold {gold_gain:+.1f}" if shown else self.method.label
         self._render_state()
 
     def set_module(self, module: str) -> None:
@@ -155,8 +159,6 @@ class AnswerCard(Vertical, can_focus=True):
             parts.append(f"EM {self.score.em:.0f} F1 {self.score.f1:.2f}")
         if self.follows is not None:
             parts.append(FOLLOWS_TEXT[self.follows])
-        if self.gold_gain is not None and self.method.name != "vanilla":
-            parts.append(f"gold {self.gold_gain:+.1f} nats")
         return " · ".join(parts)
 
     def _render_state(self) -> None:
@@ -184,7 +186,8 @@ class AnswerCard(Vertical, can_focus=True):
         else:
             body = Content.styled("…", "$text-muted")
         meta = self._meta()
-        head = Content.assemble((self.method.label, "bold"), " ", (label, "$text-muted"))
+        gain = f" · gold {self.gold_gain:+.1f}" if self.gold_gain is not None and self.method.name != "vanilla" else ""
+        head = Content.assemble((self.method.label, "bold"), " ", (label, "$text-muted"), (gain, "$text-accent"))
         _repaint(self.query_one(".answer-head", Static), head)
         _repaint(self.query_one(".answer-text", Static), body)
         meta_static = self.query_one(".answer-meta", Static)
