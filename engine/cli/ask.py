@@ -13,6 +13,7 @@ from engine.cli.common import (
     console,
     existing_path,
     handle_errors,
+    injection_flags,
     positive_flag,
     progress_bar,
     quiet_libraries,
@@ -92,15 +93,13 @@ def register(app: typer.Typer) -> None:
         from engine.answers import AnswerUpdate
         from engine.errors import InputError, PragError
         from engine.explorer import AskRequest, validate_question
-        from engine.methods import MERGES, ORDERS, check_choice, parse_layers, parse_methods
+        from engine.methods import parse_methods
         from engine.rerank import check_mode
         from engine.session import open_explorer
 
         chosen = parse_methods(methods)
         validate_question(question)
-        merge = check_choice(merge, MERGES, "merge")
-        order = check_choice(order, ORDERS, "passage order")
-        layer_range = parse_layers(layers)
+        merge, order, layer_range = injection_flags(merge, order, layers)
         scores = tuple(score or ())
         if any(not text.strip() for text in scores):
             raise InputError("--score was given an empty answer", "pass the candidate answer's text, e.g. --score \"Paris\"")

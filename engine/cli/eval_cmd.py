@@ -15,6 +15,7 @@ from engine.cli.common import (
     console,
     existing_path,
     handle_errors,
+    injection_flags,
     is_interactive,
     positive_flag,
     progress_bar,
@@ -112,7 +113,7 @@ def register(app: typer.Typer) -> None:
         (cloze QA pairs, a few seconds each), written to the LoRA store and reused by later runs.
         """
         from engine.evaluate import REFERENCE_MAX_NEW_TOKENS, REFERENCE_TOP_K, EvalOptions, evaluate
-        from engine.methods import MERGES, ORDERS, AdapterSource, check_choice, parse_layers, parse_methods
+        from engine.methods import AdapterSource, parse_methods
         from engine.rerank import check_mode
 
         if data is None:
@@ -131,8 +132,7 @@ def register(app: typer.Typer) -> None:
         positive_flag(workers, "--workers")
         check_reranker_model(reranker_model, rerank)
         chosen = tuple(parse_methods(methods))
-        merge, order = check_choice(merge, MERGES, "merge"), check_choice(order, ORDERS, "passage order")
-        layer_range = parse_layers(layers)
+        merge, order, layer_range = injection_flags(merge, order, layers)
         settings = settings_from(model=model, translator=translator, store=store, top_k=top_k, max_new_tokens=max_new_tokens,
                                  recipe=recipe,
                                  command_defaults={"top_k": REFERENCE_TOP_K, "max_new_tokens": REFERENCE_MAX_NEW_TOKENS})

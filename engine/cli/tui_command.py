@@ -13,7 +13,15 @@ from typing import Annotated
 import typer
 
 from engine.cli import options
-from engine.cli.common import check_reranker_model, existing_path, fail, handle_errors, positive_flag, settings_from
+from engine.cli.common import (
+    check_reranker_model,
+    existing_path,
+    fail,
+    handle_errors,
+    injection_flags,
+    positive_flag,
+    settings_from,
+)
 
 
 def _with_reranker(reranker_model: Path):
@@ -64,13 +72,11 @@ def register(app: typer.Typer) -> None:
         The questions browser lists --data (default: sample_corpus/questions.jsonl); --rerank is the
         passage selection the explorer starts with (ctrl+g switches it).
         """
-        from engine.methods import MERGES, ORDERS, check_choice, parse_layers
         from engine.offline.recipes import recipe_config
         from engine.rerank import check_mode
 
         rerank = check_mode(rerank)
-        merge, order = check_choice(merge, MERGES, "merge"), check_choice(order, ORDERS, "passage order")
-        layer_range = parse_layers(layers)
+        merge, order, layer_range = injection_flags(merge, order, layers)
         positive_flag(candidates, "--candidates")
         check_reranker_model(reranker_model, rerank)
         existing_path(corpus, "corpus")
