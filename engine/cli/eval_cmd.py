@@ -40,10 +40,13 @@ def render_result(result: EvalResult) -> None:
         title=f"{result.data.stem}: {result.n} questions ({result.model}, top-{result.top_k}, {result.max_new_tokens} new tokens)",
     )
     for index, header in enumerate(headers):
-        table.add_column(header, justify="left" if index == 0 else "right", no_wrap=index == 0)
+        # A figure is never cut to "0.…": its column is as wide as its widest value, the header wraps instead.
+        widest = max([len(row[index]) for row in rows] + [len(word) for word in header.split()])
+        table.add_column(header, justify="left" if index == 0 else "right", min_width=widest)
     for row in rows:
         table.add_row(*row)
-    console.print(table)
+    needed = sum(max([len(row[i]) for row in rows] + [len(w) for w in headers[i].split()]) + 3 for i in range(len(headers))) + 1
+    console.print(table, width=max(console.width, needed), crop=False)
     for scores in result.methods.values():
         if scores.first_error:
             console.print(f"[red]{scores.label}[/]: {scores.errors} errors, e.g. {escape(scores.first_error)}", soft_wrap=True)
