@@ -404,3 +404,28 @@ def test_fake_engine_asks_streams_and_cancels_like_the_real_one():
     assert {a.status for a in cancelled.answers} == {"cancelled"}
     assert cancelled.extra["rerank"]["fallback"] is True
     assert fake_factory()(None, lambda p: None).loaded.model_id == "fake-smollm2"
+
+
+async def test_injection_toggles_run_the_question_again_with_the_new_choice(make_app):
+    """Recipe, merge and passage order from the palette reach the engine's next AskRequest at once."""
+    engine = FakeExplorer()
+    app = make_app(lambda settings, progress: engine)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_ready(pilot)
+        app.main.question_input.value = QA_QUESTION
+        await pilot.press("enter")
+        await wait_idle(pilot)
+        first = engine.asks[-1]
+        assert (first.recipe, first.merge, first.order) == (None, "sum", "best-last")
+        assert first.scores  # a QA-file question: its gold answers are probed
+
+        def command(prefix: str):
+            return next(c for c in app.get_system_commands(app.main) if c.title.startswith(prefix)).callback
+
+        for prefix in ("PRAG merge: sum", "Passage order: best-last", "PRAG recipe: facts"):
+            command(prefix)()
+            await wait_until(pilot, lambda n=len(engine.asks): len(engine.asks) > n, 10, f"a new run after {prefix}")
+            await wait_idle(pilot)
+        last = engine.asks[-1]
+        assert (last.merge, last.order, last.recipe) == ("mean", "best-first", "reference")
+        assert app.options.injection_label().startswith("recipe reference · merge mean · best-first")
