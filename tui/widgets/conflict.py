@@ -68,7 +68,7 @@ class ConflictPanel(VerticalScroll):
                                             style=FOLLOW_STYLE["passage"]))
         table = Table(box=box.SIMPLE_HEAD, expand=True, show_edge=False, pad_edge=False)
         table.add_column("Method", no_wrap=True, style="bold")
-        table.add_column("Passage via", ratio=1, min_width=7)  # wraps on a narrow screen: the answer keeps its room
+        table.add_column("Passage via", ratio=1, min_width=7, overflow="fold")  # wraps when narrow: the answer keeps its room
         table.add_column("Answer", ratio=2, min_width=12)
         table.add_column("Follows", no_wrap=True)
         table.add_column("logp sub/orig", no_wrap=True, justify="right")
