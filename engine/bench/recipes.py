@@ -68,7 +68,7 @@ def fictional_items(limit: int | None = None) -> list:
 def bench_recipe(loaded, name: str, config: EncodeConfig, items, progress: ProgressCallback | None = None) -> RecipeOutcome:
     from engine.generate import generate_rows
     from engine.metrics import contains_any
-    from engine.offline.encode import initial_pairs, on_demand_source, train_lora, training_batches
+    from engine.offline.encode import on_demand_source, train_lora, training_batches
     from engine.prompts import clean_answer, generation_prompt
 
     outcome = RecipeOutcome(name, gains=[])
@@ -77,7 +77,7 @@ def bench_recipe(loaded, name: str, config: EncodeConfig, items, progress: Progr
         report(progress, f"Benchmark: recipe {name}", index, len(items))
         record = source(item.passages[0], None)
         start = time.perf_counter()
-        trained = train_lora(loaded, training_batches(loaded.tokenizer, record, config), config, init=initial_pairs(loaded.arch, config))
+        trained = train_lora(loaded, training_batches(loaded.tokenizer, record, config), config)
         outcome.seconds += time.perf_counter() - start
         prompt = generation_prompt(loaded.tokenizer, item.question)
         gold = loaded.tokenizer(f" {item.answers[0]}", add_special_tokens=False)["input_ids"]

@@ -39,13 +39,13 @@ def render_result(result: EvalResult) -> None:
     table = Table(
         title=f"{result.data.stem}: {result.n} questions ({result.model}, top-{result.top_k}, {result.max_new_tokens} new tokens)",
     )
-    for index, header in enumerate(headers):
-        # A figure is never cut to "0.…": its column is as wide as its widest value, the header wraps instead.
-        widest = max([len(row[index]) for row in rows] + [len(word) for word in header.split()])
-        table.add_column(header, justify="left" if index == 0 else "right", min_width=widest)
+    # A figure is never cut to "0.…": each column is as wide as its widest value, the header wraps instead.
+    widths = [max([len(row[index]) for row in rows] + [len(word) for word in header.split()]) for index, header in enumerate(headers)]
+    for index, (header, width) in enumerate(zip(headers, widths, strict=True)):
+        table.add_column(header, justify="left" if index == 0 else "right", min_width=width)
     for row in rows:
         table.add_row(*row)
-    needed = sum(max([len(row[i]) for row in rows] + [len(w) for w in headers[i].split()]) + 3 for i in range(len(headers))) + 1
+    needed = sum(width + 3 for width in widths) + 1  # each column's padding and its border
     console.print(table, width=max(console.width, needed), crop=False)
     for scores in result.methods.values():
         if scores.first_error:

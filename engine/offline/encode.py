@@ -339,7 +339,8 @@ def encode_records(
         ids = training_batches(loaded.tokenizer, record, store.config)
         trained = train_lora(loaded, ids, store.config, cancel, on_step, init)
         store.put(record.passage, trained.adapter, {
-            "recipe": RECIPE, "aug_model": aug_model, "examples": len(ids),
+            # Examples, not optimizer steps: with the question layout a batch holds several.
+            "recipe": RECIPE, "aug_model": aug_model, "examples": sum(Batch.of(item).input_ids.shape[0] for item in ids),
             "loss_first": round(trained.losses[0], 6), "loss_last": round(trained.losses[-1], 6),
         })
         summary.encoded += 1

@@ -30,6 +30,9 @@ _ROLE_BEFORE = re.compile(r"(?:\b(?:the|a|an)\s+)?\b([a-z][a-z-]+)\s*$")
 _FUNCTION_WORDS = {"of", "the", "a", "an", "in", "on", "at", "by", "for", "from", "with", "to", "into", "and", "or", "as",
                    "is", "was", "are", "were", "be", "been", "call", "called", "named", "its", "his", "her", "their",
                    "every", "each", "some", "many", "all", "several", "more", "most", "than", "there"}
+_LEADING = _OPENERS | _PREPOSITIONS
+"""Words a capitalised run may open with that are not part of the name ("Under Captain X")."""
+_NOT_A_ROLE = _FUNCTION_WORDS | _OPENERS
 MAX_SPAN_WORDS = 6
 CLAUSE_END_WORDS = 2
 
@@ -52,7 +55,7 @@ def spans(sentence: str, title: str) -> list[tuple[int, int]]:
     found: list[tuple[int, int]] = []
     for match in _SALIENT.finditer(body):
         start, words = match.start(), match.group(0).split()
-        while words and words[0].lower() in _OPENERS | _PREPOSITIONS and len(words) > 1:  # "Under Captain X" -> "Captain X"
+        while words and words[0].lower() in _LEADING and len(words) > 1:  # "Under Captain X" -> "Captain X"
             start = body.index(words[1], start + len(words[0]))
             words = words[1:]
         if start == 0 and not words[0][:1].isdigit():
@@ -80,12 +83,21 @@ def spans(sentence: str, title: str) -> list[tuple[int, int]]:
     return kept
 
 
+def clauses(body: str) -> list[tuple[int, int]]:
+    """(start, stop) of each clause of a sentence: the text between commas, semicolons and colons."""
+    bounds = []
+    start = 0
+    for match in _CLAUSE.finditer(body):
+        bounds.append((start, match.start()))
+        start = match.end()
+    bounds.append((start, len(body)))
+    return bounds
+
+
 def _clause_ends(body: str) -> list[tuple[int, int]]:
     """The last words of each clause: where "is painted saffron yellow" keeps its point."""
     ends = []
-    start = 0
-    for match in list(_CLAUSE.finditer(body)) + [None]:
-        stop = match.start() if match is not None else len(body)
+    for start, stop in clauses(body):
         words = list(re.finditer(r"\S+", body[start:stop]))
         if len(words) >= 3:
             tail = words[max(0, len(words) - CLAUSE_END_WORDS):]
@@ -95,8 +107,6 @@ def _clause_ends(body: str) -> list[tuple[int, int]]:
                 tail = tail[1:]
             if tail:
                 ends.append((start + tail[0].start(), start + tail[-1].end()))
-        if match is not None:
-            start = match.end()
     return ends
 
 
@@ -108,7 +118,7 @@ def wh_phrase(before: str, answer: str) -> str:
     """
     role = _ROLE_BEFORE.search(before)
     noun = role.group(1) if role is not None else ""
-    if noun and answer[:1].isupper() and noun not in _FUNCTION_WORDS | _OPENERS and not noun.endswith(("ed", "ing", "ly")):
+    if noun and answer[:1].isupper() and noun not in _NOT_A_ROLE and not noun.endswith(("ed", "ing", "ly")):
         return f"{before[: role.start()]}which {noun}".strip()
     if _YEAR.match(answer):
         return f"{before} which year"
@@ -121,12 +131,12 @@ def fact_pairs(passage: Passage) -> list[QAPair]:
     for raw in sentences(passage.text):
         sentence = resolve_opening(raw, passage.title)
         body = _TRAILING.sub("", sentence)
-        cuts = [0, *(m.end() for m in _CLAUSE.finditer(body)), len(body) + 1]
+        bounds = clauses(body)
         for start, end in spans(sentence, passage.title):
             answer = body[start:end].strip()
             # Only the clause that holds the answer: a shorter example (cheaper) that keeps the fact's own words.
-            first = max(c for c in cuts if c <= start)
-            last = min((m.start() for m in _CLAUSE.finditer(body) if m.start() >= end), default=len(body))
+            first = max(left for left, _ in bounds if left <= start)
+            last = min((right for _, right in bounds[:-1] if right >= end), default=len(body))
             lead = re.match(r"(?:and|but|or|so)\s+", body[first:last])
             first += lead.end() if lead and lead.end() <= start - first else 0
             clause = body[first:last]
