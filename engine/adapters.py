@@ -67,8 +67,9 @@ class Adapter:
 
 def lora_norm(a: torch.Tensor, b: torch.Tensor, scale: float = 1.0) -> float:
     """||scale * B A||_F without forming B A: sqrt(sum((B^T B) * (A A^T)))."""
-    btb = b.T.double() @ b.double()
-    aat = a.double() @ a.T.double()
+    a, b = a.detach().cpu().double(), b.detach().cpu().double()  # float64 on the CPU: MPS has none
+    btb = b.T @ b
+    aat = a @ a.T
     return abs(scale) * math.sqrt(max(0.0, float((btb * aat).sum())))
 
 
@@ -136,10 +137,11 @@ def check_adapter(adapter: Adapter, arch: ModelArch, what: str = "adapter") -> N
 
 
 def to_state_dict(adapter: Adapter) -> dict[str, torch.Tensor]:
+    """peft tensor names -> float32 CPU tensors, whatever device and dtype the adapter was made on."""
     state = {}
     for (layer, module), (a, b) in sorted(adapter.pairs.items()):
-        state[peft_key(layer, module, "A")] = a.detach().contiguous()
-        state[peft_key(layer, module, "B")] = b.detach().contiguous()
+        state[peft_key(layer, module, "A")] = a.detach().cpu().float().contiguous()
+        state[peft_key(layer, module, "B")] = b.detach().cpu().float().contiguous()
     return state
 
 

@@ -47,6 +47,10 @@ class Settings:
     """PRAG LoRA store; None = `<home>/loras`."""
     model_cache: Path | None = None
     """Where converted models are cached; None = `<home>/models`."""
+    device: str = "auto"
+    """auto | cpu | cuda | cuda:N | mps (`engine.device`): where the model and everything it touches runs."""
+    dtype: str = "auto"
+    """auto | float32 | bfloat16 | float16: the model's weights and activations (LoRA deltas stay float32)."""
     recipe: str = "facts"
     """PRAG encode recipe (`engine.offline.recipes`): which LoRAs the explorer reads and encodes on demand."""
     top_k: int = 3

@@ -297,7 +297,8 @@ class Explorer:
             for index, answer in enumerate(answers):
                 if answer.status not in ("done", "error"):
                     emit(index, status="cancelled")
-        extra: dict[str, Any] = {"order": order} if order != "best-first" else {}
+        where = self.loaded.placement
+        extra: dict[str, Any] = {"device": where.device, "dtype": where.dtype, **({"order": order} if order != "best-first" else {})}
         return Comparison(question, self.loaded.model_id, list(hits), answers, time.perf_counter() - start, extra)
 
     def _prepare(self, source: AdapterSource, passages: Sequence[Passage], index: int, emit, cancel, encode_missing: bool,

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from engine.adapters import Adapter
+from engine.device import model_device
 from engine.inject import inject
 
 if TYPE_CHECKING:
@@ -80,6 +81,7 @@ def _grouped_prefill(model, tokenizer, prompts: Sequence[list[int]], adapters: S
     import torch
     from transformers import DynamicCache
 
+    device = model_device(model)
     groups: dict[tuple[int, ...], list[int]] = {}
     for row, ids in enumerate(prompts):
         groups.setdefault(tuple(ids), []).append(row)
@@ -89,7 +91,7 @@ def _grouped_prefill(model, tokenizer, prompts: Sequence[list[int]], adapters: S
     values: list[list] = []
     order: list[int] = []
     for ids, rows in groups.items():
-        tensor = torch.tensor([list(ids)] * len(rows), dtype=torch.long)
+        tensor = torch.tensor([list(ids)] * len(rows), dtype=torch.long, device=device)
         group_logits, cache = _prefill(model, tensor, torch.ones_like(tensor), [adapters[r] for r in rows])
         for i, row in enumerate(rows):
             logits[row] = group_logits[i]
@@ -100,11 +102,11 @@ def _grouped_prefill(model, tokenizer, prompts: Sequence[list[int]], adapters: S
             keys[layer_index].append(_left_pad(layer.keys, length))
             values[layer_index].append(_left_pad(layer.values, length))
         order.extend(rows)
-    inverse = torch.tensor([order.index(r) for r in range(len(prompts))])
+    inverse = torch.tensor([order.index(r) for r in range(len(prompts))], device=device)
     merged = DynamicCache(config=model.config)
     for layer_index in range(len(keys)):
         merged.update(torch.cat(keys[layer_index])[inverse], torch.cat(values[layer_index])[inverse], layer_index)
-    mask = torch.zeros(len(prompts), length, dtype=torch.long)
+    mask = torch.zeros(len(prompts), length, dtype=torch.long, device=device)
     for row, ids in enumerate(prompts):
         mask[row, length - len(ids):] = 1
     return torch.stack(logits), merged, mask
@@ -131,7 +133,7 @@ def score_continuations(model, logits: torch.Tensor, cache, mask: torch.Tensor, 
     """
     import torch
 
-    length = mask.shape[1]
+    length, device = mask.shape[1], mask.device
     positions = mask.sum(-1, keepdim=True) - 1
     first = torch.log_softmax(logits.float(), -1)
     scores: list[list[float]] = [[] for _ in range(logits.shape[0])]
@@ -142,13 +144,13 @@ def score_continuations(model, logits: torch.Tensor, cache, mask: torch.Tensor, 
             continue
         total = first[:, ids[0]].clone()
         if len(ids) > 1:
-            feed = torch.tensor([ids[:-1]] * logits.shape[0])
-            step_mask = torch.cat([mask, torch.ones(mask.shape[0], len(ids) - 1, dtype=mask.dtype)], dim=1)
-            step_positions = positions + torch.arange(1, len(ids))
+            feed = torch.tensor([ids[:-1]] * logits.shape[0], device=device)
+            step_mask = torch.cat([mask, torch.ones(mask.shape[0], len(ids) - 1, dtype=mask.dtype, device=device)], dim=1)
+            step_positions = positions + torch.arange(1, len(ids), device=device)
             out = model(input_ids=feed, attention_mask=step_mask, position_ids=step_positions, use_cache=True,
                         **{cache_kwarg(model): cache})
             logp = torch.log_softmax(out.logits.float(), -1)  # (rows, m-1, vocab): predictions of ids[1:]
-            total += logp.gather(-1, torch.tensor(ids[1:]).expand(logits.shape[0], -1).unsqueeze(-1)).squeeze(-1).sum(-1)
+            total += logp.gather(-1, torch.tensor(ids[1:], device=device).expand(logits.shape[0], -1).unsqueeze(-1)).squeeze(-1).sum(-1)
             _truncate(cache, length)
         for row, value in enumerate(total.tolist()):
             scores[row].append(value)
@@ -195,7 +197,7 @@ def generate_rows(
     if _can_join_caches(model):
         logits, cache, mask = _grouped_prefill(model, tokenizer, encoded, adapters)
     else:
-        batch = tokenizer.pad({"input_ids": encoded}, return_tensors="pt", padding=True)
+        batch = tokenizer.pad({"input_ids": encoded}, return_tensors="pt", padding=True).to(model_device(model))
         mask = batch["attention_mask"]
         logits, cache = _prefill(model, batch["input_ids"], mask, adapters)
     positions = mask.sum(-1, keepdim=True) - 1
@@ -225,8 +227,8 @@ def generate_rows(
                     active[row], result.latency_s = False, time.perf_counter() - start
             if not any(active) or step == max_new_tokens - 1 or (cancel is not None and cancel.is_set()):
                 break
-            feed = torch.tensor([[t if a else pad_id] for t, a in zip(next_ids.tolist(), active, strict=False)])
-            mask = torch.cat([mask, torch.ones(len(prompts), 1, dtype=mask.dtype)], dim=1)
+            feed = torch.tensor([[t if a else pad_id] for t, a in zip(next_ids.tolist(), active, strict=False)], device=mask.device)
+            mask = torch.cat([mask, torch.ones(len(prompts), 1, dtype=mask.dtype, device=mask.device)], dim=1)
             positions = positions + 1
             out = model(input_ids=feed, attention_mask=mask, position_ids=positions, use_cache=True, **{cache_name: cache})
             logits = out.logits[:, -1, :]  # the cache grew in place

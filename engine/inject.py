@@ -6,6 +6,8 @@
 Row i of a batch gets adapter i (or none: zero matrices). Ranks differ between
 rows, so each (layer, module) stacks its A's into (batch, R, in) and its B's into
 (batch, out, R), zero-padded to the largest rank R with the scale folded into B.
+The stacks sit on the model's device in float32 whatever the model's dtype: the delta
+is computed in float32 and cast to the activations' dtype only when added.
 The model's weights are never modified: when the context exits, even through an
 exception, only the hooks are removed and the model is exactly as before.
 """
@@ -17,6 +19,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from engine.adapters import Adapter, Key
+from engine.device import model_device
 from engine.models import decoder_layers
 
 if TYPE_CHECKING:
@@ -24,8 +27,9 @@ if TYPE_CHECKING:
     import torch.nn as nn
 
 
-def stack_rows(adapters: Sequence[Adapter | None]) -> dict[Key, tuple[torch.Tensor, torch.Tensor]]:
-    """(layer, module) -> (A_t of shape (batch, in, R), B_t of shape (batch, R, out)), zero rows for None."""
+def stack_rows(adapters: Sequence[Adapter | None], device: torch.device | str | None = None,
+               ) -> dict[Key, tuple[torch.Tensor, torch.Tensor]]:
+    """(layer, module) -> (A_t of shape (batch, in, R), B_t of shape (batch, R, out)), zero rows for None; float32, on `device`."""
     import torch
 
     keys = list(dict.fromkeys(k for ad in adapters if ad is not None for k in ad.pairs))
@@ -49,7 +53,9 @@ def stack_rows(adapters: Sequence[Adapter | None]) -> dict[Key, tuple[torch.Tens
                 b = torch.cat([b, b.new_zeros(fan_out, pad)], 1)
             a_rows.append(a)
             b_rows.append(b)
-        stacked[key] = (torch.stack(a_rows).transpose(1, 2), torch.stack(b_rows).transpose(1, 2))
+        a_t = torch.stack([a.to(device, torch.float32) for a in a_rows]).transpose(1, 2)
+        b_t = torch.stack([b.to(device, torch.float32) for b in b_rows]).transpose(1, 2)
+        stacked[key] = (a_t, b_t)
     return stacked
 
 
@@ -73,7 +79,7 @@ def inject(model: nn.Module, adapters: Sequence[Adapter | None]) -> Iterator[Non
     try:
         if any(ad is not None for ad in adapters):
             layers = decoder_layers(model)
-            for (layer, module), (a_t, b_t) in stack_rows(adapters).items():
+            for (layer, module), (a_t, b_t) in stack_rows(adapters, model_device(model)).items():
                 target = getattr(layers[layer].mlp, module)
                 handles.append(target.register_forward_hook(_make_hook(a_t, b_t)))
         yield

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from engine.device import Placement
 from engine.errors import ModelError
 from engine.progress import ProgressCallback, report
 
@@ -66,6 +67,12 @@ class LoadedModel:
     @property
     def model_id(self) -> str:
         return self.arch.model_id
+
+    @property
+    def placement(self) -> Placement:
+        """Where the weights live now, and in which dtype."""
+        param = next(self.model.parameters())
+        return Placement(str(param.device), str(param.dtype).removeprefix("torch."))
 
 
 def embedded_gguf_path() -> Path:
@@ -143,16 +150,22 @@ def _finish(model: nn.Module, tokenizer: Any, model_id: str, source: str) -> Loa
     return LoadedModel(model=model, tokenizer=tokenizer, arch=describe(model, model_id), source=source)
 
 
-def _load_dir(path: Path, model_id: str) -> LoadedModel:
-    import torch
+def _load_dir(path: Path, model_id: str, placement: Placement) -> LoadedModel:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=placement.torch_dtype, local_files_only=True)
     except (OSError, ValueError, KeyError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"could not load the model at {path}: {first}", "check that it is a complete causal LM directory") from None
+    if placement.device != "cpu":
+        try:
+            model.to(placement.torch_device)
+        except RuntimeError as exc:  # out of memory, most often
+            first = str(exc).strip().splitlines()[0]
+            raise ModelError(f"could not move {model_id} to {placement.device}: {first}",
+                             "free memory on that device, use a smaller --dtype, or --device cpu") from None
     return _finish(model, tokenizer, model_id, str(path))
 
 
@@ -209,16 +222,20 @@ def _dequantize_and_save(gguf: Path, target: Path, progress: ProgressCallback | 
     report(progress, "Caching safetensors copy", 3, 3)
 
 
-def load_model(spec: str | Path | None, models_dir: Path, progress: ProgressCallback | None = None) -> LoadedModel:
-    """Load the embedded default (`spec` None) or a local Hugging Face directory.
+def load_model(spec: str | Path | None, models_dir: Path, progress: ProgressCallback | None = None,
+               placement: Placement | None = None) -> LoadedModel:
+    """Load the embedded default (`spec` None) or a local Hugging Face directory, on `placement`
+    (default: CPU, float32; `engine.device.resolve` turns --device/--dtype into one).
 
-    Never reaches the network: every load is `local_files_only`.
+    Never reaches the network: every load is `local_files_only`. The embedded model's cache is
+    float32 whatever the dtype asked for; it is cast while loading.
     """
+    placement = placement or Placement("cpu", "float32")
     if spec is not None and str(spec) not in ("", "default", DEFAULT_MODEL_ID):
         path = Path(spec).expanduser()
         _check_local_dir(path)
         report(progress, f"Loading {path.name}", 0, 1)
-        loaded = _load_dir(path, model_id=path.resolve().name)
+        loaded = _load_dir(path, path.resolve().name, placement)
         report(progress, f"Loading {path.name}", 1, 1)
         return loaded
     cache = _default_cache_dir(models_dir)
@@ -226,11 +243,11 @@ def load_model(spec: str | Path | None, models_dir: Path, progress: ProgressCall
         _convert_gguf(embedded_gguf_path(), cache, progress)
     report(progress, f"Loading {DEFAULT_MODEL_ID}", 0, 1)
     try:
-        loaded = _load_dir(cache, model_id=DEFAULT_MODEL_ID)
+        loaded = _load_dir(cache, DEFAULT_MODEL_ID, placement)
     except ModelError:
         # A damaged cache is rebuilt from the GGUF rather than reported: it is ours, not the user's.
         shutil.rmtree(cache, ignore_errors=True)
         _convert_gguf(embedded_gguf_path(), cache, progress)
-        loaded = _load_dir(cache, model_id=DEFAULT_MODEL_ID)
+        loaded = _load_dir(cache, DEFAULT_MODEL_ID, placement)
     report(progress, f"Loading {DEFAULT_MODEL_ID}", 1, 1)
     return loaded

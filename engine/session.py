@@ -24,16 +24,23 @@ if TYPE_CHECKING:
 
 
 def open_translator(path: Path | None, loaded: LoadedModel) -> tuple[ParameterTranslator | None, str]:
-    """(translator, why there is none): the given file, else the one shipped for the embedded model."""
+    """(translator, why there is none): the given file, else the one shipped for the embedded model, on the model's device."""
     from engine.explorer import default_translator_path
     from engine.translator import load_translator
 
-    if path is not None:
-        return load_translator(path, loaded.arch), ""
-    shipped = default_translator_path(loaded.model_id)
-    if shipped is None:
+    path = path if path is not None else default_translator_path(loaded.model_id)
+    if path is None:
         return None, f"no translator for {loaded.model_id}"
-    return load_translator(shipped, loaded.arch), ""
+    # On the model's device, in float32 whatever the model's dtype: it is small, and its output is a LoRA.
+    return load_translator(path, loaded.arch).to(loaded.placement.device), ""
+
+
+def open_model(settings: Settings, progress: ProgressCallback | None = None, spec: str | Path | None = None) -> LoadedModel:
+    """The answering model (or `spec`, e.g. a reranking model) on the settings' device and dtype."""
+    from engine.device import resolve
+
+    placement = resolve(settings.device, settings.dtype)  # before the load: a bad device costs no model load
+    return load_model(spec if spec is not None else settings.model, settings.models_dir, progress, placement)
 
 
 def open_retriever(settings: Settings, passages: Sequence[Passage] | None, progress: ProgressCallback | None) -> Retriever:
@@ -69,8 +76,8 @@ def open_explorer(
 
     config = recipe_config(settings.recipe)
     retriever = open_retriever(settings, passages, progress)
-    loaded = load_model(settings.model, settings.models_dir, progress)
+    loaded = open_model(settings, progress)
     translator, note = open_translator(settings.translator, loaded)
     store = LoraStore(settings.store_dir, loaded.model_id, config)
-    reranker = LLMReranker(load_model(reranker_model, settings.models_dir, progress)) if reranker_model is not None else None
+    reranker = LLMReranker(open_model(settings, progress, reranker_model)) if reranker_model is not None else None
     return Explorer(loaded, retriever, store, translator, note, encoder=OnDemandEncoder(loaded), reranker=reranker)

@@ -24,6 +24,7 @@ import torch
 import torch.nn as nn
 
 from engine.adapters import Adapter
+from engine.device import model_device
 from engine.errors import ArtifactError
 from engine.models import MLP_MODULES, LoadedModel, ModelArch
 
@@ -97,8 +98,8 @@ class ParameterTranslator(nn.Module):
             for layer in range(self.config.arch.num_layers):
                 base = f"projector.{module}_{layer}.projector"
                 for which in "AB":
-                    pre = self.weights[f"{module}__pre_{which}"][layer].detach().clone()
-                    post = self.weights[f"{module}__post_{which}"][layer].detach().clone()
+                    pre = self.weights[f"{module}__pre_{which}"][layer].detach().cpu().clone()
+                    post = self.weights[f"{module}__post_{which}"][layer].detach().cpu().clone()
                     state[f"{base}.pre_{which}_linear.weight"] = pre
                     state[f"{base}.post_{which}_linear.weight"] = post
                     state[f"{base}.{which}_hypernet.linear1.weight"] = pre
@@ -153,7 +154,7 @@ def save_translator(translator: ParameterTranslator, path: Path, info: dict[str,
         **(info or {}),
     }
     with atomic_path(path) as tmp:
-        save_file({k: v.detach().contiguous() for k, v in translator.weights.items()}, str(tmp))
+        save_file({k: v.detach().cpu().contiguous() for k, v in translator.weights.items()}, str(tmp))
     write_text(sidecar_path(path), json.dumps(sidecar, indent=2) + "\n")
 
 
@@ -259,9 +260,9 @@ class EmbeddingCache:
 def passage_embeddings(loaded: LoadedModel, texts: Sequence[str]) -> torch.Tensor:
     """Final hidden state of each raw text's last token (no chat template), as DyPRAG does."""
     tokenizer = loaded.tokenizer
-    batch = tokenizer(list(texts), return_tensors="pt", padding=True, add_special_tokens=True)
+    batch = tokenizer(list(texts), return_tensors="pt", padding=True, add_special_tokens=True).to(model_device(loaded.model))
     backbone = getattr(loaded.model, "model", loaded.model)
     with torch.inference_mode():
         out = backbone(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
     hidden = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
-    return hidden[:, -1, :].float().clone()  # left padding: the last position is each text's last token
+    return hidden[:, -1, :].float().clone()  # left padding: the last position is each text's last token; float32 for the translator

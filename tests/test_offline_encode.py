@@ -274,3 +274,48 @@ def test_answer_loss_equals_the_models_own_loss_on_a_padded_batch(loaded):
         ours = answer_loss(loaded.model, batch, None)
         theirs = loaded.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, labels=batch.labels).loss
     assert torch.allclose(ours, theirs, atol=1e-5), (float(ours), float(theirs))
+
+
+# --- several passages per step ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("recipe", ["facts", "reference"])
+def test_loras_trained_together_match_loras_trained_alone(loaded, recipe):
+    """One forward pass for several passages' examples, each row with its own LoRA: the same losses and LoRAs."""
+    from dataclasses import replace
+
+    from engine.offline.encode import train_loras, training_batches
+    from engine.offline.recipes import recipe_config
+
+    config = replace(recipe_config(recipe), epochs=2)
+    records = short_records(3)
+    records[0] = AugmentRecord(records[0].passage, records[0].rewrite,  # a passage with more steps than the others
+                               records[0].qa + [QAPair("Who founded Velmora?", "salt traders", "Salt traders did.")] * 4)
+    batches = [training_batches(loaded.tokenizer, r, config) for r in records]
+    assert len({len(b) for b in batches}) > 1, "the passages must have different numbers of steps"
+    init = initial_pairs(loaded.arch, config)
+    alone = [train_lora(loaded, b, config, init=init) for b in batches]
+    together = train_loras(loaded, batches, config, init=init)
+    for solo, joint in zip(alone, together, strict=True):
+        assert len(solo.losses) == len(joint.losses)
+        torch.testing.assert_close(torch.tensor(joint.losses), torch.tensor(solo.losses), atol=1e-4, rtol=1e-4)
+        for key, (a, b) in solo.adapter.pairs.items():
+            ja, jb = joint.adapter.pairs[key]
+            # The weight deltas B @ A agree; single entries may not (Adam divides tiny gradients by tiny norms).
+            assert float((jb @ ja - b @ a).norm()) <= 0.05 * float((b @ a).norm()) + 1e-7, key
+    assert (together[0].adapter.pairs[next(iter(init))][1] - together[1].adapter.pairs[next(iter(init))][1]).abs().max() > 1e-4
+
+
+def test_encode_cli_takes_passages_per_step(loaded, tmp_path):
+    out = tmp_path / "aug.json"
+    save_augment(out, AugmentFile("gold", short_records(2)))
+    env = {**os.environ, "PRAG_HOME": str(tmp_path / "home")}
+    bad = subprocess.run([sys.executable, "-m", "engine.cli.app", "encode", "-a", str(out), "--passages-per-step", "0"],
+                         capture_output=True, text=True, env=env, cwd=REPO)
+    assert bad.returncode == 2 and "--passages-per-step" in bad.stderr and "Traceback" not in bad.stderr
+    done = subprocess.run([sys.executable, "-m", "engine.cli.app", "encode", "-a", str(out), "--passages-per-step", "2",
+                           "--recipe", "reference", "--epochs", "1", "--store", str(tmp_path / "loras")],
+                          capture_output=True, text=True, env=env, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    assert "encoded 2 LoRAs" in done.stdout
+    assert len(list((tmp_path / "loras").rglob("*.safetensors"))) == 2

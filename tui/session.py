@@ -33,7 +33,7 @@ class Engine(Protocol):
     """The part of `Explorer` the app uses."""
 
     loaded: Any
-    """Has `.model_id` and `.arch.num_layers`."""
+    """Has `.model_id`, `.arch.num_layers` and `.placement` (device and dtype, shown in the header)."""
     retriever: Any
     """Its `len()`, when it has one, is the corpus size in the status line."""
 

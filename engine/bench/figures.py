@@ -80,5 +80,12 @@ def machine_load() -> list[Figure]:
                   f"on {cores} cores; above {cores} the benchmark shared the CPUs with other work")]
 
 
+def model_figure(loaded) -> Figure:
+    """Which model, where and in which dtype every other figure of the run was measured."""
+    params = sum(p.numel() for p in loaded.model.parameters()) / 1e6
+    where = loaded.placement
+    return Figure("model", params, "M params", None, f"{loaded.model_id} on {where.device}, {where.dtype}")
+
+
 def figures_json(figures: list[Figure]) -> dict:
     return {f.name: f.to_json() for f in figures}

@@ -73,6 +73,8 @@ def register(app: typer.Typer) -> None:
         es_index: options.EsIndex = None,
         es_url: options.EsUrl = None,
         model: options.Model = None,
+        device: options.Device = None,
+        dtype: options.Dtype = None,
         translator: options.Translator = None,
         store: options.Store = None,
         max_new_tokens: options.MaxNewTokens = None,
@@ -110,6 +112,7 @@ def register(app: typer.Typer) -> None:
             raise InputError("--corpus and --index/--es-index both given", "an index already holds its corpus: pass one of them")
         existing_path(translator, "translator")  # before the model loads, not after
         settings = settings_from(command_defaults={"top_k": options.INTERACTIVE_TOP_K},
+                                 device=device, dtype=dtype,
                                  top_k=top_k, corpus=corpus, model=model, translator=translator, store=store, max_new_tokens=max_new_tokens,
                                  index=index, es_index=es_index, es_url=es_url, recipe=recipe)
         quiet_libraries()

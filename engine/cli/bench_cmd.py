@@ -35,6 +35,9 @@ def register(app: typer.Typer) -> None:
             help="With --recipes: which, separated by ';' (default: the named recipes and single changes to the default).")] = None,
         recipe_questions: Annotated[int | None, typer.Option(
             help="With --recipes: only the first N fictional questions (25 in all).")] = None,
+        model: options.Model = None,
+        device: options.Device = None,
+        dtype: options.Dtype = None,
     ) -> None:
         """Measure latency, memory and storage targets on the embedded model and sample corpus.
 
@@ -46,11 +49,11 @@ def register(app: typer.Typer) -> None:
 
         from rich.table import Table
 
-        from engine.bench import bench_soak, figures_json, machine_load, run_benchmarks, run_scale_benchmarks
+        from engine.bench import bench_soak, figures_json, machine_load, model_figure, run_benchmarks, run_scale_benchmarks
         from engine.errors import InputError
-        from engine.session import open_explorer
+        from engine.session import open_explorer, open_model
 
-        settings = settings_from()
+        settings = settings_from(model=model, device=device, dtype=dtype)
         quiet_libraries()
         if scale + soak + recipes > 1:
             raise InputError("--scale, --soak and --recipes each run instead of the rest", "run one of them at a time")
@@ -65,11 +68,9 @@ def register(app: typer.Typer) -> None:
         with progress_bar(enabled=not as_json) as progress, tempfile.TemporaryDirectory(prefix="prag-bench-") as tmp:
             if recipes:
                 from engine.bench.recipes import bench_recipes
-                from engine.models import load_model
-
                 names = [n.strip() for n in recipe_variants.split(";") if n.strip()] if recipe_variants else None
-                loaded = load_model(settings.model, settings.models_dir, progress)
-                figures = bench_recipes(loaded, names, recipe_questions, progress)
+                loaded = open_model(settings, progress)
+                figures = [model_figure(loaded), *bench_recipes(loaded, names, recipe_questions, progress)]
             elif scale:
                 passages = min(scale_passages, 100_000) if quick else scale_passages
                 figures = run_scale_benchmarks(scale_dir or settings.home / "bench-scale", passages, 4 if quick else 6,
@@ -81,6 +82,7 @@ def register(app: typer.Typer) -> None:
                     figures = bench_soak(explorer, questions, warmup, progress=progress)
                 else:
                     figures = run_benchmarks(explorer, settings.models_dir, quick=quick, progress=progress, workdir=Path(tmp))
+                figures.insert(0, model_figure(explorer.loaded))
                 figures += machine_load()
         if as_json:
             typer.echo(json.dumps(figures_json(figures)))

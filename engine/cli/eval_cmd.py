@@ -37,7 +37,8 @@ def render_result(result: EvalResult) -> None:
 
     headers, rows = result.table()
     table = Table(
-        title=f"{result.data.stem}: {result.n} questions ({result.model}, top-{result.top_k}, {result.max_new_tokens} new tokens)",
+        title=f"{result.data.stem}: {result.n} questions ({result.model}{', ' + result.placement if result.placement else ''}, "
+              f"top-{result.top_k}, {result.max_new_tokens} new tokens)",
     )
     # A figure is never cut to "0.…": each column is as wide as its widest value, the header wraps instead.
     widths = [max([len(row[index]) for row in rows] + [len(word) for word in header.split()]) for index, header in enumerate(headers)]
@@ -87,6 +88,8 @@ def register(app: typer.Typer) -> None:
         workers: options.Workers = 2,
         out: Annotated[Path | None, typer.Option(help="Predictions folder (default: $PRAG_HOME/eval).")] = None,
         model: options.Model = None,
+        device: options.Device = None,
+        dtype: options.Dtype = None,
         translator: options.Translator = None,
         store: options.Store = None,
         max_new_tokens: options.MaxNewTokens = None,
@@ -137,6 +140,7 @@ def register(app: typer.Typer) -> None:
         chosen = tuple(parse_methods(methods))
         merge, order, layer_range = injection_flags(merge, order, layers)
         settings = settings_from(model=model, translator=translator, store=store, top_k=top_k, max_new_tokens=max_new_tokens,
+                                 device=device, dtype=dtype,
                                  recipe=recipe,
                                  command_defaults={"top_k": REFERENCE_TOP_K, "max_new_tokens": REFERENCE_MAX_NEW_TOKENS})
         eval_options = EvalOptions(

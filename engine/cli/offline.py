@@ -23,12 +23,12 @@ def _command_line() -> str:
     return " ".join(shlex.quote(a) for a in ["prag", *sys.argv[1:]])
 
 
-def _load(model: str | None, store: Path | None, progress):
-    from engine.models import load_model
+def _load(model: str | None, store: Path | None, progress, device: str | None, dtype: str | None):
+    from engine.session import open_model
 
-    settings = settings_from(model=model, store=store)
+    settings = settings_from(model=model, store=store, device=device, dtype=dtype)
     quiet_libraries()
-    return settings, load_model(settings.model, settings.models_dir, progress)
+    return settings, open_model(settings, progress)
 
 
 def register(app: typer.Typer) -> None:
@@ -60,6 +60,8 @@ def register(app: typer.Typer) -> None:
         reference_layout: Annotated[bool, typer.Option(
             "--reference-layout", help="Write the reference tools' per-question entries wrapping each item.")] = False,
         model: options.Model = None,
+        device: options.Device = None,
+        dtype: options.Dtype = None,
     ) -> None:
         """Write one rewrite and QA pairs per passage, in the PRAG augmentation layout (resumable).
 
@@ -96,7 +98,7 @@ def register(app: typer.Typer) -> None:
         with progress_bar() as progress, cancel_on_sigint() as cancel:
             augmenter = None
             if not (qa_from_data or qa_cloze or qa_facts) or rewrite == "llm":
-                _, loaded = _load(model, None, progress)
+                _, loaded = _load(model, None, progress, device, dtype)
                 augmenter = LLMAugmenter(loaded, attempts=max(1, attempts), min_qa=min_qa, max_qa=max_qa)
             if qa_cloze:
                 from engine.offline.cloze import cloze_source
@@ -145,23 +147,29 @@ def register(app: typer.Typer) -> None:
         aug_model: options.AugModel = None,
         limit: Annotated[int | None, typer.Option(help="Only the first N passages of the file.")] = None,
         model: options.Model = None,
+        passages_per_step: Annotated[int | None, typer.Option(
+            help="LoRAs trained together, their examples in one forward pass (default: 8 on a CPU with the facts recipe, "
+                 "1 with the reference recipe, 16 on a GPU).")] = None,
+        device: options.Device = None,
+        dtype: options.Dtype = None,
     ) -> None:
         """Train one PRAG LoRA per augmented passage into the store (resumable, shardable)."""
         from dataclasses import replace
 
         from engine.errors import InputError
-        from engine.offline.encode import encode_records, parse_shard
+        from engine.offline.encode import auto_passages_per_step, encode_records, parse_shard
         from engine.offline.recipes import recipe_config
         from engine.offline.records import load_augment
         from engine.store import LoraStore
 
         positive_flag(epochs, "--epochs")
         positive_flag(lr, "--lr")
-        settings = settings_from(model=model, store=store, recipe=recipe)
+        settings = settings_from(model=model, store=store, recipe=recipe, device=device, dtype=dtype)
         config = recipe_config(settings.recipe)
         config = replace(config, epochs=epochs or config.epochs, learning_rate=lr or config.learning_rate)
         positive_flag(limit, "--limit")
         positive_flag(workers, "--workers")
+        positive_flag(passages_per_step, "--passages-per-step")
         chosen_shard = parse_shard(shard)
         aug = load_augment(augment, aug_model)
         records = aug.records[:limit]
@@ -176,12 +184,14 @@ def register(app: typer.Typer) -> None:
                                         RayOptions(ray_address, workers), progress, cancel, chosen_shard)
                 lora_dir = summary.store_dir
             else:
-                from engine.models import load_model
+                from engine.session import open_model
 
                 quiet_libraries()
-                loaded = load_model(settings.model, settings.models_dir, progress)
+                loaded = open_model(settings, progress)
                 lora_store = LoraStore(settings.store_dir, loaded.model_id, config)
-                summary = encode_records(loaded, records, lora_store, aug.aug_model, progress, cancel, chosen_shard)
+                per_step = passages_per_step or auto_passages_per_step(loaded.placement.device, config)
+                summary = encode_records(loaded, records, lora_store, aug.aug_model, progress, cancel, chosen_shard,
+                                         passages_per_step=per_step)
                 lora_dir = lora_store.dir
         where = f" (shard {chosen_shard[0]}/{chosen_shard[1]})" if chosen_shard else ""
         timing = (f" in {summary.seconds:.1f}s: {summary.seconds_per_passage:.2f} s/passage, {summary.seconds_per_step:.2f} s/step, "
@@ -210,6 +220,8 @@ def register(app: typer.Typer) -> None:
         fresh: Annotated[bool, typer.Option("--fresh", help="Ignore an existing checkpoint and start over.")] = False,
         aug_model: options.AugModel = None,
         model: options.Model = None,
+        device: options.Device = None,
+        dtype: options.Dtype = None,
     ) -> None:
         """Fit the DyPRAG parameter translator on the stored PRAG LoRAs (checkpointed, resumable)."""
         from engine.errors import InputError
@@ -226,7 +238,7 @@ def register(app: typer.Typer) -> None:
         if not aug.records:
             raise InputError(f"{augment} has no augmented passages", "run `prag augment` first")
         with progress_bar() as progress, cancel_on_sigint() as cancel:
-            settings, loaded = _load(model, store, progress)
+            settings, loaded = _load(model, store, progress, device, dtype)
             target = out or settings.home / "translators" / f"{slug(loaded.model_id)}-p{p}.safetensors"
             lora_store = LoraStore(settings.store_dir, loaded.model_id, EncodeConfig(epochs=lora_epochs, learning_rate=lora_lr))
             info = {"data_files": [str(Path(augment).expanduser().resolve())], "aug_model": aug.aug_model, "command": _command_line(),

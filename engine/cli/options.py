@@ -41,6 +41,13 @@ MaxNewTokens = Annotated[int | None, typer.Option(
     help="New tokens per answer (default: $PRAG_MAX_NEW_TOKENS, the config file, else the command's: "
          "32 for ask and tui, the reference's 20 for eval and rerank-data).")]
 
+Device = Annotated[str | None, typer.Option(
+    help="Where the model runs: auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps "
+         "(default: $PRAG_DEVICE, the config file, else auto).")]
+Dtype = Annotated[str | None, typer.Option(
+    help="Model precision: auto (float32 on CPU, bfloat16 where the GPU runs it natively, else float16), "
+         "float32, bfloat16 or float16 (default: $PRAG_DTYPE, the config file, else auto). LoRA deltas stay float32.")]
+
 # --- where passages come from -------------------------------------------------------------------------
 
 Corpus = Annotated[Path | None, typer.Option(

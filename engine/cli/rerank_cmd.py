@@ -23,6 +23,8 @@ def register(app: typer.Typer) -> None:
         limit: Annotated[int | None, typer.Option(help="Only the first N questions.")] = None,
         corpus: options.Corpus = None,
         model: options.Model = None,
+        device: options.Device = None,
+        dtype: options.Dtype = None,
         translator: options.Translator = None,
         max_new_tokens: options.MaxNewTokens = None,
     ) -> None:
@@ -43,6 +45,7 @@ def register(app: typer.Typer) -> None:
         positive_flag(candidates, "--candidates")
         positive_flag(limit, "--limit")
         settings = settings_from(model=model, translator=translator, corpus=corpus, top_k=top_k, max_new_tokens=max_new_tokens,
+                                 device=device, dtype=dtype,
                                  command_defaults={"max_new_tokens": 20})  # the reference's 20 new tokens, as in `prag eval`
         items = load_qa(data, limit)
         quiet_libraries()

@@ -33,11 +33,11 @@ def _with_reranker(reranker_model: Path):
     from tui.session import open_explorer  # deferred, like tui.app below
 
     def factory(settings, progress):
-        from engine.models import load_model
         from engine.rerank import LLMReranker
+        from engine.session import open_model
 
         explorer = open_explorer(settings, progress)
-        explorer.reranker = LLMReranker(load_model(reranker_model, settings.models_dir, progress))
+        explorer.reranker = LLMReranker(open_model(settings, progress, reranker_model))
         return explorer
 
     return factory
@@ -48,6 +48,8 @@ def register(app: typer.Typer) -> None:
     @handle_errors
     def tui(
         model: options.Model = None,
+        device: options.Device = None,
+        dtype: options.Dtype = None,
         corpus: options.Corpus = None,
         index: options.Index = None,
         translator: options.Translator = None,
@@ -72,6 +74,7 @@ def register(app: typer.Typer) -> None:
         The questions browser lists --data (default: sample_corpus/questions.jsonl); --rerank is the
         passage selection the explorer starts with (ctrl+g switches it).
         """
+        from engine.device import resolve
         from engine.offline.recipes import recipe_config
         from engine.rerank import check_mode
 
@@ -86,9 +89,11 @@ def register(app: typer.Typer) -> None:
         if model not in (None, "", "default"):
             existing_path(Path(model), "model")
         settings = settings_from(command_defaults={"top_k": options.INTERACTIVE_TOP_K},
+                                 device=device, dtype=dtype,
                                  model=model, corpus=corpus, index=index, translator=translator, store=store, top_k=top_k,
                                  max_new_tokens=max_new_tokens, recipe=recipe)
-        recipe_config(settings.recipe)  # an unknown recipe fails here, on one line, before the app opens
+        recipe_config(settings.recipe)  # an unknown recipe or device fails here, on one line, before the app opens
+        resolve(settings.device, settings.dtype)
         from tui.app import PragApp  # deferred: Textual is only needed here
 
         app = PragApp(settings, data=data, encode_missing=encode, export_dir=export_dir, rerank=rerank, candidates=candidates,

@@ -143,6 +143,7 @@ def fingerprint(explorer: Explorer, options: EvalOptions, translator_path: Path 
         "corpus": corpus,
         "translator": translator,
         "prag_lora": explorer.store.config.key(),
+        **({"dtype": dtype} if (dtype := explorer.loaded.placement.dtype) != "float32" else {}),  # float32 keys stay as they were
         **({"merge": options.merge} if options.merge != "sum" else {}),
         **({"order": options.order} if options.order != "best-first" else {}),
         **({"layers": list(options.layers)} if options.layers is not None else {}),

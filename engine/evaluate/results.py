@@ -81,6 +81,8 @@ class EvalResult:
     wall_s: float = 0.0
     seconds_per_question: float | None = None
     """Mean wall time of one compare call (all methods of one question) in this run."""
+    placement: str = ""
+    """Where the answers were computed, e.g. "cpu float32" (empty: not recorded)."""
 
     @property
     def has_conflicts(self) -> bool:
@@ -92,6 +94,7 @@ class EvalResult:
             "n": self.n,
             "methods": {name: scores.to_json() for name, scores in self.methods.items()},
             "predictions": str(next(iter(self.predictions.values())).parent) if self.predictions else None,
+            **({"device": self.placement.split()[0], "dtype": self.placement.split()[-1]} if self.placement else {}),
         }
 
     @property

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 
 from engine.adapters import Adapter, Key
 from engine.corpus import Passage, make_passage
+from engine.device import model_device
 from engine.errors import ArtifactError, InputError
 from engine.inject import inject
 from engine.models import MLP_MODULES, LoadedModel, ModelArch
@@ -37,6 +38,7 @@ from engine.offline.records import AugmentFile, AugmentFn, AugmentRecord, Failed
 from engine.progress import ProgressCallback, check_cancel, report
 from engine.prompts import generation_prompt, training_text
 from engine.store import EncodeConfig, LoraStore
+from engine.validate import positive
 
 if TYPE_CHECKING:
     import torch
@@ -81,9 +83,13 @@ class Batch:
     """Leading tokens every row shares, none of them labelled (the template before the question)."""
 
     @classmethod
-    def of(cls, item: Batch | torch.Tensor) -> Batch:
-        """A bare (1, T) id tensor is the reference's example: loss on every token."""
-        return item if isinstance(item, Batch) else cls(item, item)
+    def of(cls, item: Batch | torch.Tensor, device: torch.device | None = None) -> Batch:
+        """A bare (1, T) id tensor is the reference's example: loss on every token. On `device` when given."""
+        batch = item if isinstance(item, Batch) else cls(item, item)
+        if device is None or batch.input_ids.device == device:
+            return batch
+        mask = batch.attention_mask.to(device) if batch.attention_mask is not None else None
+        return Batch(batch.input_ids.to(device), batch.labels.to(device), mask, batch.prefix)
 
 
 def question_examples(tokenizer, record: AugmentRecord, loss_on: str) -> list[tuple[list[int], list[int]]]:
@@ -203,7 +209,7 @@ def lm_losses(loaded: LoadedModel, ids: Sequence[Batch | torch.Tensor], adapter:
 
     losses = []
     for item in ids:
-        batch = Batch.of(item)
+        batch = Batch.of(item, model_device(loaded.model))
         with inject(loaded.model, [adapter] * batch.input_ids.shape[0]), torch.no_grad():
             losses.append(float(loaded.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, labels=batch.labels).loss))
     return losses
@@ -220,10 +226,8 @@ def train_lora(
     """Fit one LoRA on the batches, `config.epochs` passes in a fixed order."""
     import torch
 
-    start = init if init is not None else initial_pairs(loaded.arch, config)
-    pairs = {key: (torch.nn.Parameter(a.clone()), torch.nn.Parameter(b.clone())) for key, (a, b) in start.items()}
-    adapter = Adapter(pairs, config.scale)  # type: ignore[arg-type]
-    optimizer = torch.optim.AdamW([t for ab in pairs.values() for t in ab], lr=config.learning_rate)
+    device = model_device(loaded.model)
+    adapter, optimizer = _trainable(init if init is not None else initial_pairs(loaded.arch, config), config, device)
     model = loaded.model
     total = len(ids) * config.epochs
     losses: list[float] = []
@@ -231,21 +235,138 @@ def train_lora(
         for _epoch in range(config.epochs):
             for item in ids:
                 check_cancel(cancel)
-                batch = Batch.of(item)
+                batch = Batch.of(item, device)
                 # Hooks are re-entered each step: they hold the stacked A/B, which must see the update.
-                if config.loss_on == "answer":
-                    loss = answer_loss(model, batch, adapter)
-                else:
-                    with inject(model, [adapter] * batch.input_ids.shape[0]):
-                        loss = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, labels=batch.labels).loss
+                loss = answer_loss(model, batch, adapter) if config.loss_on == "answer" else _full_loss(model, batch, adapter)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
                 losses.append(float(loss.detach()))
                 if on_step is not None:
                     on_step(len(losses), total, losses[-1])
-    final = {key: (a.detach().clone(), b.detach().clone()) for key, (a, b) in pairs.items()}
-    return TrainedLora(Adapter(final, config.scale, {"source": "prag"}), losses)
+    return TrainedLora(_stored(adapter, config), losses)
+
+
+# --- several passages per step ---------------------------------------------------------------------
+
+
+def joint_loss(model, batches: Sequence[Batch], adapters: Sequence[Adapter]) -> torch.Tensor:
+    """Each passage's mean loss, shape (passages,), all passages' rows in one forward pass.
+
+    Row r of passage i carries adapter i, so each LoRA's gradient from the sum of these is exactly
+    the one it gets when trained alone (the passages only share the matmuls). As in `answer_loss`, the prefix every row
+    shares runs once per passage (its activations depend on that passage's LoRA) and the LM head
+    runs on labelled positions only.
+    """
+    import torch
+    import torch.nn.functional as F
+    from transformers import DynamicCache
+
+    from engine.generate import cache_kwarg
+
+    device = batches[0].input_ids.device
+    rows = [(i, ids, labels) for i, b in enumerate(batches) for ids, labels in zip(b.input_ids, b.labels, strict=True)]
+    lengths = [int(b.attention_mask[r].sum()) if b.attention_mask is not None else b.input_ids.shape[1]
+               for b in batches for r in range(b.input_ids.shape[0])]
+    width = max(lengths)
+    ids = torch.zeros(len(rows), width, dtype=torch.long, device=device)
+    labels = torch.full((len(rows), width), -100, dtype=torch.long, device=device)
+    mask = torch.zeros(len(rows), width, dtype=torch.long, device=device)
+    for r, ((_, row_ids, row_labels), length) in enumerate(zip(rows, lengths, strict=True)):
+        ids[r, :length], labels[r, :length], mask[r, :length] = row_ids[:length], row_labels[:length], 1
+    owner = torch.tensor([i for i, _, _ in rows], device=device)
+    row_adapters = [adapters[i] for i, _, _ in rows]
+    labelled = (labels != -100).int().argmax(-1).min().item() if (labels != -100).any() else width
+    prefix = min(shared_prefix([row[:n].tolist() for row, n in zip(ids, lengths, strict=True)]), int(labelled), width - 1)
+    body = getattr(model, model.base_model_prefix)
+    key = cache_kwarg(body)
+    cache = None
+    if prefix > 0:
+        cache = DynamicCache(config=model.config)
+        with inject(model, list(adapters)):
+            body(input_ids=ids[:1, :prefix].expand(len(adapters), -1), use_cache=True, **{key: cache})
+        for layer in cache.layers:  # one prefix per passage -> one per row of that passage
+            layer.keys, layer.values = layer.keys[owner], layer.values[owner]
+    with inject(model, row_adapters):
+        hidden = body(input_ids=ids[:, prefix:], attention_mask=mask, use_cache=cache is not None,
+                      **({key: cache} if cache is not None else {})).last_hidden_state
+    targets = labels[:, prefix + 1:]
+    keep = targets != -100
+    token_losses = F.cross_entropy(model.get_output_embeddings()(hidden[:, :-1][keep]).float(), targets[keep], reduction="none")
+    token_owner = owner[:, None].expand_as(targets)[keep]
+    sums = torch.zeros(len(adapters), device=device).index_add(0, token_owner, token_losses)
+    counts = torch.bincount(token_owner, minlength=len(adapters)).clamp(min=1)
+    return sums / counts
+
+
+def train_loras(
+    loaded: LoadedModel,
+    passages: Sequence[Sequence[Batch | torch.Tensor]],
+    config: EncodeConfig,
+    cancel: threading.Event | None = None,
+    on_step: StepCallback | None = None,
+    init: dict[Key, tuple[torch.Tensor, torch.Tensor]] | None = None,
+) -> list[TrainedLora]:
+    """Fit one LoRA per passage, all of them stepping together: step k of an epoch takes batch k of
+    every passage that has one. Each LoRA ends as `train_lora` would leave it (floating-point
+    rounding aside); on a GPU or with short examples the joint pass is much faster."""
+    import torch
+
+    if len(passages) == 1:
+        return [train_lora(loaded, passages[0], config, cancel, on_step, init)]
+    device = model_device(loaded.model)
+    start = init if init is not None else initial_pairs(loaded.arch, config)
+    adapters, optimizers = map(list, zip(*(_trainable(start, config, device) for _ in passages), strict=True))
+    batches = [[Batch.of(item, device) for item in items] for items in passages]
+    steps = max(len(b) for b in batches)
+    losses: list[list[float]] = [[] for _ in passages]
+    total, done = steps * config.epochs, 0
+    with torch.enable_grad():
+        for _epoch in range(config.epochs):
+            for k in range(steps):
+                check_cancel(cancel)
+                active = [i for i, b in enumerate(batches) if k < len(b)]
+                if len(active) == 1:  # the others have run out: the plain path
+                    i = active[0]
+                    batch = batches[i][k]
+                    per_passage = (answer_loss(loaded.model, batch, adapters[i]) if config.loss_on == "answer"
+                                   else _full_loss(loaded.model, batch, adapters[i]))[None]
+                else:
+                    per_passage = joint_loss(loaded.model, [batches[i][k] for i in active], [adapters[i] for i in active])
+                for i in active:
+                    optimizers[i].zero_grad(set_to_none=True)
+                per_passage.sum().backward()
+                for i in active:
+                    optimizers[i].step()
+                values = per_passage.detach().tolist()
+                for i, value in zip(active, values, strict=True):
+                    losses[i].append(value)
+                done += 1
+                if on_step is not None:
+                    on_step(done, total, sum(values) / len(values))
+    return [TrainedLora(_stored(adapter, config), steps) for adapter, steps in zip(adapters, losses, strict=True)]
+
+
+def _trainable(start: dict[Key, tuple[torch.Tensor, torch.Tensor]], config: EncodeConfig, device) -> tuple[Adapter, torch.optim.Optimizer]:
+    """A fresh LoRA to train from `start`, and its optimizer. Float32 on the model's device whatever the
+    model's dtype: Adam's small updates survive, and the hooks add the delta in float32."""
+    import torch
+
+    pairs = {key: (torch.nn.Parameter(a.to(device, torch.float32, copy=True)), torch.nn.Parameter(b.to(device, torch.float32, copy=True)))
+             for key, (a, b) in start.items()}
+    optimizer = torch.optim.AdamW([t for ab in pairs.values() for t in ab], lr=config.learning_rate)
+    return Adapter(pairs, config.scale), optimizer  # type: ignore[arg-type]
+
+
+def _stored(adapter: Adapter, config: EncodeConfig) -> Adapter:
+    """The trained LoRA as the store keeps it: float32 on the CPU."""
+    pairs = {key: (a.detach().cpu().clone(), b.detach().cpu().clone()) for key, (a, b) in adapter.pairs.items()}
+    return Adapter(pairs, config.scale, {"source": "prag"})
+
+
+def _full_loss(model, batch: Batch, adapter: Adapter) -> torch.Tensor:
+    with inject(model, [adapter] * batch.input_ids.shape[0]):
+        return model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, labels=batch.labels).loss
 
 
 # --- shards ---------------------------------------------------------------------------------------
@@ -308,6 +429,18 @@ def _remove_stale_temps(store: LoraStore, records: Sequence[AugmentRecord]) -> N
             tmp.unlink(missing_ok=True)
 
 
+def auto_passages_per_step(device: str, config: EncodeConfig) -> int:
+    """How many passages' LoRAs to train together when the user does not say.
+
+    Measured on 2 CPU cores, 135M model: the facts recipe's short question-only batches train 1.12x
+    faster 4 at a time and 1.16x 8 at a time; the reference recipe's long passage-in-prompt examples
+    gain nothing (0.95x for 4). An accelerator runs many rows for the price of one.
+    """
+    if device != "cpu":
+        return 16
+    return 8 if config.layout == "question" else 1
+
+
 def encode_records(
     loaded: LoadedModel,
     records: Sequence[AugmentRecord],
@@ -317,34 +450,43 @@ def encode_records(
     cancel: threading.Event | None = None,
     shard: tuple[int, int] | None = None,
     label: str = "Encoding PRAG LoRAs",
+    passages_per_step: int = 1,
 ) -> EncodeSummary:
-    """Train and store the LoRA of every record not in the store yet (one shard of them)."""
+    """Train and store the LoRA of every record not in the store yet (one shard of them).
+
+    `passages_per_step` LoRAs train together, their examples in one forward pass (`train_loras`);
+    each group is stored as soon as it is done, so a killed run loses at most one group.
+    """
+    positive(passages_per_step, "passages per step")
     chosen = [r for r in records if in_shard(r.passage, shard)]
     todo = [r for r in chosen if not store.has(r.passage)]
     _remove_stale_temps(store, todo)
     summary = EncodeSummary(len(chosen), skipped=len(chosen) - len(todo))
     report(progress, label, summary.skipped, summary.total)
     init = initial_pairs(loaded.arch, store.config)
-    start, cpu_start = time.perf_counter(), time.process_time()
     for record in todo:
+        if not record.qa:
+            name = (record.passage.title or record.passage.text)[:40]
+            raise ArtifactError(f"passage {name!r} has no QA pairs", "augment it again with `prag augment`")
+    start, cpu_start = time.perf_counter(), time.process_time()
+    for first in range(0, len(todo), passages_per_step):
+        group = todo[first:first + passages_per_step]
         check_cancel(cancel)
         done = summary.skipped + summary.encoded
 
         def on_step(step: int, steps: int, loss: float, done: int = done) -> None:
             report(progress, label, done, summary.total, f"step {step}/{steps} loss {loss:.3f}")
 
-        if not record.qa:
-            name = (record.passage.title or record.passage.text)[:40]
-            raise ArtifactError(f"passage {name!r} has no QA pairs", "augment it again with `prag augment`")
-        ids = training_batches(loaded.tokenizer, record, store.config)
-        trained = train_lora(loaded, ids, store.config, cancel, on_step, init)
-        store.put(record.passage, trained.adapter, {
-            # Examples, not optimizer steps: with the question layout a batch holds several.
-            "recipe": RECIPE, "aug_model": aug_model, "examples": sum(Batch.of(item).input_ids.shape[0] for item in ids),
-            "loss_first": round(trained.losses[0], 6), "loss_last": round(trained.losses[-1], 6),
-        })
-        summary.encoded += 1
-        summary.steps += len(trained.losses)
+        batches = [training_batches(loaded.tokenizer, record, store.config) for record in group]
+        trained = train_loras(loaded, batches, store.config, cancel, on_step, init)
+        for record, ids, lora in zip(group, batches, trained, strict=True):
+            store.put(record.passage, lora.adapter, {
+                # Examples, not optimizer steps: with the question layout a batch holds several.
+                "recipe": RECIPE, "aug_model": aug_model, "examples": sum(Batch.of(item).input_ids.shape[0] for item in ids),
+                "loss_first": round(lora.losses[0], 6), "loss_last": round(lora.losses[-1], 6),
+            })
+            summary.encoded += 1
+            summary.steps += len(lora.losses)
         summary.seconds, summary.cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
         report(progress, label, summary.skipped + summary.encoded, summary.total, f"{summary.seconds_per_passage:.1f} s/passage")
     summary.seconds, summary.cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
@@ -407,11 +549,15 @@ class OnDemandEncoder:
 
     def __call__(self, passages: Sequence[Passage], store: LoraStore, progress: ProgressCallback | None = None,
                  cancel: threading.Event | None = None) -> None:
+        """All missing passages' LoRAs trained together (`train_loras`), after their QA pairs are made."""
         missing = list({p.key: p for p in passages if not store.has(p)}.values())
-        for index, passage in enumerate(missing):
-            check_cancel(cancel)
-            report(progress, self.label, index, len(missing), f"encoding {(passage.title or passage.text)[:24]}")
-            record, source = self.augmentation(passage, store, cancel)
-            encode_records(self.loaded, [record], store, source, cancel=cancel, label=self.label,
-                           progress=lambda p, i=index: report(progress, self.label, i, len(missing), p.info))
+        if not missing:
+            return
+        report(progress, self.label, 0, len(missing), f"encoding {(missing[0].title or missing[0].text)[:24]}")
+        made = [self.augmentation(passage, store, cancel) for passage in missing]
+        per_step = max(1, min(len(made), auto_passages_per_step(self.loaded.placement.device, store.config)))
+        for source in dict.fromkeys(name for _, name in made):  # one call per QA source (the store records it)
+            records = [record for record, name in made if name == source]
+            encode_records(self.loaded, records, store, source, cancel=cancel, label=self.label, passages_per_step=per_step,
+                           progress=lambda p: report(progress, self.label, p.done, len(missing), p.info))
         report(progress, self.label, len(missing), len(missing))

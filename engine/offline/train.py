@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.adapters import Adapter
 from engine.corpus import Passage
+from engine.device import model_device
 from engine.errors import ArtifactError, Cancelled, InputError
 from engine.inject import inject
 from engine.models import LoadedModel
@@ -159,10 +160,10 @@ def translator_loss(loaded: LoadedModel, translator: ParameterTranslator, embedd
         with inject(model, [generated]):
             out = model(input_ids=ids, labels=ids)
         kl = F.kl_div(F.log_softmax(out.logits, dim=-1), F.softmax(target, dim=-1), reduction="batchmean")
-        mse = torch.zeros((), dtype=torch.float32)
+        mse = torch.zeros((), dtype=torch.float32, device=ids.device)
         for key, (a, b) in generated.pairs.items():
             target_a, target_b = prag.pairs[key]
-            mse = mse + F.mse_loss(a, target_a) + F.mse_loss(b, target_b)
+            mse = mse + F.mse_loss(a, target_a.to(a.device)) + F.mse_loss(b, target_b.to(b.device))
         total = out.loss + config.kl_weight * kl + config.mse_weight * mse
     return LossTerms(out.loss, kl, mse, total)
 
@@ -202,7 +203,7 @@ def save_checkpoint(path: Path, translator: ParameterTranslator, optimizer: torc
     payload = {
         "format": CHECKPOINT_FORMAT,
         "fingerprint": print_,
-        "translator": {k: v.detach().clone() for k, v in translator.weights.items()},
+        "translator": {k: v.detach().cpu().clone() for k, v in translator.weights.items()},
         "optimizer": optimizer.state_dict(),
         "epoch": state.epoch, "index": state.index, "step": state.step,
         "sums": dict(state.sums), "history": list(state.history), "last": dict(state.last),
@@ -300,7 +301,8 @@ def train_translator(
     print_ = fingerprint(loaded, store, config, examples)
     _clean_temps(out)
     embeddings = cached_embeddings(loaded, [r.passage for r in records], embedding_dir(store), progress)
-    translator = make_translator(loaded, store.config.rank, config)
+    device = model_device(loaded.model)
+    translator = make_translator(loaded, store.config.rank, config).to(device)  # float32 whatever the model's dtype
     translator.train()
     optimizer = torch.optim.AdamW(translator.parameters(), lr=config.learning_rate)
     ckpt = checkpoint_path(out)
@@ -333,12 +335,12 @@ def train_translator(
             position = order[state.index]
             example = examples[position]
             if position not in ids_cache:
-                ids_cache[position] = tokenize(loaded.tokenizer, [example.text])[0]
+                ids_cache[position] = tokenize(loaded.tokenizer, [example.text])[0].to(device)
             prag = store.get(example.passage)
             if prag is None:
                 raise ArtifactError(f"the PRAG LoRA of {example.passage.title or example.passage.key!r} vanished from {store.dir}",
                                     "run `prag encode` again, then rerun to resume")
-            terms = translator_loss(loaded, translator, embeddings[example.passage.key], prag, ids_cache[position], config)
+            terms = translator_loss(loaded, translator, embeddings[example.passage.key].to(device), prag, ids_cache[position], config)
             optimizer.zero_grad(set_to_none=True)
             terms.total.backward()
             optimizer.step()

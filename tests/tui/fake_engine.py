@@ -24,6 +24,7 @@ from typing import Any
 
 from engine.answers import CandidateScore
 from engine.corpus import load_corpus
+from engine.device import Placement
 from engine.errors import ArtifactError, Cancelled, InputError, PragError
 from engine.explorer import Answer, AnswerUpdate, AskRequest, Comparison, EventCallback, PassagesChosen, validate_question
 from engine.methods import AdapterSource, Method
@@ -107,7 +108,8 @@ class FakeExplorer:
         encode_gate: threading.Event | None = None,
     ) -> None:
         self.retriever = BM25Retriever(load_corpus(None))
-        self.loaded = SimpleNamespace(model_id=MODEL_ID, arch=SimpleNamespace(num_layers=NUM_LAYERS))
+        self.loaded = SimpleNamespace(model_id=MODEL_ID, arch=SimpleNamespace(num_layers=NUM_LAYERS),
+                                      placement=Placement("cpu", "float32"))
         self.translator_note = ""
         self.step_delay = step_delay
         """Seconds between streamed words (0 for snapshots)."""

@@ -158,7 +158,9 @@ class MainScreen(Screen):
         if engine is None:
             self.status.show_session(self.labels.model, None, None, len(self.questions))
         else:
-            self.status.show_session(engine.loaded.model_id, self.labels.corpus, _corpus_size(engine), len(self.questions))
+            where = getattr(engine.loaded, "placement", None)
+            model = f"{engine.loaded.model_id} ({where.device}, {where.dtype})" if where is not None else engine.loaded.model_id
+            self.status.show_session(model, self.labels.corpus, _corpus_size(engine), len(self.questions))
 
     # --- state from the app -------------------------------------------------------------
 
