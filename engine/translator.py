@@ -43,17 +43,25 @@ class TranslatorConfig:
     p: int = 2
     """Hidden width of each hypernetwork (the paper's p; 2 gives a few MB)."""
     modules: tuple[str, ...] = MLP_MODULES
+    first_layer: int = 0
+    """LoRAs for layers first_layer..last only (the reference: 0, every layer)."""
 
     def __post_init__(self) -> None:
         if self.rank < 1 or self.p < 1:
             raise ValueError(f"rank and p must be positive, got rank={self.rank}, p={self.p}")
+        if not 0 <= self.first_layer < self.arch.num_layers:
+            raise ValueError(f"first_layer must be in 0..{self.arch.num_layers - 1}, got {self.first_layer}")
+
+    @property
+    def layers(self) -> range:
+        return range(self.first_layer, self.arch.num_layers)
 
 
 class ParameterTranslator(nn.Module):
     def __init__(self, config: TranslatorConfig) -> None:
         super().__init__()
         self.config = config
-        arch, L, h = config.arch, config.arch.num_layers, config.arch.hidden_size + 1
+        arch, L, h = config.arch, len(config.layers), config.arch.hidden_size + 1
         self.weights = nn.ParameterDict()
         for module in config.modules:
             fan_in, fan_out = arch.module_shape(module)
@@ -63,10 +71,10 @@ class ParameterTranslator(nn.Module):
                 self.weights[f"{module}__{part}"] = nn.Parameter(torch.randn(shape) * _INIT_STD)
 
     def forward(self, embeddings: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-        """(n, hidden) -> module -> (A of shape (n, L, r, in), B of shape (n, L, out, r))."""
+        """(n, hidden) -> module -> (A of shape (n, L, r, in), B of shape (n, L, out, r)), L = the translated layers."""
         arch, rank = self.config.arch, self.config.rank
-        n, L = embeddings.shape[0], arch.num_layers
-        layer_ids = torch.arange(L, dtype=embeddings.dtype, device=embeddings.device)
+        n, L = embeddings.shape[0], len(self.config.layers)
+        layer_ids = torch.arange(self.config.first_layer, arch.num_layers, dtype=embeddings.dtype, device=embeddings.device)
         x = torch.cat([embeddings[:, None, :].expand(n, L, -1), layer_ids[None, :, None].expand(n, L, 1)], dim=-1)
         out = {}
         for module in self.config.modules:
@@ -84,8 +92,8 @@ class ParameterTranslator(nn.Module):
         for i in range(embeddings.shape[0]):
             pairs = {}
             for module, (a, b) in generated.items():
-                for layer in range(self.config.arch.num_layers):
-                    pairs[(layer, module)] = (a[i, layer], b[i, layer])
+                for index, layer in enumerate(self.config.layers):
+                    pairs[(layer, module)] = (a[i, index], b[i, index])
             result.append(Adapter(pairs, DYPRAG_SCALE, {"source": "dyprag"}))
         return result
 
@@ -95,11 +103,11 @@ class ParameterTranslator(nn.Module):
         """Keys as in the reference: projector.{module}_{layer}.projector.{pre,post}_{A,B}_linear.weight (+ hypernet aliases)."""
         state = {}
         for module in self.config.modules:
-            for layer in range(self.config.arch.num_layers):
+            for index, layer in enumerate(self.config.layers):
                 base = f"projector.{module}_{layer}.projector"
                 for which in "AB":
-                    pre = self.weights[f"{module}__pre_{which}"][layer].detach().cpu().clone()
-                    post = self.weights[f"{module}__post_{which}"][layer].detach().cpu().clone()
+                    pre = self.weights[f"{module}__pre_{which}"][index].detach().cpu().clone()
+                    post = self.weights[f"{module}__post_{which}"][index].detach().cpu().clone()
                     state[f"{base}.pre_{which}_linear.weight"] = pre
                     state[f"{base}.post_{which}_linear.weight"] = post
                     state[f"{base}.{which}_hypernet.linear1.weight"] = pre
@@ -109,14 +117,14 @@ class ParameterTranslator(nn.Module):
     def load_reference_state_dict(self, state: dict[str, torch.Tensor], source: str) -> None:
         with torch.no_grad():
             for module in self.config.modules:
-                for layer in range(self.config.arch.num_layers):
+                for index, layer in enumerate(self.config.layers):
                     base = f"projector.{module}_{layer}.projector"
                     for which in "AB":
                         for part, suffix in (("pre", "pre_{w}_linear"), ("post", "post_{w}_linear")):
                             key = f"{base}.{suffix.format(w=which)}.weight"
                             if key not in state:
                                 raise ArtifactError(f"{source} lacks {key}", "is it a DyPRAG translator for this model?")
-                            target = self.weights[f"{module}__{part}_{which}"][layer]
+                            target = self.weights[f"{module}__{part}_{which}"][index]
                             if tuple(state[key].shape) != tuple(target.shape):
                                 raise ArtifactError(
                                     f"{source}: {key} has shape {tuple(state[key].shape)}, this model needs {tuple(target.shape)}",
@@ -149,6 +157,7 @@ def save_translator(translator: ParameterTranslator, path: Path, info: dict[str,
         "rank": config.rank,
         "p": config.p,
         "modules": list(config.modules),
+        **({"first_layer": config.first_layer} if config.first_layer else {}),
         "scale": DYPRAG_SCALE,
         "scale_convention": "unscaled: delta W = B @ A, as the DyPRAG reference applies it",
         **(info or {}),
@@ -199,8 +208,12 @@ def _load_ours(path: Path, arch: ModelArch) -> ParameterTranslator:
         state = load_file(str(path))
     except (SafetensorError, OSError) as exc:
         raise ArtifactError(f"translator {path} is corrupt ({exc})", "re-create it with `prag train`") from None
-    translator = ParameterTranslator(TranslatorConfig(arch, int(meta.get("rank", 2)), int(meta.get("p", 2)),
-                                                      tuple(meta.get("modules", MLP_MODULES))))
+    try:
+        config = TranslatorConfig(arch, int(meta.get("rank", 2)), int(meta.get("p", 2)), tuple(meta.get("modules", MLP_MODULES)),
+                                  int(meta.get("first_layer", 0)))
+    except (TypeError, ValueError) as exc:
+        raise ArtifactError(f"translator sidecar {side} is invalid ({exc})", "re-create it with `prag train`") from None
+    translator = ParameterTranslator(config)
     expected = {k: tuple(v.shape) for k, v in translator.weights.items()}
     got = {k: tuple(v.shape) for k, v in state.items()}
     if expected != got:

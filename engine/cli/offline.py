@@ -206,14 +206,26 @@ def register(app: typer.Typer) -> None:
         store: options.Store = None,
         out: Annotated[Path | None, typer.Option(
             "--out", "-o", help="Translator .safetensors (default: $PRAG_HOME/translators/...).")] = None,
+        objective: Annotated[str, typer.Option(
+            help="reference: LM + KL + MSE to each passage's stored PRAG LoRA (needs `prag encode` first); distill: LM + KL to "
+                 "the model reading the passage, no stored LoRAs; auto: reference when every passage has a LoRA, else distill.")] = "auto",
         p: Annotated[int, typer.Option("--p", help="Hypernetwork width p.")] = 2,
         epochs: Annotated[int, typer.Option(help="Passes over the training examples.")] = 1,
-        lr: Annotated[float, typer.Option("--lr", help="AdamW learning rate (reference 1e-5).")] = 1e-5,
+        lr: Annotated[float | None, typer.Option("--lr", help="AdamW learning rate (default: reference 1e-5, distill 1e-3).")] = None,
         checkpoint_every: Annotated[int, typer.Option(
             help="Save a checkpoint every N steps and at each epoch end (0: at epoch ends only).")] = 50,
-        per_passage: Annotated[int, typer.Option(help="Examples per passage: 0 = all of the PRAG recipe, 1 = the reference's first.")] = 0,
-        lora_epochs: Annotated[int, typer.Option(help="--epochs the LoRAs were encoded with (finds them in the store).")] = 1,
-        lora_lr: Annotated[float, typer.Option(help="--lr the LoRAs were encoded with.")] = 3e-4,
+        per_passage: Annotated[int | None, typer.Option(
+            help="Examples per passage, 0 = all (default: reference all of the PRAG recipe's, distill 4 QA pairs).")] = None,
+        rank: Annotated[int, typer.Option(help="distill: rank of the generated LoRAs (the facts recipe's 8).")] = 8,
+        first_layer: Annotated[int | None, typer.Option(
+            help="distill: generate LoRAs for this layer and above (default: the upper half, as the facts recipe).")] = None,
+        batch_size: Annotated[int, typer.Option(help="distill: examples per step, each with its own passage's LoRA.")] = 4,
+        kl_weight: Annotated[float, typer.Option(help="distill: weight of KL(teacher reading the passage || student).")] = 1.0,
+        combine_weight: Annotated[float, typer.Option(
+            help="distill: weight of the answer's loss with the passage also in the prompt (DyPRAG-combine).")] = 0.0,
+        limit: Annotated[int | None, typer.Option(help="Only the first N passages of --augment.")] = None,
+        lora_epochs: Annotated[int, typer.Option(help="reference: --epochs the LoRAs were encoded with (finds them in the store).")] = 1,
+        lora_lr: Annotated[float, typer.Option(help="reference: --lr the LoRAs were encoded with.")] = 3e-4,
         seed: Annotated[int, typer.Option(help="Seed of the translator init and the data order.")] = 0,
         export_reference: Annotated[bool, typer.Option(
             "--export-reference", help="Also write the DyPRAG .pt layout beside --out.")] = False,
@@ -223,33 +235,57 @@ def register(app: typer.Typer) -> None:
         device: options.Device = None,
         dtype: options.Dtype = None,
     ) -> None:
-        """Fit the DyPRAG parameter translator on the stored PRAG LoRAs (checkpointed, resumable)."""
+        """Fit the DyPRAG parameter translator (checkpointed, resumable): on stored PRAG LoRAs, or by distillation."""
         from engine.errors import InputError
+        from engine.methods import check_choice
         from engine.offline.records import load_augment, slug
-        from engine.offline.train import TrainConfig, checkpoint_path, train_translator
+        from engine.offline.train import checkpoint_path
         from engine.store import EncodeConfig, LoraStore
 
-        for flag, value in (("--p", p), ("--epochs", epochs), ("--lr", lr), ("--lora-epochs", lora_epochs), ("--lora-lr", lora_lr)):
+        objective = check_choice(objective, ("auto", "reference", "distill"), "objective")
+        for flag, value in (("--p", p), ("--epochs", epochs), ("--lr", lr), ("--lora-epochs", lora_epochs), ("--lora-lr", lora_lr),
+                            ("--rank", rank), ("--batch-size", batch_size), ("--limit", limit)):
             positive_flag(value, flag)
         not_negative(checkpoint_every, "--checkpoint-every", "pass 0 (only at epoch ends) or 1 or more")
-        not_negative(per_passage, "--per-passage", "pass 0 (all examples) or 1 or more")
-        config = TrainConfig(p=p, epochs=epochs, learning_rate=lr, seed=seed, checkpoint_every=checkpoint_every, per_passage=per_passage)
+        for flag, number in (("--per-passage", per_passage), ("--first-layer", first_layer), ("--kl-weight", kl_weight),
+                             ("--combine-weight", combine_weight)):
+            if number is not None:
+                not_negative(number, flag)
         aug = load_augment(augment, aug_model)
-        if not aug.records:
+        records = aug.records[:limit]
+        if not records:
             raise InputError(f"{augment} has no augmented passages", "run `prag augment` first")
         with progress_bar() as progress, cancel_on_sigint() as cancel:
             settings, loaded = _load(model, store, progress, device, dtype)
-            target = out or settings.home / "translators" / f"{slug(loaded.model_id)}-p{p}.safetensors"
             lora_store = LoraStore(settings.store_dir, loaded.model_id, EncodeConfig(epochs=lora_epochs, learning_rate=lora_lr))
+            if objective == "auto":
+                objective = "reference" if all(lora_store.has(r.passage) for r in records) else "distill"
             info = {"data_files": [str(Path(augment).expanduser().resolve())], "aug_model": aug.aug_model, "command": _command_line(),
                     **({"augment": aug.info} if aug.info else {})}
-            summary = train_translator(loaded, aug.records, lora_store, target, config, progress, cancel, info, fresh, export_reference)
+            if objective == "distill":
+                from engine.offline.distill import DistillConfig, distill_translator
+                from engine.offline.train import embedding_dir
+
+                layer = first_layer if first_layer is not None else loaded.arch.num_layers // 2
+                config = DistillConfig(rank=rank, first_layer=layer, p=p, epochs=epochs, learning_rate=lr or 1e-3,
+                                       batch_size=batch_size, per_passage=4 if per_passage is None else per_passage,
+                                       kl_weight=kl_weight, combine_weight=combine_weight, seed=seed, checkpoint_every=checkpoint_every)
+                target = out or settings.home / "translators" / f"{slug(loaded.model_id)}-distill-r{rank}-p{p}.safetensors"
+                summary = distill_translator(loaded, records, embedding_dir(lora_store), target, config, progress, cancel, info,
+                                             fresh, export_reference)
+            else:
+                from engine.offline.train import TrainConfig, train_translator
+
+                config = TrainConfig(p=p, epochs=epochs, learning_rate=lr or 1e-5, seed=seed, checkpoint_every=checkpoint_every,
+                                     per_passage=per_passage or 0)
+                target = out or settings.home / "translators" / f"{slug(loaded.model_id)}-p{p}.safetensors"
+                summary = train_translator(loaded, records, lora_store, target, config, progress, cancel, info, fresh, export_reference)
         if summary.new_steps == 0:
             console.print(f"already trained ({summary.steps} steps; checkpoint {checkpoint_path(target)}); wrote {target}", soft_wrap=True)
         else:
             resumed = f" (resumed at step {summary.resumed_from})" if summary.resumed_from else ""
-            console.print(f"trained {summary.new_steps} steps{resumed} in {summary.seconds:.1f}s: {summary.seconds_per_step:.2f} s/step, "
-                          f"{summary.cpu_seconds / summary.new_steps:.2f} CPU-s/step", soft_wrap=True)
+            pace = f"{summary.seconds_per_step:.2f} s/step, {summary.cpu_seconds / summary.new_steps:.2f} CPU-s/step"
+            console.print(f"trained {summary.new_steps} steps ({objective}){resumed} in {summary.seconds:.1f}s: {pace}", soft_wrap=True)
         losses = " ".join(f"{k} {v:.4g}" for k, v in summary.final.items())
         console.print(f"final epoch losses: {losses}", soft_wrap=True)
         console.print(f"translator -> {target}" + (f" and {summary.reference}" if summary.reference else ""), soft_wrap=True)

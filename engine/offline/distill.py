@@ -1,0 +1,304 @@
+"""DyPRAG by distillation: fit the parameter translator without any stored PRAG LoRA.
+
+For each (passage, QA pair) the student is the model carrying the LoRA the translator makes
+from the passage's hidden state, asked the question alone; the teacher is the same model with
+no LoRA, reading the passage in its prompt. Loss per batch, over the answer's tokens:
+
+    LM(student, question only)                                  the answer itself
+    + kl_weight      * KL(teacher || student)                   what reading the passage does to every next-token distribution
+    + combine_weight * LM(student with the passage in its prompt)  DyPRAG-combine: the LoRA must help, not hurt, a reader
+
+No PRAG LoRA is needed, so the training set is as large as the augmentation (cloze or facts QA
+pairs are instant). Resumable like `engine.offline.train`: a seeded order per epoch, and a
+checkpoint of the translator, the optimizer and the position, so a killed run that is started
+again ends with the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from engine.corpus import Passage
+from engine.device import model_device
+from engine.errors import Cancelled, InputError
+from engine.inject import inject
+from engine.models import LoadedModel
+from engine.offline.records import AugmentRecord
+from engine.offline.train import (
+    TrainState,
+    TrainSummary,
+    cached_embeddings,
+    checkpoint_path,
+    epoch_order,
+    load_checkpoint,
+    reference_path,
+    save_checkpoint,
+)
+from engine.progress import ProgressCallback, report
+from engine.prompts import generation_prompt
+from engine.validate import not_negative, positive
+
+if TYPE_CHECKING:
+    import torch
+
+    from engine.translator import ParameterTranslator
+
+DISTILL_TERMS = ("lm", "kl", "combine", "total")
+MAX_PROMPT_TOKENS = 384
+"""Teacher prompts longer than this (a long passage) keep their first tokens of passage text only."""
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """How the translator is distilled; the LoRA shape defaults to the `facts` encode recipe's."""
+
+    rank: int = 8
+    first_layer: int = 15
+    p: int = 2
+    epochs: int = 1
+    learning_rate: float = 1e-3
+    batch_size: int = 4
+    """Examples per optimizer step, each row with its own passage's generated LoRA."""
+    per_passage: int = 4
+    """QA pairs used per passage (0: all)."""
+    kl_weight: float = 1.0
+    combine_weight: float = 0.0
+    seed: int = 0
+    checkpoint_every: int = 50
+
+    def __post_init__(self) -> None:
+        for value, what in ((self.rank, "rank"), (self.p, "p (the translator's hidden size)"), (self.epochs, "epochs"),
+                            (self.batch_size, "batch size")):
+            positive(value, what)
+        positive(self.learning_rate, "learning rate", "e.g. 1e-3")
+        for value, what in ((self.first_layer, "first layer"), (self.per_passage, "examples per passage"),
+                            (self.kl_weight, "KL weight"), (self.combine_weight, "combine weight"),
+                            (self.checkpoint_every, "checkpoint interval")):
+            not_negative(value, what)
+
+
+@dataclass(frozen=True)
+class DistillExample:
+    passage: Passage
+    student: list[int]
+    """Question-only prompt + answer tokens."""
+    teacher: list[int]
+    """Passage-in-prompt prompt + the same answer tokens."""
+    answer: int
+    """How many tokens at the end of both are the answer."""
+
+
+def build_distill_examples(tokenizer, records: Sequence[AugmentRecord], per_passage: int) -> list[DistillExample]:
+    examples = []
+    for record in records:
+        pairs = record.qa[:per_passage] if per_passage else record.qa
+        for pair in pairs:
+            answer = tokenizer(f" {pair.answer.strip().rstrip('.')}.", add_special_tokens=False)["input_ids"]
+            question = tokenizer(generation_prompt(tokenizer, pair.question), add_special_tokens=False)["input_ids"]
+            reading = tokenizer(generation_prompt(tokenizer, pair.question, [record.passage]), add_special_tokens=False)["input_ids"]
+            if len(reading) > MAX_PROMPT_TOKENS:
+                continue  # the teacher would need a truncated passage: not the reader we distil
+            examples.append(DistillExample(record.passage, question + answer, reading + answer, len(answer)))
+    return examples
+
+
+# --- the loss ---------------------------------------------------------------------------------------------
+
+
+def _padded(rows: Sequence[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    import torch
+
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long, device=device)
+    mask = torch.zeros((len(rows), width), dtype=torch.long, device=device)
+    for i, row in enumerate(rows):
+        ids[i, :len(row)] = torch.tensor(row, device=device)
+        mask[i, :len(row)] = 1
+    return ids, mask
+
+
+def answer_logits(model, rows: Sequence[list[int]], answers: Sequence[int], adapters, pad_id: int) -> torch.Tensor:
+    """Logits predicting each row's answer tokens, concatenated: (sum of answer lengths, vocab). Right padding."""
+    import torch
+
+    ids, mask = _padded(rows, pad_id, model_device(model))
+    body = getattr(model, model.base_model_prefix)
+    with inject(model, adapters):
+        hidden = body(input_ids=ids, attention_mask=mask).last_hidden_state
+    picks = [hidden[i, len(row) - n - 1:len(row) - 1] for i, (row, n) in enumerate(zip(rows, answers, strict=True))]
+    return model.get_output_embeddings()(torch.cat(picks)).float()
+
+
+def distill_loss(loaded: LoadedModel, translator: ParameterTranslator, embeddings: torch.Tensor,
+                 batch: Sequence[DistillExample], config: DistillConfig) -> dict[str, torch.Tensor]:
+    """The three terms and their weighted total for one batch; gradients reach the translator only."""
+    import torch
+    import torch.nn.functional as F
+
+    model, tokenizer = loaded.model, loaded.tokenizer
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    answers = [e.answer for e in batch]
+    targets = torch.tensor([t for e in batch for t in e.student[-e.answer:]], device=embeddings.device)
+    with torch.no_grad():
+        teacher = answer_logits(model, [e.teacher for e in batch], answers, [None] * len(batch), pad_id)
+    generated = translator.adapters(embeddings)
+    with torch.enable_grad():
+        student = answer_logits(model, [e.student for e in batch], answers, generated, pad_id)
+        log_student = F.log_softmax(student, -1)
+        lm = F.nll_loss(log_student, targets)
+        kl = F.kl_div(log_student, F.log_softmax(teacher, -1), log_target=True, reduction="batchmean")
+        combine = torch.zeros((), device=embeddings.device)
+        if config.combine_weight:
+            reader = answer_logits(model, [e.teacher for e in batch], answers, generated, pad_id)
+            combine = F.cross_entropy(reader, targets)
+        total = lm + config.kl_weight * kl + config.combine_weight * combine
+    return {"lm": lm, "kl": kl, "combine": combine, "total": total}
+
+
+# --- the stage ------------------------------------------------------------------------------------------------
+
+
+def make_distill_translator(loaded: LoadedModel, config: DistillConfig, embeddings: torch.Tensor) -> ParameterTranslator:
+    """A translator whose LoRAs start at zero but can learn at once: A's hypernetwork is scaled to the
+    embeddings (unit pre-activations, Kaiming-sized A), B's output layer is zero, as a LoRA's B is.
+    (The reference's near-zero init only learns because its MSE term pulls it toward stored LoRAs.)"""
+    import torch
+
+    from engine.translator import ParameterTranslator, TranslatorConfig
+
+    translator = ParameterTranslator(TranslatorConfig(loaded.arch, rank=config.rank, p=config.p, first_layer=config.first_layer))
+    gen = torch.Generator().manual_seed(config.seed)
+    rms = float(embeddings.float().pow(2).mean().sqrt()) or 1.0
+    width = loaded.arch.hidden_size + 1
+    with torch.no_grad():
+        for name, weight in translator.weights.items():
+            module, part = name.split("__")
+            fan_in = loaded.arch.module_shape(module)[0]
+            if part.startswith("pre_"):
+                weight.copy_(torch.randn(weight.shape, generator=gen) / (math.sqrt(width) * rms))
+            elif part == "post_A":
+                weight.copy_(torch.randn(weight.shape, generator=gen) / math.sqrt(fan_in * config.p))
+            else:
+                weight.zero_()
+    return translator
+
+
+def fingerprint(loaded: LoadedModel, config: DistillConfig, examples: Sequence[DistillExample]) -> str:
+    """What a checkpoint must agree with to be resumed (epochs and checkpoint spacing may change)."""
+    digest = hashlib.sha256()
+    for example in examples:
+        digest.update(json.dumps([example.passage.key, example.student, example.teacher]).encode())
+    blob = {"objective": "distill", "model": loaded.arch.as_dict(),
+            "config": {k: v for k, v in asdict(config).items() if k not in ("epochs", "checkpoint_every")},
+            "examples": digest.hexdigest()}
+    return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
+
+
+def distill_translator(
+    loaded: LoadedModel,
+    records: Sequence[AugmentRecord],
+    embeddings_dir: Path,
+    out: Path,
+    config: DistillConfig = DistillConfig(),
+    progress: ProgressCallback | None = None,
+    cancel: threading.Event | None = None,
+    info: dict[str, Any] | None = None,
+    fresh: bool = False,
+    export: bool = False,
+) -> TrainSummary:
+    """Distil (or resume distilling) a translator and write it to `out`, its sidecar saying how."""
+    import torch
+
+    from engine.translator import export_reference, save_translator
+
+    out = Path(out).expanduser()
+    if out.suffix != ".safetensors":
+        raise InputError(f"the translator path {out} must end in .safetensors", "the reference .pt format is written beside it on request")
+    if config.first_layer >= loaded.arch.num_layers:
+        raise InputError(f"first layer {config.first_layer} is past the model's {loaded.arch.num_layers} layers",
+                         f"use 0 to {loaded.arch.num_layers - 1}")
+    examples = build_distill_examples(loaded.tokenizer, records, config.per_passage)
+    if not examples:
+        raise InputError("the augmentation file has no QA pairs to distil from", "augment passages with `prag augment --qa-cloze`")
+    print_ = fingerprint(loaded, config, examples)
+    device = model_device(loaded.model)
+    vectors = cached_embeddings(loaded, [r.passage for r in records], embeddings_dir, progress)
+    translator = make_distill_translator(loaded, config, torch.stack(list(vectors.values()))).to(device)
+    translator.train()
+    optimizer = torch.optim.AdamW(translator.parameters(), lr=config.learning_rate)
+    ckpt = checkpoint_path(out)
+    state = TrainState(sums={t: 0.0 for t in DISTILL_TERMS})
+    resumed_from = None
+    if ckpt.is_file() and not fresh:
+        state = load_checkpoint(ckpt, translator, optimizer, print_)
+        resumed_from = state.step
+    steps_per_epoch = math.ceil(len(examples) / config.batch_size)
+    total = config.epochs * steps_per_epoch
+    label = "Distilling translator"
+    start, cpu_start = time.perf_counter(), time.process_time()
+    new_steps = 0
+
+    def show() -> None:
+        done_in_epoch = max(math.ceil(state.index / config.batch_size), 1)
+        means = {t: state.sums[t] / done_in_epoch for t in DISTILL_TERMS} if state.index else state.last
+        text = " ".join(f"{t} {means.get(t, 0.0):.3g}" for t in ("lm", "kl", "combine") if t != "combine" or config.combine_weight)
+        report(progress, label, state.step, total, text)
+
+    show()
+    while state.epoch < config.epochs:
+        order = epoch_order(len(examples), config.seed, state.epoch)
+        while state.index < len(examples):
+            if cancel is not None and cancel.is_set():
+                save_checkpoint(ckpt, translator, optimizer, state, print_)
+                raise Cancelled(f"stopped after step {state.step} of {total}; checkpoint saved to {ckpt}",
+                                "run the same command again to resume")
+            batch = [examples[i] for i in order[state.index:state.index + config.batch_size]]
+            embeddings = torch.stack([vectors[e.passage.key] for e in batch]).to(device)
+            terms = distill_loss(loaded, translator, embeddings, batch, config)
+            optimizer.zero_grad(set_to_none=True)
+            terms["total"].backward()
+            optimizer.step()
+            state.last = {t: float(v.detach()) for t, v in terms.items()}
+            for t in DISTILL_TERMS:
+                state.sums[t] += state.last[t]
+            state.index += len(batch)
+            state.step += 1
+            new_steps += 1
+            show()
+            if config.checkpoint_every and state.step % config.checkpoint_every == 0 and state.index < len(examples):
+                save_checkpoint(ckpt, translator, optimizer, state, print_)
+        state.history.append({"epoch": state.epoch + 1, **{t: state.sums[t] / steps_per_epoch for t in DISTILL_TERMS}})
+        state.epoch, state.index, state.sums = state.epoch + 1, 0, {t: 0.0 for t in DISTILL_TERMS}
+        save_checkpoint(ckpt, translator, optimizer, state, print_)
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
+    translator.eval()
+    final = {t: round(state.history[-1][t], 6) for t in DISTILL_TERMS} if state.history else {}
+    sidecar = {
+        "training": {
+            **(info or {}),
+            "objective": "distill",
+            "passages": len({e.passage.key for e in examples}),
+            "examples": len(examples),
+            "steps": state.step,
+            "seconds_per_step": round(seconds / new_steps, 3) if new_steps else None,
+            "config": {k: v for k, v in asdict(config).items() if k != "checkpoint_every"},  # what shaped the weights
+            "loss": (f"LM(student, question only) + {config.kl_weight:g} * KL(teacher reading the passage || student)"
+                     + (f" + {config.combine_weight:g} * LM(student reading the passage)" if config.combine_weight else "")),
+        },
+        "final_losses": final,
+        "loss_history": [{k: (round(v, 6) if isinstance(v, float) else v) for k, v in row.items()} for row in state.history],
+    }
+    save_translator(translator, out, sidecar)
+    reference = None
+    if export:
+        reference = reference_path(out)
+        export_reference(translator, reference)
+    return TrainSummary(out, state.step, new_steps, seconds, cpu_seconds, resumed_from, final, reference)

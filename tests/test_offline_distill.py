@@ -1,0 +1,140 @@
+"""`prag train --objective distill`: no stored LoRAs, losses that fall, checkpoints that resume bit for bit."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from engine.errors import ArtifactError, Cancelled, InputError
+from engine.offline.distill import DistillConfig, build_distill_examples, distill_translator
+from engine.offline.records import AugmentFile, save_augment
+from engine.offline.train import checkpoint_path
+from engine.translator import load_translator
+from tests.test_offline_encode import same_files, short_records
+
+REPO = Path(__file__).resolve().parent.parent
+CONFIG = DistillConfig(rank=2, first_layer=24, p=2, epochs=2, learning_rate=1e-2, batch_size=2, checkpoint_every=1)
+CLI_ARGS = ("--objective", "distill", "--rank", "2", "--first-layer", "24", "--epochs", "2", "--lr", "1e-2", "--batch-size", "2",
+            "--checkpoint-every", "1")
+
+
+def sidecar(out: Path) -> dict:
+    data = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
+    for key in ("command", "data_files", "aug_model", "seconds_per_step"):  # how and how fast it ran, not what it learned
+        data["training"].pop(key, None)
+    return data
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("distill-data")
+    records = short_records(3)
+    save_augment(root / "aug.json", AugmentFile("gold", records))
+    return root, records
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(loaded, data):
+    root, records = data
+    out = root / "whole" / "translator.safetensors"
+    events = []
+    summary = distill_translator(loaded, records, root / "embeddings", out, CONFIG, events.append, info={"command": "test"})
+    return out, summary, events
+
+
+def test_examples_pair_a_question_only_student_with_a_reading_teacher(loaded, data):
+    _, records = data
+    examples = build_distill_examples(loaded.tokenizer, records, per_passage=0)
+    assert len(examples) == 3
+    for example, record in zip(examples, records, strict=True):
+        assert example.student[-example.answer:] == example.teacher[-example.answer:]
+        assert len(example.teacher) > len(example.student)  # the passage is in the teacher's prompt only
+        assert record.passage.text in loaded.tokenizer.decode(example.teacher)
+        assert record.passage.text not in loaded.tokenizer.decode(example.student)
+
+
+def test_distillation_needs_no_lora_and_its_losses_fall(loaded, uninterrupted):
+    out, summary, events = uninterrupted
+    assert summary.steps == summary.new_steps == 4  # 3 examples in batches of 2, 2 epochs
+    first, last = json.loads(out.with_suffix(".json").read_text())["loss_history"]
+    assert last["lm"] < first["lm"] and last["total"] < first["total"]
+    assert {e.label for e in events} == {"Embedding passages", "Distilling translator"}
+    translator = load_translator(out, loaded.arch)
+    assert translator.config.first_layer == 24 and translator.config.rank == 2
+    adapter = translator.adapters(torch.randn(1, loaded.arch.hidden_size))[0]
+    assert {layer for layer, _ in adapter.pairs} == set(range(24, loaded.arch.num_layers))
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["training"]["objective"] == "distill" and meta["training"]["passages"] == 3
+    assert meta["training"]["config"]["kl_weight"] == 1.0 and "KL(teacher" in meta["training"]["loss"]
+
+
+def test_ctrl_c_saves_a_checkpoint_and_the_rerun_matches(loaded, data, uninterrupted, tmp_path):
+    root, records = data
+    out = tmp_path / "translator.safetensors"
+    cancel = threading.Event()
+
+    def stop_after_two(event) -> None:
+        if event.label == "Distilling translator" and event.done == 2:
+            cancel.set()
+
+    config = DistillConfig(**{**CONFIG.__dict__, "checkpoint_every": 0})
+    with pytest.raises(Cancelled, match="stopped after step 2 of 4"):
+        distill_translator(loaded, records, root / "embeddings", out, config, stop_after_two, cancel, info={"command": "test"})
+    assert checkpoint_path(out).is_file() and not out.exists()
+    resumed = distill_translator(loaded, records, root / "embeddings", out, config, info={"command": "test"})
+    assert resumed.resumed_from == 2 and resumed.new_steps == 2
+    assert same_files(out.parent, uninterrupted[0].parent, "translator.safetensors")
+    assert sidecar(out) == sidecar(uninterrupted[0])
+
+
+def test_other_settings_and_bad_input_are_refused(loaded, data, uninterrupted):
+    root, records = data
+    out, _, _ = uninterrupted
+    with pytest.raises(ArtifactError, match="other data or settings"):
+        distill_translator(loaded, records, root / "embeddings", out, DistillConfig(**{**CONFIG.__dict__, "learning_rate": 5e-3}))
+    with pytest.raises(InputError, match=".safetensors"):
+        distill_translator(loaded, records, root / "embeddings", out.with_suffix(".pt"), CONFIG)
+    with pytest.raises(InputError, match="batch size"):
+        DistillConfig(batch_size=0)
+
+
+def test_sigkill_mid_distillation_then_rerun_matches_an_uninterrupted_run(loaded, data, uninterrupted, tmp_path):
+    root, _ = data
+    out = tmp_path / "killed" / "translator.safetensors"
+    env = {**os.environ, "PRAG_HOME": str(tmp_path / "home")}
+    args = ("train", "--augment", str(root / "aug.json"), "--out", str(out), *CLI_ARGS)
+    proc = subprocess.Popen([sys.executable, "-m", "engine.cli.app", *args], cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 400
+        while time.monotonic() < deadline and proc.poll() is None and not checkpoint_path(out).is_file():
+            time.sleep(0.02)
+        time.sleep(0.3)  # into the next step
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    assert not out.exists()
+    resumed = subprocess.run([sys.executable, "-m", "engine.cli.app", *args], capture_output=True, text=True, timeout=600,
+                             cwd=REPO, env=env)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed at step" in resumed.stdout and "(distill)" in resumed.stdout
+    assert same_files(out.parent, uninterrupted[0].parent, "translator.safetensors")
+    assert sidecar(out) == sidecar(uninterrupted[0])
+
+
+def test_cli_bad_objective_is_one_line(data, tmp_path):
+    root, _ = data
+    result = subprocess.run([sys.executable, "-m", "engine.cli.app", "train", "--augment", str(root / "aug.json"),
+                             "--objective", "magic"], capture_output=True, text=True, cwd=REPO,
+                            env={**os.environ, "PRAG_HOME": str(tmp_path)})
+    assert result.returncode == 2 and "unknown objective 'magic'" in result.stderr and "Traceback" not in result.stderr
