@@ -54,11 +54,43 @@ def render_result(result: EvalResult) -> None:
     if result.has_conflicts:
         console.print("[dim]Context / Memory: share of answers to conflict questions that contain the passage's "
                       "(substituted) answer / the original (memory) answer.[/]", soft_wrap=True)
+    if not result.predictions:  # a --rescore: nothing ran
+        console.print(f"[dim]recomputed from {result.n * len(result.methods)} recorded answers; no model was run[/]", soft_wrap=True)
+        return
     pace = f", {result.seconds_per_question:.2f} s/question" if result.seconds_per_question is not None else ""
     repaired = f" ({result.repaired} failed or damaged lines asked again)" if result.repaired else ""
     total = result.n * len(result.methods)
     console.print(f"[dim]{result.computed} questions run now{pace}; {result.resumed} of {total} answers resumed from files{repaired}. "
                   f"Predictions: {escape(str(result.to_json()['predictions']))}[/]", soft_wrap=True)
+
+
+def _show(result: EvalResult, as_json: bool, markdown: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(result.to_json(), ensure_ascii=False))
+    elif markdown:
+        typer.echo(markdown_table(result))
+    else:
+        render_result(result)
+
+
+def _record(path: Path, result: EvalResult, options, settings, quiet: bool) -> None:
+    """The run's answers to one JSONL file; its table into the translator's sidecar when DyPRAG ran with ours."""
+    import shlex
+    import sys
+
+    from engine.evaluate import load_items
+    from engine.evaluate.record import record_in_sidecar, write_record
+    from engine.explorer import default_translator_path
+    from engine.methods import AdapterSource
+
+    command = " ".join(shlex.quote(a) for a in ["prag", *sys.argv[1:]])
+    written = write_record(path, result, load_items(options), command)
+    translator = settings.translator or default_translator_path(result.model)
+    dyprag = any(m.adapter is AdapterSource.DYPRAG for m in options.methods)
+    in_sidecar = dyprag and translator is not None and record_in_sidecar(translator, result, Path(path), command)
+    if not quiet:
+        console.print(f"recorded {written} answers -> {path}" + (f"; table added to {Path(translator).with_suffix('.json')}"
+                                                                if in_sidecar else ""), soft_wrap=True)
 
 
 def markdown_table(result: EvalResult) -> str:
@@ -105,6 +137,11 @@ def register(app: typer.Typer) -> None:
             "--probes/--no-probes", help="Score the gold (and conflict) answers' log-probability under every method.")] = True,
         as_json: options.AsJson = False,
         markdown: Annotated[bool, typer.Option("--markdown", help="Print the table as GitHub markdown.")] = False,
+        record: Annotated[Path | None, typer.Option(
+            help="Also write every answer of this run to one JSONL file (rescore it with --rescore), and the table into the "
+                 "translator's sidecar when DyPRAG ran with a translator of ours.")] = None,
+        rescore: Annotated[list[Path] | None, typer.Option(
+            help="Instead of running: recompute the table of a --record file (repeatable), in seconds, without the model.")] = None,
     ) -> None:
         """Run each method on each question of a QA file and print EM / F1 per method.
 
@@ -122,10 +159,16 @@ def register(app: typer.Typer) -> None:
         from engine.methods import AdapterSource, parse_methods
         from engine.rerank import check_mode
 
-        if data is None:
-            raise InputError("no QA file given", "pass --data FILE.jsonl (`prag data convert` makes one from a public QA release)")
         if as_json and markdown:
             raise InputError("--json and --markdown both given", "pass one of them")
+        if rescore:
+            from engine.evaluate.record import rescore as rescore_record
+
+            for path in rescore:
+                _show(rescore_record(path), as_json, markdown)
+            return
+        if data is None:
+            raise InputError("no QA file given", "pass --data FILE.jsonl (`prag data convert` makes one from a public QA release)")
         existing_path(corpus, "corpus")
         existing_path(index, "index")
         if corpus is not None and index is not None:
@@ -164,9 +207,6 @@ def register(app: typer.Typer) -> None:
                 result = evaluate_on_ray(eval_options, settings, RayOptions(ray_address, workers), progress=progress, cancel=cancel)
             else:
                 result = evaluate(eval_options, settings, progress=progress, cancel=cancel)
-        if as_json:
-            typer.echo(json.dumps(result.to_json(), ensure_ascii=False))
-        elif markdown:
-            typer.echo(markdown_table(result))
-        else:
-            render_result(result)
+        if record is not None:
+            _record(record, result, eval_options, settings, as_json or markdown)
+        _show(result, as_json, markdown)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +83,8 @@ class EvalResult:
     """Mean wall time of one compare call (all methods of one question) in this run."""
     placement: str = ""
     """Where the answers were computed, e.g. "cpu float32" (empty: not recorded)."""
+    settings: dict[str, Any] = field(default_factory=dict)
+    """The fingerprint that keyed the prediction files: every setting that changed an answer."""
 
     @property
     def has_conflicts(self) -> bool:

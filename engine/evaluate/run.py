@@ -200,7 +200,7 @@ def evaluate(
             predictions={name: f.path for name, f in files.items()}, model=explorer.loaded.model_id,
             top_k=options.top_k, max_new_tokens=options.max_new_tokens, computed=computed, resumed=resumed, repaired=repaired,
             wall_s=time.perf_counter() - started, seconds_per_question=sum(walls) / len(walls) if walls else None,
-            placement=explorer.loaded.placement.label(),
+            placement=explorer.loaded.placement.label(), settings=fp,
         )
         write_text(out_dir / f"{prefix}.results.json", json.dumps(result.to_json(), indent=2) + "\n")
     if cancel is not None and cancel.is_set():

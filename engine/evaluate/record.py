@@ -1,0 +1,95 @@
+"""Results anyone can check: one JSONL file per evaluation with every method's answer to every
+question, and the table recomputed from it in seconds (`prag eval --record` / `--rescore`).
+
+Line 1 is a header (data file, model, device and dtype, the settings fingerprint that keyed the
+prediction files, the command); every other line is one (question, method) answer with the
+question's gold and conflict answers, so rescoring needs neither the model nor the data file.
+The translator's sidecar gets the table too, so a shipped translator says what it scored.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from engine.atomic import write_text
+from engine.errors import ArtifactError
+from engine.evaluate.predictions import PredictionFile
+from engine.evaluate.results import EvalResult, summarize
+from engine.methods import METHODS
+from engine.qa import Conflict, QAItem
+
+RECORD_FORMAT = "prag-explorer-eval-record/1"
+
+
+def write_record(path: Path, result: EvalResult, items: Sequence[QAItem], command: str) -> int:
+    """Write the record of `result` (its prediction files, in question order); returns the answers written."""
+    by_id = {item.id: item for item in items}
+    lines = [{
+        "format": RECORD_FORMAT, "data": result.data.name, "n": result.n, "model": result.model, "placement": result.placement,
+        "top_k": result.top_k, "max_new_tokens": result.max_new_tokens, "methods": list(result.methods),
+        "settings": result.settings, "command": command,
+    }]
+    for name, prediction_path in result.predictions.items():
+        stored = PredictionFile(prediction_path, name)
+        stored.load()
+        for item in items:
+            row = stored.records.get(item.id)
+            if row is None:
+                continue
+            extra: dict[str, Any] = {"question": by_id[item.id].question}
+            conflict = item.conflict
+            if conflict is not None:
+                extra["conflict"] = {"original": list(conflict.original_answers), "substituted": list(conflict.substituted_answers)}
+            lines.append({**row, **extra})
+    write_text(Path(path), "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines))
+    return len(lines) - 1
+
+
+def rescore(path: Path) -> EvalResult:
+    """The table of a record file, recomputed from its answers (EM, F1, conflict rates, probes)."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise ArtifactError(f"record {path} does not exist", "write one with `prag eval ... --record PATH`")
+    try:
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"record {path} is not valid JSONL ({exc})", "write it again with `prag eval ... --record PATH`") from None
+    if not rows or not isinstance(rows[0], dict) or rows[0].get("format") != RECORD_FORMAT:
+        raise ArtifactError(f"{path} is not a prag-explorer evaluation record", "write one with `prag eval ... --record PATH`")
+    header, answers = rows[0], rows[1:]
+    unknown = [m for m in header.get("methods", []) if m not in METHODS]
+    if unknown:
+        raise ArtifactError(f"record {path} has unknown methods {unknown}", "it was written by another version of prag-explorer")
+    items: dict[str, QAItem] = {}
+    records: dict[str, dict[str, dict[str, Any]]] = {}
+    for row in answers:
+        conflict = row.get("conflict")
+        items.setdefault(row["id"], QAItem(row["id"], row.get("question", ""), tuple(row["answers"]),
+                                           conflict=Conflict(tuple(conflict["original"]), tuple(conflict["substituted"]))
+                                           if conflict else None))
+        records.setdefault(row["method"], {})[row["id"]] = row
+    methods = [METHODS[name] for name in header["methods"]]
+    return EvalResult(data=Path(header["data"]), n=len(items), methods=summarize(list(items.values()), methods, records),
+                      predictions={}, model=header.get("model", ""), top_k=header.get("top_k", 0),
+                      max_new_tokens=header.get("max_new_tokens", 0), placement=header.get("placement", ""),
+                      settings=header.get("settings", {}))
+
+
+def record_in_sidecar(translator: Path, result: EvalResult, record: Path, command: str) -> bool:
+    """Add this evaluation's table to the translator's sidecar (ours only); False when there is none to write to."""
+    from engine.translator import sidecar_path
+
+    side = sidecar_path(Path(translator))
+    if Path(translator).suffix != ".safetensors" or not side.is_file():
+        return False
+    meta = json.loads(side.read_text(encoding="utf-8"))
+    meta.setdefault("evaluation", {})[result.data.stem] = {
+        "n": result.n, "top_k": result.top_k, "max_new_tokens": result.max_new_tokens, "placement": result.placement,
+        "methods": {name: scores.to_json() for name, scores in result.methods.items()},
+        "predictions": record.name, "command": command,
+    }
+    write_text(side, json.dumps(meta, indent=2) + "\n")
+    return True

@@ -1,0 +1,62 @@
+"""`prag eval --record` / `--rescore`: the answers behind a table, and the table again from them alone."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from engine.errors import ArtifactError
+from engine.evaluate.record import RECORD_FORMAT, record_in_sidecar, rescore
+from engine.evaluate.results import EvalResult, MethodScores
+from engine.models import ModelArch
+from engine.translator import ParameterTranslator, TranslatorConfig, save_translator
+from tests.conftest import run_cli
+
+QUESTIONS = Path(__file__).resolve().parent.parent / "sample_corpus" / "questions.jsonl"
+
+
+@pytest.mark.model
+def test_record_then_rescore_gives_the_same_table(tmp_path):
+    record = tmp_path / "run.record.jsonl"
+    args = ("eval", "--data", str(QUESTIONS), "--group", "counterfactual", "--limit", "2", "--methods", "vanilla,rag",
+            "--max-new-tokens", "6", "--out", str(tmp_path / "eval"), "--json")
+    ran = run_cli(*args, "--record", str(record), env={"PRAG_HOME": str(tmp_path / "home")})
+    assert ran.returncode == 0, ran.stderr
+    lines = [json.loads(line) for line in record.read_text().splitlines()]
+    assert lines[0]["format"] == RECORD_FORMAT and lines[0]["methods"] == ["vanilla", "rag"] and lines[0]["placement"] == "cpu float32"
+    assert len(lines) == 1 + 2 * 2 and all("question" in row and "conflict" in row for row in lines[1:])
+    again = run_cli("eval", "--rescore", str(record), "--json", env={"PRAG_HOME": str(tmp_path / "home")})
+    assert again.returncode == 0, again.stderr
+    first, second = json.loads(ran.stdout), json.loads(again.stdout)
+    assert first["methods"] == second["methods"]  # EM, F1, conflict rates and probes, from the record alone
+    assert "context_rate" in second["methods"]["rag"] and "probes" in second["methods"]["rag"]
+
+
+def test_a_damaged_or_foreign_record_is_one_line(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"a": 1}\n')
+    with pytest.raises(ArtifactError, match="not a prag-explorer evaluation record"):
+        rescore(bad)
+    torn = tmp_path / "torn.jsonl"
+    torn.write_text('{"format": "prag-explorer-eval-record/1"\n')
+    with pytest.raises(ArtifactError, match="not valid JSONL"):
+        rescore(torn)
+    result = run_cli("eval", "--rescore", str(tmp_path / "none.jsonl"))
+    assert result.returncode == 2 and "does not exist" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_table_goes_into_our_translators_sidecar_only(tmp_path):
+    arch = ModelArch("tiny", hidden_size=8, intermediate_size=16, num_layers=2)
+    path = tmp_path / "t.safetensors"
+    save_translator(ParameterTranslator(TranslatorConfig(arch)), path, {"training": {"steps": 3}})
+    scores = MethodScores("dyprag", "DyPRAG")
+    scores.n, scores.em, scores.f1 = 2, 0.5, 0.75
+    result = EvalResult(Path("popqa-dev.jsonl"), 2, {"dyprag": scores}, {}, "tiny", placement="cpu float32")
+    assert record_in_sidecar(path, result, tmp_path / "popqa.record.jsonl", "prag eval ...")
+    meta = json.loads(path.with_suffix(".json").read_text())
+    assert meta["training"] == {"steps": 3}
+    assert meta["evaluation"]["popqa-dev"]["methods"]["dyprag"]["f1"] == 0.75
+    assert meta["evaluation"]["popqa-dev"]["predictions"] == "popqa.record.jsonl"
+    assert not record_in_sidecar(tmp_path / "reference.pt", result, tmp_path / "x.jsonl", "prag eval ...")
