@@ -40,7 +40,7 @@ from engine.config import Settings, load_settings
 from engine.errors import Cancelled, InputError, PragError
 from engine.offline.encode import EncodeSummary
 from engine.progress import ProgressCallback, report
-from engine.store import EncodeConfig, LoraStore
+from engine.store import EncodeConfig, LoraStore, qa_source_of
 from engine.validate import positive
 
 if TYPE_CHECKING:
@@ -212,16 +212,16 @@ def _kill(actors: Sequence[Any]) -> None:
 class EncodeWorker(_Actor):
     """A Ray actor: the model loaded once, then one passage's LoRA per call, written to the shared store."""
 
-    def __init__(self, settings: Settings, config: EncodeConfig, threads: int) -> None:
-        from engine.models import load_model
+    def __init__(self, settings: Settings, config: EncodeConfig, threads: int, qa_source: str = "") -> None:
+        from engine.session import open_model
 
         _quiet_worker(threads)
         try:
-            self.loaded = load_model(settings.model, settings.models_dir)
+            self.loaded = open_model(settings)
         except PragError as exc:
             self.error = exc
             return
-        self.store = LoraStore(settings.store_dir, self.loaded.model_id, config)
+        self.store = LoraStore(settings.store_dir, self.loaded.model_id, config, qa_source)
 
     def model_id(self) -> str:
         return self.loaded.model_id
@@ -279,11 +279,12 @@ def encode_on_ray(
     started_here = start_ray(ray_options)
     actors: list[Any] = []
     try:
-        actors = _make_actors(EncodeWorker, ray_options, settings, config, _threads(ray_options))
+        qa_source = qa_source_of(aug_model)
+        actors = _make_actors(EncodeWorker, ray_options, settings, config, _threads(ray_options), qa_source)
         _wait_ready(actors, ray_options.cpus_per_worker)
         ray = _ray()
         model_id = ray.get(actors[0].model_id.remote())
-        store = LoraStore(settings.store_dir, model_id, config)
+        store = LoraStore(settings.store_dir, model_id, config, qa_source)
         summary = RayEncodeSummary(len(chosen), store_dir=store.dir, workers=ray_options.workers)
         # A killed writer's temp file belongs to a passage not stored yet: the worker that encodes it removes it first.
         todo = [r for r in chosen if not store.has(r.passage)]

@@ -64,11 +64,29 @@ class EncodeConfig:
         return f"r{self.rank}-a{self.alpha:g}-e{self.epochs}-{hashlib.sha256(blob).hexdigest()[:8]}"
 
 
+GOLD = "gold"
+"""QA pairs taken from a data set's own questions and answers (`prag augment --qa-from-data`)."""
+
+
+def qa_source_of(aug_model: str, info: dict | None = None) -> str:
+    """"gold" when an augmentation's QA pairs are a data set's gold ones, else "" (made from the passage)."""
+    said = str((info or {}).get("qa_source", ""))
+    return GOLD if aug_model == GOLD or said.startswith("gold") else ""
+
+
 class LoraStore:
-    def __init__(self, root: Path, model_id: str, config: EncodeConfig | None = None) -> None:
+    """One model's LoRAs under one encode recipe, one file per passage (named by its content hash).
+
+    LoRAs trained on gold QA pairs live in a folder of their own (`<recipe key>-gold`): those pairs
+    contain the very questions an evaluation asks, so the explorer and `prag eval` must never pick
+    them up for a passage; `prag encode` and `prag train` reach them with the same augmentation file.
+    """
+
+    def __init__(self, root: Path, model_id: str, config: EncodeConfig | None = None, qa_source: str = "") -> None:
         self.config = config or EncodeConfig()
         self.root = Path(root)
-        self.dir = self.root / _UNSAFE.sub("_", model_id) / self.config.key()
+        self.qa_source = qa_source
+        self.dir = self.root / _UNSAFE.sub("_", model_id) / (self.config.key() + (f"-{GOLD}" if qa_source == GOLD else ""))
 
     def path_for(self, passage: Passage) -> Path:
         return self.dir / f"{passage.key}.safetensors"

@@ -61,7 +61,7 @@ def test_ray_encodes_into_the_store_as_one_process_does(cluster, loaded, tmp_pat
     records = make_records(2)
     settings = load_settings({"store": tmp_path / "ray"})
     events = []
-    summary = encode_on_ray(records, settings, aug_model="gold", ray_options=RayOptions(workers=2), progress=events.append)
+    summary = encode_on_ray(records, settings, aug_model="handmade", ray_options=RayOptions(workers=2), progress=events.append)
     assert (summary.total, summary.encoded, summary.skipped, summary.steps) == (2, 2, 0, 4)
     assert events[-1].done == 2 and "passages/min" in events[-1].info
     store = LoraStore(tmp_path / "ray", loaded.model_id)
@@ -71,7 +71,7 @@ def test_ray_encodes_into_the_store_as_one_process_does(cluster, loaded, tmp_pat
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as each worker runs: float sums in another thread split differ in the last bits
     try:
-        encode_records(loaded, records[:1], single, "gold")
+        encode_records(loaded, records[:1], single, "handmade")
     finally:
         torch.set_num_threads(threads)
     ours, theirs = store.get(records[0].passage), single.get(records[0].passage)
@@ -112,7 +112,7 @@ def test_a_killed_worker_is_restarted_and_nothing_is_lost(cluster, loaded, tmp_p
 
     records = make_records(4)
     store = LoraStore(tmp_path / "store", loaded.model_id)
-    encode_records(loaded, records[:1], store, "gold")  # finished before: must be kept and skipped
+    encode_records(loaded, records[:1], store, "handmade")  # finished before: must be kept and skipped
     leftover = store.dir / f".{records[1].passage.key}.safetensors.dead1234.tmp"
     leftover.write_bytes(b"half a LoRA from a killed writer")
     killed: list[int] = []
@@ -130,7 +130,8 @@ def test_a_killed_worker_is_restarted_and_nothing_is_lost(cluster, loaded, tmp_p
     killer = threading.Thread(target=kill_one_busy_worker, daemon=True)
     killer.start()
     try:
-        summary = encode_on_ray(records, load_settings({"store": tmp_path / "store"}), aug_model="gold", ray_options=RayOptions(workers=2))
+        summary = encode_on_ray(records, load_settings({"store": tmp_path / "store"}), aug_model="handmade",
+                                ray_options=RayOptions(workers=2))
     finally:
         stop.set()
         killer.join()
@@ -156,7 +157,7 @@ encode_on_ray(aug.records, load_settings({"store": sys.argv[2]}), aug_model=aug.
 def test_a_killed_driver_then_the_same_run_again_completes(cluster, loaded, tmp_path):
     records = make_records(3)
     aug = tmp_path / "aug.json"
-    save_augment(aug, AugmentFile("gold", records))
+    save_augment(aug, AugmentFile("handmade", records))
     store = LoraStore(tmp_path / "store", loaded.model_id)
     driver = subprocess.Popen([sys.executable, "-c", DRIVER, str(aug), str(tmp_path / "store")], cwd=REPO,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
@@ -174,7 +175,7 @@ def test_a_killed_driver_then_the_same_run_again_completes(cluster, loaded, tmp_
     written = store.keys()
     assert 1 <= len(written) < 3
     time.sleep(2)  # Ray's reaper takes the dead driver's local cluster down
-    summary = encode_on_ray(records, load_settings({"store": tmp_path / "store"}), aug_model="gold", ray_options=RayOptions(workers=2))
+    summary = encode_on_ray(records, load_settings({"store": tmp_path / "store"}), aug_model="handmade", ray_options=RayOptions(workers=2))
     assert summary.skipped >= len(written) and summary.skipped + summary.encoded == 3
     keys, temps = store_files(store)
     assert keys == sorted(r.passage.key for r in records) and temps == []

@@ -38,7 +38,7 @@ def sidecar(out: Path) -> dict:
 def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("distill-data")
     records = short_records(3)
-    save_augment(root / "aug.json", AugmentFile("gold", records))
+    save_augment(root / "aug.json", AugmentFile("handmade", records))
     return root, records
 
 

@@ -159,9 +159,9 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 def test_sigkill_mid_encode_then_rerun_matches_an_uninterrupted_run(loaded, tmp_path):
     records = short_records(3)
     aug = tmp_path / "aug.json"
-    save_augment(aug, AugmentFile("gold", records))
+    save_augment(aug, AugmentFile("handmade", records))
     whole = LoraStore(tmp_path / "whole", loaded.model_id)
-    encode_records(loaded, records, whole, "gold")
+    encode_records(loaded, records, whole, "handmade")
 
     killed_root = tmp_path / "killed"
     killed = LoraStore(killed_root, loaded.model_id)
@@ -308,7 +308,7 @@ def test_loras_trained_together_match_loras_trained_alone(loaded, recipe):
 
 def test_encode_cli_takes_passages_per_step(loaded, tmp_path):
     out = tmp_path / "aug.json"
-    save_augment(out, AugmentFile("gold", short_records(2)))
+    save_augment(out, AugmentFile("handmade", short_records(2)))
     env = {**os.environ, "PRAG_HOME": str(tmp_path / "home")}
     bad = subprocess.run([sys.executable, "-m", "engine.cli.app", "encode", "-a", str(out), "--passages-per-step", "0"],
                          capture_output=True, text=True, env=env, cwd=REPO)
@@ -319,3 +319,22 @@ def test_encode_cli_takes_passages_per_step(loaded, tmp_path):
     assert done.returncode == 0, done.stderr
     assert "encoded 2 LoRAs" in done.stdout
     assert len(list((tmp_path / "loras").rglob("*.safetensors"))) == 2
+
+
+def test_loras_from_gold_pairs_never_reach_the_explorer(loaded, tmp_path):
+    """Gold QA pairs hold the test questions: their LoRAs get a folder of their own that eval and ask do not read."""
+    from engine.store import qa_source_of
+
+    records = short_records(1)
+    aug = tmp_path / "gold.json"
+    save_augment(aug, AugmentFile("gold", records, info={"qa_source": "gold QA pairs from x.jsonl"}))
+    assert qa_source_of("gold") == qa_source_of("anything", {"qa_source": "gold QA pairs from x"}) == "gold"
+    assert qa_source_of("cloze", {"qa_source": "cloze: blanked spans"}) == ""
+    env = {**os.environ, "PRAG_HOME": str(tmp_path / "home")}
+    done = subprocess.run([sys.executable, "-m", "engine.cli.app", "encode", "-a", str(aug), "--recipe", "reference",
+                           "--store", str(tmp_path / "loras")], capture_output=True, text=True, env=env, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    config = EncodeConfig()
+    gold_store = LoraStore(tmp_path / "loras", loaded.model_id, config, qa_source="gold")
+    assert gold_store.has(records[0].passage) and gold_store.dir.name.endswith("-gold")
+    assert not LoraStore(tmp_path / "loras", loaded.model_id, config).has(records[0].passage)

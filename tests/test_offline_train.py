@@ -42,9 +42,9 @@ def encoded(loaded, tmp_path_factory):
     """Two short passages, augmented and encoded once for the whole module."""
     root = tmp_path_factory.mktemp("train-data")
     records = short_records(2)
-    save_augment(root / "aug.json", AugmentFile("gold", records))
+    save_augment(root / "aug.json", AugmentFile("handmade", records))
     store = LoraStore(root / "loras", loaded.model_id)
-    encode_records(loaded, records, store, "gold")
+    encode_records(loaded, records, store, "handmade")
     return root, records, store
 
 
@@ -207,7 +207,7 @@ def test_sigkill_mid_train_then_rerun_matches_an_uninterrupted_run(loaded, encod
 
 def test_cli_bad_input_is_one_line_and_exit_2(tmp_path):
     aug = tmp_path / "aug.json"
-    save_augment(aug, AugmentFile("gold", short_records(1)))
+    save_augment(aug, AugmentFile("handmade", short_records(1)))
     for args, needle in [
         (("--augment", str(tmp_path / "none.json")), "does not exist"),
         (("--augment", str(aug), "--p", "0"), "--p must be at least 1"),

@@ -106,7 +106,7 @@ def ws(tmp_path_factory, loaded) -> Path:
     _gpt2(ws / "model" / "gpt2", loaded.tokenizer)
     # offline stages: a small augmentation file, a garbage one, and a training run with a corrupt checkpoint
     records = short_records(1)
-    save_augment(ws / "aug" / "aug.json", AugmentFile("gold", records))
+    save_augment(ws / "aug" / "aug.json", AugmentFile("handmade", records))
     _write(ws / "aug" / "garbage.json", "{\"this is\": not json")
     train_store = LoraStore(ws / "train-store", DEFAULT_MODEL_ID)
     for record in records:

@@ -43,9 +43,9 @@ ENCODE_POINTS = [
 def encode_data(loaded, tmp_path_factory):
     root = tmp_path_factory.mktemp("kill-encode")
     records = short_records(3)
-    save_augment(root / "aug.json", AugmentFile("gold", records))
+    save_augment(root / "aug.json", AugmentFile("handmade", records))
     whole = LoraStore(root / "whole", loaded.model_id)
-    encode_records(loaded, records, whole, "gold")
+    encode_records(loaded, records, whole, "handmade")
     return root / "aug.json", whole
 
 
@@ -86,9 +86,9 @@ def train_data(loaded, tmp_path_factory):
     """Two encoded passages and the uninterrupted CLI-equivalent run (same config as the CLI flags)."""
     root = tmp_path_factory.mktemp("kill-train")
     records = short_records(2)
-    save_augment(root / "aug.json", AugmentFile("gold", records))
+    save_augment(root / "aug.json", AugmentFile("handmade", records))
     store = LoraStore(root / "loras", loaded.model_id)
-    encode_records(loaded, records, store, "gold")
+    encode_records(loaded, records, store, "handmade")
     out = root / "whole" / "translator.safetensors"
     train_translator(loaded, records, store, out, TRAIN_CONFIG, info={"command": "test"}, export=True)
     shutil.rmtree(embedding_dir(store))  # each killed run computes (and may die writing) its own

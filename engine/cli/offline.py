@@ -160,7 +160,7 @@ def register(app: typer.Typer) -> None:
         from engine.offline.encode import auto_passages_per_step, encode_records, parse_shard
         from engine.offline.recipes import recipe_config
         from engine.offline.records import load_augment
-        from engine.store import LoraStore
+        from engine.store import LoraStore, qa_source_of
 
         positive_flag(epochs, "--epochs")
         positive_flag(lr, "--lr")
@@ -188,7 +188,7 @@ def register(app: typer.Typer) -> None:
 
                 quiet_libraries()
                 loaded = open_model(settings, progress)
-                lora_store = LoraStore(settings.store_dir, loaded.model_id, config)
+                lora_store = LoraStore(settings.store_dir, loaded.model_id, config, qa_source_of(aug.aug_model, aug.info))
                 per_step = passages_per_step or auto_passages_per_step(loaded.placement.device, config)
                 summary = encode_records(loaded, records, lora_store, aug.aug_model, progress, cancel, chosen_shard,
                                          passages_per_step=per_step)
@@ -240,7 +240,7 @@ def register(app: typer.Typer) -> None:
         from engine.methods import check_choice
         from engine.offline.records import load_augment, slug
         from engine.offline.train import checkpoint_path
-        from engine.store import EncodeConfig, LoraStore
+        from engine.store import EncodeConfig, LoraStore, qa_source_of
 
         objective = check_choice(objective, ("auto", "reference", "distill"), "objective")
         for flag, value in (("--p", p), ("--epochs", epochs), ("--lr", lr), ("--lora-epochs", lora_epochs), ("--lora-lr", lora_lr),
@@ -257,7 +257,8 @@ def register(app: typer.Typer) -> None:
             raise InputError(f"{augment} has no augmented passages", "run `prag augment` first")
         with progress_bar() as progress, cancel_on_sigint() as cancel:
             settings, loaded = _load(model, store, progress, device, dtype)
-            lora_store = LoraStore(settings.store_dir, loaded.model_id, EncodeConfig(epochs=lora_epochs, learning_rate=lora_lr))
+            lora_store = LoraStore(settings.store_dir, loaded.model_id, EncodeConfig(epochs=lora_epochs, learning_rate=lora_lr),
+                                   qa_source_of(aug.aug_model, aug.info))
             if objective == "auto":
                 objective = "reference" if all(lora_store.has(r.passage) for r in records) else "distill"
             info = {"data_files": [str(Path(augment).expanduser().resolve())], "aug_model": aug.aug_model, "command": _command_line(),
