@@ -103,6 +103,28 @@ def bench_generation(explorer, new_tokens: int, repeats: int, progress: Progress
     ]
 
 
+def bench_other_dtype(explorer, new_tokens: int, repeats: int) -> Figure:
+    """Six answers with the model in the other precision (bfloat16 <-> float32) on the same device, as a ratio:
+    whether `--dtype bfloat16` pays on this machine. A second copy of the model is loaded for it."""
+    from engine.device import Placement
+    from engine.explorer import Explorer
+    from engine.methods import parse_methods
+    from engine.models import load_model
+
+    own = explorer.loaded.placement
+    other = Placement(own.device, "float32" if own.dtype != "float32" else "bfloat16")
+    copy = load_model(explorer.loaded.source, Path(explorer.loaded.source).parent, placement=other)
+    twin = Explorer(copy, explorer.retriever, explorer.store, explorer.translator, explorer.translator_note)
+    hits = explorer.retrieve(BENCH_QUESTION, 3)
+    methods = parse_methods("all")
+    times = {}
+    for name, engine in (("own", explorer), ("other", twin)):
+        engine.compare(BENCH_QUESTION, hits, methods, new_tokens, ignore_eos=True)  # warm-up
+        times[name] = timed(lambda e=engine: e.compare(BENCH_QUESTION, hits, methods, new_tokens, ignore_eos=True), repeats)
+    return Figure(f"six_methods_{other.dtype}_vs_{own.dtype}", times["other"] / times["own"], "ratio", None,
+                  f"six answers in {other.dtype} / in {own.dtype} on {own.device} ({times['other']:.2f} s vs {times['own']:.2f} s)")
+
+
 def bench_model_load(models_dir: Path) -> Figure:
     code = f"""
 import json, time

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from engine.bench.figures import Figure
-from engine.bench.generation import bench_generation, bench_model_load, bench_peak_rss
+from engine.bench.generation import bench_generation, bench_model_load, bench_other_dtype, bench_peak_rss
 from engine.bench.offline import bench_offline_stages, bench_storage
 from engine.bench.scale import bench_bm25, bench_bm25s_scale, bench_ray_encode
 from engine.bench.tui import bench_key_latency, bench_tui_first_frame
@@ -23,6 +23,7 @@ def run_benchmarks(explorer, models_dir: Path, quick: bool = False, progress: Pr
             return run_benchmarks(explorer, models_dir, quick, progress, corpus_size, Path(tmp))
     new_tokens, repeats = (16, 3) if quick else (32, 5)
     figures = bench_generation(explorer, new_tokens, repeats, progress)
+    figures.append(bench_other_dtype(explorer, new_tokens, 2 if quick else 3))
     stage = "Benchmark: retrieval, storage, load, memory, TUI, offline stages"
     report(progress, stage, 0, 6)
     figures.append(bench_bm25(queries=20 if quick else 50))
