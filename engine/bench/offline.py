@@ -50,7 +50,8 @@ def gold_records(count: int = 2, pairs: int = 3) -> list:
 
 def bench_offline_stages(loaded, workdir: Path, quick: bool = False, progress: ProgressCallback | None = None) -> list[Figure]:
     """Encode two sample passages' LoRAs (engine.offline.encode), then train the translator a few steps on them (engine.offline.train)."""
-    from engine.offline.encode import encode_records
+    from engine.offline.distill import DistillConfig, distill_translator
+    from engine.offline.encode import auto_passages_per_step, encode_records
     from engine.offline.recipes import recipe_config
     from engine.offline.train import TrainConfig, train_translator
     from engine.store import LoraStore
@@ -59,18 +60,30 @@ def bench_offline_stages(loaded, workdir: Path, quick: bool = False, progress: P
     store = LoraStore(Path(workdir) / "loras", loaded.model_id)
     encoded = encode_records(loaded, records, store, "gold", progress, label="Benchmark: encoding PRAG LoRAs (reference recipe)")
     facts_store = LoraStore(Path(workdir) / "loras", loaded.model_id, recipe_config("facts"))
-    facts = encode_records(loaded, facts_records(2), facts_store, "facts", progress, label="Benchmark: encoding PRAG LoRAs (facts recipe)")
+    together = auto_passages_per_step(loaded.placement.device, facts_store.config)
+    facts = encode_records(loaded, facts_records(4), facts_store, "facts", progress, label="Benchmark: encoding PRAG LoRAs (facts recipe)",
+                           passages_per_step=together)
+    alone_store = LoraStore(Path(workdir) / "loras-alone", loaded.model_id, recipe_config("facts"))
+    alone = encode_records(loaded, facts_records(4), alone_store, "facts", progress,
+                           label="Benchmark: encoding PRAG LoRAs (facts recipe, one passage per step)")
     steps = encoded.steps // max(encoded.encoded, 1)
     per_passage = 1 if quick else 2
     config = TrainConfig(epochs=1, per_passage=per_passage, checkpoint_every=0)
     trained = train_translator(loaded, records, store, Path(workdir) / "translator.safetensors", config, progress)
+    distill = DistillConfig(first_layer=loaded.arch.num_layers // 2, epochs=1, per_passage=2, batch_size=4, checkpoint_every=0)
+    distilled = distill_translator(loaded, facts_records(4), Path(workdir) / "embeddings", Path(workdir) / "distilled.safetensors",
+                                   distill, progress)
     return [
         Figure("encode_s_per_passage", encoded.seconds_per_passage, "s", 10.0,
                f"{encoded.encoded} sample passages, gold QA pair x3 -> the reference recipe's {steps} steps each (rank 2, 1 epoch); "
                f"{encoded.seconds_per_step:.2f} s/step, {encoded.cpu_seconds_per_passage:.1f} CPU-s/passage"),
         Figure("encode_facts_s_per_passage", facts.seconds_per_passage, "s", 10.0,
                f"{facts.encoded} fictional sample passages, the default 'facts' recipe ({facts.steps // max(facts.encoded, 1)} steps each, "
-               f"{facts_store.config.epochs} epochs, rank {facts_store.config.rank}); {facts.seconds_per_step:.2f} s/step"),
+               f"{facts_store.config.epochs} epochs, rank {facts_store.config.rank}), {min(together, facts.encoded)} passages per step "
+               f"(the default here); {facts.seconds_per_step:.2f} s/step"),
+        Figure("encode_facts_together_vs_alone", facts.seconds_per_passage / max(alone.seconds_per_passage, 1e-9), "ratio", None,
+               f"seconds per passage, {min(together, facts.encoded)} passages' LoRAs per step / one at a time "
+               f"({alone.seconds_per_passage:.1f} s alone); the same LoRAs up to rounding (tests/test_offline_encode.py)"),
         Figure("encode_facts_vs_reference", facts.seconds_per_passage / encoded.seconds_per_passage, "ratio", None,
                "seconds per passage, facts recipe / reference recipe, same run"),
         Figure("lora_kb_per_passage_facts", facts_store.num_bytes() / max(facts.encoded, 1) / 1e3, "kB", None,
@@ -78,6 +91,9 @@ def bench_offline_stages(loaded, workdir: Path, quick: bool = False, progress: P
         Figure("translator_train_s_per_step", trained.seconds_per_step, "s", None,
                f"{trained.new_steps} steps on those passages' LoRAs (p=2, batch 1, LM + KL + MSE loss; embeddings computed before); "
                f"{trained.cpu_seconds / max(trained.new_steps, 1):.2f} CPU-s/step"),
+        Figure("translator_distill_s_per_step", distilled.seconds_per_step, "s", None,
+               f"{distilled.new_steps} distillation steps of {distill.batch_size} examples (rank {distill.rank}, layers "
+               f"{distill.first_layer}+: teacher reads the passage, student the question with the generated LoRA)"),
     ]
 
 
