@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -118,6 +118,32 @@ def merge_weights(merge: str, count: int, scores: Sequence[float] | None) -> lis
     return [1.0] * count
 
 
+@dataclass
+class _Plan:
+    """One question's rows before generation (`Explorer._plan`), so several questions can share one pass."""
+
+    question: str
+    hits: list[Hit]
+    methods: list[Method]
+    answers: list[Answer]
+    on_update: UpdateCallback | None
+    start: float
+    order: str
+    candidates: list[str]
+    score_ids: list[list[int]]
+    rows: list[int] = field(default_factory=list)
+    """Indices into `methods` of the rows that run (the others failed to prepare)."""
+    adapters: list[Adapter | None] = field(default_factory=list)
+    prompts: dict[PromptKind, str] = field(default_factory=dict)
+    prep_time: dict[AdapterSource, float] = field(default_factory=dict)
+
+    def emit(self, index: int, delta: str = "", **changes: Any) -> None:
+        for key, value in changes.items():
+            setattr(self.answers[index], key, value)
+        if self.on_update is not None:
+            self.on_update(AnswerUpdate(index, replace(self.answers[index]), delta))
+
+
 class Explorer:
     """The loaded model and everything it answers with; `ask` runs the whole question pipeline.
 
@@ -220,86 +246,137 @@ class Explorer:
         order: str = "best-last",
     ) -> Comparison:
         """Every method as one row of one batched generation on `hits` (see `AskRequest` for the options)."""
-        from engine.generate import generate_rows
-
-        question = validate_question(question)
         positive(max_new_tokens, "max-new-tokens")
+        # One comparison at a time per model: preparing adapters (embeddings, encoding) and generating
+        # all run the model, and another thread's hooks must never see those forward passes.
+        with self.model_lock:
+            plan = self._plan(question, hits, methods, on_update, cancel, encode_missing, scores, layers, merge, order)
+            self._generate([plan], max_new_tokens, cancel, ignore_eos)
+        return self._finish(plan)
+
+    def _plan(self, question: str, hits: Sequence[Hit], methods: Sequence[Method], on_update: UpdateCallback | None,
+              cancel: threading.Event | None, encode_missing: bool, scores: Sequence[str], layers: tuple[int, int] | None,
+              merge: str, order: str) -> _Plan:
+        """One question's rows, adapters prepared: what several questions can share one generation pass with."""
+        question = validate_question(question)
         merge, order = check_choice(merge, MERGES, "merge"), check_choice(order, ORDERS, "passage order")
         if layers is not None:
             parse_layers(f"{layers[0]}-{layers[1]}", self.loaded.arch.num_layers)
         candidates = [c.strip() for c in scores]
         if any(not c for c in candidates):
             raise InputError("a candidate answer to score is empty", "give each --score a non-empty answer")
-        start = time.perf_counter()
-        answers = [Answer(m.name, m.label) for m in methods]
+        tokenizer = self.loaded.tokenizer
+        score_ids = [tokenizer(f" {c}", add_special_tokens=False)["input_ids"] for c in candidates]
+        plan = _Plan(question, list(hits), list(methods), [Answer(m.name, m.label) for m in methods], on_update,
+                     time.perf_counter(), order, candidates, score_ids)
         passages = [h.passage for h in hits]
-        weights = [h.score for h in hits]
+        prepared: dict[AdapterSource, Adapter | PragError] = {}
+        for index, method in enumerate(methods):
+            if cancel is not None and cancel.is_set():
+                break
+            adapter: Adapter | None = None
+            if method.adapter is not AdapterSource.NONE:
+                if method.adapter not in prepared:
+                    plan.emit(index, status="preparing")
+                    t0 = time.perf_counter()
+                    prepared[method.adapter] = self._prepare(method.adapter, passages, index, plan.emit, cancel, encode_missing,
+                                                             merge, [h.score for h in hits], layers)
+                    plan.prep_time[method.adapter] = time.perf_counter() - t0
+                result = prepared[method.adapter]
+                if isinstance(result, PragError):
+                    plan.emit(index, status="error", error=result.one_line())
+                    continue
+                adapter = result
+                plan.answers[index].norms = adapter.layer_norms(self.loaded.arch.num_layers)
+            plan.rows.append(index)
+            plan.adapters.append(adapter)
+        shown = passages if order == "best-first" else passages[::-1]
+        plan.prompts = {kind: generation_prompt(tokenizer, question, shown if kind is PromptKind.PASSAGES else ()) for kind in PromptKind}
+        return plan
 
-        def emit(index: int, delta: str = "", **changes: Any) -> None:
-            for key, value in changes.items():
-                setattr(answers[index], key, value)
-            if on_update is not None:
-                on_update(AnswerUpdate(index, replace(answers[index]), delta))
+    def _generate(self, plans: Sequence[_Plan], max_new_tokens: int, cancel: threading.Event | None, ignore_eos: bool) -> None:
+        """Every runnable row of every plan in one batched generation; answers stream through each plan's callback."""
+        from engine.generate import generate_rows
 
-        # One comparison at a time per model: preparing adapters (embeddings, encoding) and generating
-        # all run the model, and another thread's hooks must never see those forward passes.
-        with self.model_lock:
-            prepared: dict[AdapterSource, Adapter | PragError] = {}
-            prep_time: dict[AdapterSource, float] = {}
-            rows: list[int] = []
-            row_adapters: list[Adapter | None] = []
-            for index, method in enumerate(methods):
-                if cancel is not None and cancel.is_set():
-                    break
-                adapter: Adapter | None = None
-                if method.adapter is not AdapterSource.NONE:
-                    if method.adapter not in prepared:
-                        emit(index, status="preparing")
-                        t0 = time.perf_counter()
-                        prepared[method.adapter] = self._prepare(method.adapter, passages, index, emit, cancel, encode_missing,
-                                                                 merge, weights, layers)
-                        prep_time[method.adapter] = time.perf_counter() - t0
-                    result = prepared[method.adapter]
-                    if isinstance(result, PragError):
-                        emit(index, status="error", error=result.one_line())
-                        continue
-                    adapter = result
-                    answers[index].norms = adapter.layer_norms(self.loaded.arch.num_layers)
-                rows.append(index)
-                row_adapters.append(adapter)
+        rows = [(plan, index) for plan in plans for index in plan.rows]
+        if not rows or (cancel is not None and cancel.is_set()):
+            return
+        for plan, index in rows:
+            plan.emit(index, status="generating")
 
-            shown = passages if order == "best-first" else passages[::-1]
-            prompts = {
-                kind: generation_prompt(self.loaded.tokenizer, question, shown if kind is PromptKind.PASSAGES else ())
-                for kind in PromptKind
-            }
-            tokenizer = self.loaded.tokenizer
-            score_ids = [tokenizer(f" {c}", add_special_tokens=False)["input_ids"] for c in candidates]
-            if rows and not (cancel is not None and cancel.is_set()):
-                for index in rows:
-                    emit(index, status="generating")
+        def on_token(row: int, delta: str, result) -> None:
+            plan, index = rows[row]
+            plan.emit(index, delta, text=result.text, tokens=len(result.token_ids))
 
-                def on_token(row: int, delta: str, result) -> None:
-                    index = rows[row]
-                    emit(index, delta, text=result.text, tokens=len(result.token_ids))
+        results = generate_rows(
+            self.loaded.model, self.loaded.tokenizer, [plan.prompts[plan.methods[i].prompt] for plan, i in rows],
+            [adapter for plan in plans for adapter in plan.adapters], max_new_tokens, on_token, cancel,
+            stop_at_newline=not ignore_eos, ignore_eos=ignore_eos, row_score_ids=[plan.score_ids for plan, _ in rows],
+        )
+        cancelled = cancel is not None and cancel.is_set()
+        for (plan, index), result in zip(rows, results, strict=True):
+            extra = plan.prep_time.get(plan.methods[index].adapter, 0.0)
+            status: Status = "cancelled" if cancelled and not result.finished else "done"
+            probes = [CandidateScore(c, lp, len(ids)) for c, lp, ids in zip(plan.candidates, result.scores, plan.score_ids, strict=False)]
+            plan.emit(index, text=clean_answer(result.text), tokens=len(result.token_ids), latency_s=result.latency_s + extra,
+                      status=status, scores=probes)
 
-                results = generate_rows(
-                    self.loaded.model, self.loaded.tokenizer, [prompts[methods[i].prompt] for i in rows], row_adapters,
-                    max_new_tokens, on_token, cancel, stop_at_newline=not ignore_eos, ignore_eos=ignore_eos, score_ids=score_ids,
-                )
-                cancelled = cancel is not None and cancel.is_set()
-                for index, result in zip(rows, results, strict=False):
-                    extra = prep_time.get(methods[index].adapter, 0.0)
-                    status: Status = "cancelled" if cancelled and not result.finished else "done"
-                    probes = [CandidateScore(c, lp, len(ids)) for c, lp, ids in zip(candidates, result.scores, score_ids, strict=False)]
-                    emit(index, text=clean_answer(result.text), tokens=len(result.token_ids), latency_s=result.latency_s + extra,
-                         status=status, scores=probes)
-            for index, answer in enumerate(answers):
-                if answer.status not in ("done", "error"):
-                    emit(index, status="cancelled")
+    def _finish(self, plan: _Plan) -> Comparison:
+        for index, answer in enumerate(plan.answers):
+            if answer.status not in ("done", "error"):
+                plan.emit(index, status="cancelled")
         where = self.loaded.placement
-        extra: dict[str, Any] = {"device": where.device, "dtype": where.dtype, **({"order": order} if order != "best-first" else {})}
-        return Comparison(question, self.loaded.model_id, list(hits), answers, time.perf_counter() - start, extra)
+        extra: dict[str, Any] = {"device": where.device, "dtype": where.dtype}
+        if plan.order != "best-first":
+            extra["order"] = plan.order
+        return Comparison(plan.question, self.loaded.model_id, plan.hits, plan.answers, time.perf_counter() - plan.start, extra)
+
+    def ask_batch(self, requests: Sequence[AskRequest], on_events: Sequence[EventCallback | None] | None = None,
+                  cancel: threading.Event | None = None) -> list[Comparison]:
+        """Several questions' answers in one batched generation (`prag eval --batch-questions`): on a GPU
+        the rows of eight questions cost about what one question's do. Requests that cannot share a pass
+        (dynamic reranking, different token budgets or recipes) are asked one by one, with the same results."""
+        from engine.rerank import check_mode
+
+        events = list(on_events) if on_events is not None else [None] * len(requests)
+        shareable = (len(requests) > 1 and all(r.rerank == "none" for r in requests)
+                     and len({(r.max_new_tokens, r.recipe) for r in requests}) == 1)
+        if not shareable:
+            return [self.ask(r, e, cancel) for r, e in zip(requests, events, strict=True)]
+        for request in requests:
+            validate_question(request.question)
+            check_mode(request.rerank)
+            positive(request.max_new_tokens, "max-new-tokens")
+        if requests[0].recipe is not None:
+            from engine.offline.recipes import recipe_config
+
+            config = recipe_config(requests[0].recipe)
+            if config != self.store.config:
+                self.use_recipe(config)
+        chosen = [self._choose_passages(r, "none", e, cancel)[0] for r, e in zip(requests, events, strict=True)]
+        with self.model_lock:
+            plans = [self._plan(r.question, hits, r.methods, e, cancel, r.encode_missing, r.scores, r.layers, r.merge, r.order)
+                     for r, hits, e in zip(requests, chosen, events, strict=True)]
+            self._generate(plans, requests[0].max_new_tokens, cancel, ignore_eos=False)
+        return [self._finish(plan) for plan in plans]
+
+    def _choose_passages(self, request: AskRequest, rerank: str, on_event: EventCallback | None,
+                         cancel: threading.Event | None) -> tuple[list[Hit], RerankResult | None]:
+        """The given passages, the reranker's choice, or the retriever's top-k; announced as `PassagesChosen`."""
+        start = time.perf_counter()
+        reranked: RerankResult | None = None
+        if request.hits is not None:
+            hits = list(request.hits)
+        elif rerank == "dynamic":
+            positive(request.candidates, "candidates")
+            pool = (list(request.pool) if request.pool is not None
+                    else self.retrieve(request.question, max(request.candidates, request.top_k)))
+            hits, reranked = self.rerank_hits(request.question, pool, request.top_k, cancel)
+        else:
+            hits = list(request.pool)[: request.top_k] if request.pool is not None else self.retrieve(request.question, request.top_k)
+        if on_event is not None:
+            on_event(PassagesChosen(tuple(hits), reranked, time.perf_counter() - start))
+        return hits, reranked
 
     def _prepare(self, source: AdapterSource, passages: Sequence[Passage], index: int, emit, cancel, encode_missing: bool,
                  merge: str, weights: Sequence[float], layers: tuple[int, int] | None) -> Adapter | PragError:
@@ -333,19 +410,7 @@ class Explorer:
             config = recipe_config(request.recipe)
             if config != self.store.config:
                 self.use_recipe(config)
-        start = time.perf_counter()
-        reranked: RerankResult | None = None
-        if request.hits is not None:
-            hits = list(request.hits)
-        elif rerank == "dynamic":
-            positive(request.candidates, "candidates")
-            pool = (list(request.pool) if request.pool is not None
-                    else self.retrieve(request.question, max(request.candidates, request.top_k)))
-            hits, reranked = self.rerank_hits(request.question, pool, request.top_k, cancel)
-        else:
-            hits = list(request.pool)[: request.top_k] if request.pool is not None else self.retrieve(request.question, request.top_k)
-        if on_event is not None:
-            on_event(PassagesChosen(tuple(hits), reranked, time.perf_counter() - start))
+        hits, reranked = self._choose_passages(request, rerank, on_event, cancel)
         comparison = self.compare(request.question, hits, request.methods, request.max_new_tokens, on_event, cancel,
                                   request.encode_missing, scores=request.scores, layers=request.layers, merge=request.merge,
                                   order=request.order)

@@ -124,36 +124,41 @@ def _truncate(cache, length: int) -> None:
             layer.values = layer.values[..., :length, :]
 
 
-def score_continuations(model, logits: torch.Tensor, cache, mask: torch.Tensor, score_ids: Sequence[list[int]]) -> list[list[float]]:
-    """Per row, the summed log-probability of each continuation right after the prompt.
+def score_continuations(model, logits: torch.Tensor, cache, mask: torch.Tensor,
+                        score_ids: Sequence[Sequence[list[int]]]) -> list[list[float]]:
+    """Per row, the summed log-probability of each of that row's continuations right after its prompt.
 
-    Reuses the prefill's KV cache: each continuation is fed once for all rows and the cache is
-    cut back, so scoring costs a few decode-sized steps, not another prefill. Call inside the
-    rows' `inject` context and `inference_mode`.
+    `score_ids[r]` are row r's continuations (rows of different questions score different answers).
+    Reuses the prefill's KV cache: the j-th continuation of every row is fed in one step and the cache
+    is cut back, so scoring costs a few decode-sized steps, not another prefill. A row whose j-th
+    continuation is shorter than another's is padded after it; causal attention keeps the padding
+    from its own scores. Call inside the rows' `inject` context and `inference_mode`.
     """
     import torch
 
+    rows = logits.shape[0]
     length, device = mask.shape[1], mask.device
     positions = mask.sum(-1, keepdim=True) - 1
     first = torch.log_softmax(logits.float(), -1)
-    scores: list[list[float]] = [[] for _ in range(logits.shape[0])]
-    for ids in score_ids:
-        if not ids:
-            for row in scores:
-                row.append(0.0)
-            continue
-        total = first[:, ids[0]].clone()
-        if len(ids) > 1:
-            feed = torch.tensor([ids[:-1]] * logits.shape[0], device=device)
-            step_mask = torch.cat([mask, torch.ones(mask.shape[0], len(ids) - 1, dtype=mask.dtype, device=device)], dim=1)
-            step_positions = positions + torch.arange(1, len(ids), device=device)
-            out = model(input_ids=feed, attention_mask=step_mask, position_ids=step_positions, use_cache=True,
-                        **{cache_kwarg(model): cache})
-            logp = torch.log_softmax(out.logits.float(), -1)  # (rows, m-1, vocab): predictions of ids[1:]
-            total += logp.gather(-1, torch.tensor(ids[1:], device=device).expand(logits.shape[0], -1).unsqueeze(-1)).squeeze(-1).sum(-1)
+    scores: list[list[float]] = [[] for _ in range(rows)]
+    for j in range(max((len(s) for s in score_ids), default=0)):
+        conts = [list(s[j]) if j < len(s) else [] for s in score_ids]
+        total = torch.stack([first[r, c[0]] if c else first.new_zeros(()) for r, c in enumerate(conts)])
+        longest = max(len(c) for c in conts)
+        if longest > 1:
+            width = longest - 1
+            feed = torch.tensor([(c[:-1] + [0] * width)[:width] for c in conts], device=device)
+            targets = torch.tensor([(c[1:] + [0] * width)[:width] for c in conts], device=device)
+            valid = torch.tensor([[t < len(c) - 1 for t in range(width)] for c in conts], device=device)
+            step_mask = torch.cat([mask, torch.ones(rows, width, dtype=mask.dtype, device=device)], dim=1)
+            out = model(input_ids=feed, attention_mask=step_mask, position_ids=positions + torch.arange(1, longest, device=device),
+                        use_cache=True, **{cache_kwarg(model): cache})
+            logp = torch.log_softmax(out.logits.float(), -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # (rows, width)
+            total = total + (logp * valid).sum(-1)
             _truncate(cache, length)
-        for row, value in enumerate(total.tolist()):
-            scores[row].append(value)
+        for r, value in enumerate(total.tolist()):
+            if j < len(score_ids[r]):
+                scores[r].append(value if conts[r] else 0.0)
     return scores
 
 
@@ -177,11 +182,13 @@ def generate_rows(
     stop_at_newline: bool = True,
     ignore_eos: bool = False,
     score_ids: Sequence[list[int]] = (),
+    row_score_ids: Sequence[Sequence[list[int]]] | None = None,
 ) -> list[RowResult]:
     """Greedy-decode every row in one batch; row i uses adapters[i] throughout.
 
     `score_ids`: token ids of continuations (candidate answers) whose log-probability every row's
-    prompt gives them, measured after the prefill and before decoding (`RowResult.scores`).
+    prompt gives them, measured after the prefill and before decoding (`RowResult.scores`);
+    `row_score_ids[i]`: row i's own continuations instead (rows of several questions in one pass).
     """
     import torch
 
@@ -204,8 +211,9 @@ def generate_rows(
     active = [True] * len(prompts)
     cache_name = cache_kwarg(model)
     with inject(model, adapters), torch.inference_mode():
-        if score_ids:
-            for result, row_scores in zip(results, score_continuations(model, logits, cache, mask, score_ids), strict=False):
+        per_row = row_score_ids if row_score_ids is not None else [score_ids] * len(prompts)
+        if any(per_row):
+            for result, row_scores in zip(results, score_continuations(model, logits, cache, mask, per_row), strict=True):
                 result.scores = row_scores
         for step in range(max_new_tokens):
             next_ids = logits.argmax(-1)

@@ -404,3 +404,24 @@ def test_a_run_cleans_only_its_own_files_temps(explorer, qa_file, tmp_path) -> N
     evaluate(options, explorer=explorer)
     assert not dead.exists() and busy.exists()
     assert len(list(tmp_path.glob("*.settings.json"))) == 1  # the run's own files, named by its methods
+
+
+def test_questions_batched_in_one_pass_answer_as_one_at_a_time(loaded, baseline, tmp_path) -> None:
+    """--batch-questions: three questions' rows (their own prompts, passages and probes) in one generation."""
+    from engine.explorer import Explorer
+    from engine.retrieval import BM25Retriever
+    from engine.store import LoraStore
+
+    options, result = baseline
+    explorer = Explorer(loaded, BM25Retriever([make_passage("Placeholder index.", "unused")]),
+                        LoraStore(tmp_path / "loras", loaded.model_id), None, "no translator")
+    batched = evaluate(EvalOptions(data=options.data, methods=TWO, limit=3, max_new_tokens=6, out_dir=tmp_path / "out",
+                                   batch_questions=3), explorer=explorer)
+    assert batched.computed == 3
+    for name, path in result.predictions.items():
+        alone, together = read_lines(path), read_lines(batched.predictions[name])
+        assert [r["prediction"] for r in together] == [r["prediction"] for r in alone]
+        for one, many in zip(alone, together, strict=True):
+            assert many["probes"] == pytest.approx(one["probes"], abs=0.05)
+    with pytest.raises(InputError, match="questions per batch"):
+        evaluate(EvalOptions(data=options.data, methods=TWO, limit=3, out_dir=tmp_path / "x", batch_questions=0), explorer=explorer)

@@ -36,13 +36,20 @@ def test_scores_from_the_prefill_cache_equal_full_forward_passes():
     candidates = [[11], [12, 13, 14], [40, 41]]
     logits, cache, mask = _grouped_prefill(model, None, prompts, adapters)
     with inject(model, adapters), torch.inference_mode():
-        scores = score_continuations(model, logits, cache, mask, candidates)
+        scores = score_continuations(model, logits, cache, mask, [candidates] * 3)
         # the cache is cut back: scoring twice gives the same numbers
-        again = score_continuations(model, logits, cache, mask, candidates)
+        again = score_continuations(model, logits, cache, mask, [candidates] * 3)
+        # rows of different questions score their own answers, of other lengths and counts, in the same steps
+        own = [[[12, 13, 14]], [[40, 41], [11]], [[11], [12, 13, 14], [40, 41]]]
+        mixed = score_continuations(model, logits, cache, mask, own)
     assert [v for row in scores for v in row] == pytest.approx([v for row in again for v in row], abs=1e-6)
     for row, (prompt, adapter) in enumerate(zip(prompts, adapters, strict=False)):
         for col, cand in enumerate(candidates):
             assert scores[row][col] == pytest.approx(_full_logprob(model, prompt, cand, adapter), abs=1e-4)
+    for row, (prompt, adapter) in enumerate(zip(prompts, adapters, strict=True)):
+        assert len(mixed[row]) == len(own[row])
+        for col, cand in enumerate(own[row]):
+            assert mixed[row][col] == pytest.approx(_full_logprob(model, prompt, cand, adapter), abs=1e-4)
     # different adapters really move the scores (the check above is not trivially about row 0)
     assert abs(scores[0][1] - scores[1][1]) > 1e-3
 

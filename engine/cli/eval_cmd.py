@@ -137,6 +137,9 @@ def register(app: typer.Typer) -> None:
             "--probes/--no-probes", help="Score the gold (and conflict) answers' log-probability under every method.")] = True,
         as_json: options.AsJson = False,
         markdown: Annotated[bool, typer.Option("--markdown", help="Print the table as GitHub markdown.")] = False,
+        batch_questions: Annotated[int | None, typer.Option(
+            help="Questions per batched generation, all their methods' rows together (default: 1 on a CPU, 8 on a GPU); "
+                 "the same answers as one at a time.")] = None,
         record: Annotated[Path | None, typer.Option(
             help="Also write every answer of this run to one JSONL file (rescore it with --rescore), and the table into the "
                  "translator's sidecar when DyPRAG ran with a translator of ours.")] = None,
@@ -186,11 +189,17 @@ def register(app: typer.Typer) -> None:
                                  device=device, dtype=dtype,
                                  recipe=recipe,
                                  command_defaults={"top_k": REFERENCE_TOP_K, "max_new_tokens": REFERENCE_MAX_NEW_TOKENS})
+        positive_flag(batch_questions, "--batch-questions")
+        if batch_questions is None:
+            from engine.device import resolve
+
+            batch_questions = 1 if resolve(settings.device, settings.dtype).device == "cpu" else 8
         eval_options = EvalOptions(
             data=data, methods=chosen, limit=limit, offset=offset, group=group, top_k=settings.top_k,
             max_new_tokens=settings.max_new_tokens,
             corpus=corpus, index=index, out_dir=out, encode_missing=encode, rerank=rerank, candidates=candidates,
             reranker_model=reranker_model, probes=probes, merge=merge, order=order, layers=layer_range,
+            batch_questions=batch_questions,
         )
         quiet_libraries()
         # Ctrl-C: stop after the question in flight (its answers are kept), exit 2; again: at once.

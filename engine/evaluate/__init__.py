@@ -29,10 +29,11 @@ from engine.evaluate.predictions import (
     prediction_path,
 )
 from engine.evaluate.results import EvalResult, MethodScores, score_record, summarize
-from engine.evaluate.run import answer_one, evaluate, hits_for, load_items, open_explorer, prepare_run
+from engine.evaluate.run import answer_batch, answer_one, evaluate, hits_for, load_items, open_explorer, prepare_run
 
 __all__ = [
     "REFERENCE_MAX_NEW_TOKENS", "REFERENCE_TOP_K", "EvalOptions", "EvalResult", "MethodScores", "PredictionFile",
-    "_exclusive", "answer_one", "evaluate", "file_prefix", "fingerprint", "hits_for", "load_items", "methods_fingerprint",
+    "_exclusive", "answer_batch", "answer_one", "evaluate", "file_prefix", "fingerprint", "hits_for", "load_items",
+    "methods_fingerprint",
     "open_explorer", "open_predictions", "prediction_path", "prepare_run", "score_record", "summarize",
 ]

@@ -49,3 +49,5 @@ class EvalOptions:
     """Passage order in the prompt (engine.methods.ORDERS)."""
     layers: tuple[int, int] | None = None
     """Inject PRAG/DyPRAG LoRAs only into these layers; None = all."""
+    batch_questions: int = 1
+    """Questions answered in one batched generation (all their methods' rows together); same answers as one at a time."""

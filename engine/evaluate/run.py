@@ -33,6 +33,11 @@ def answer_one(
     progress: ProgressCallback | None, label: str, done: int, total: int, cancel: threading.Event | None,
 ) -> float | None:
     """All methods still missing for `item`, in one compare call; their lines appended. None when cancelled."""
+    return answer_batch(explorer, [item], options, files, progress, label, done, total, cancel)
+
+
+def _request(explorer: Explorer, item: QAItem, options: EvalOptions, files: dict[str, PredictionFile]):
+    """The question as the explorer is asked it (only its missing methods), and its probes."""
     from engine.explorer import AskRequest
 
     methods = tuple(m for m in options.methods if item.id not in files[m.name].records)
@@ -43,6 +48,18 @@ def answer_one(
                          options.encode_missing, hits=None if dynamic else tuple(given), pool=tuple(given) if dynamic else None,
                          scores=probes.candidates() if options.probes else (), layers=options.layers, merge=options.merge,
                          order=options.order)
+    return request, probes
+
+
+def answer_batch(
+    explorer: Explorer, items: Sequence[QAItem], options: EvalOptions, files: dict[str, PredictionFile],
+    progress: ProgressCallback | None, label: str, done: int, total: int, cancel: threading.Event | None,
+) -> float | None:
+    """Several questions' missing methods in one batched pass (`Explorer.ask_batch`); their lines appended.
+
+    Returns the wall seconds per question, or None when cancelled (finished questions are kept).
+    """
+    asked = [_request(explorer, item, options, files) for item in items]
 
     def on_event(event: object) -> None:
         if isinstance(event, AnswerUpdate) and event.answer.status == "encoding" and event.answer.progress is not None:
@@ -50,23 +67,24 @@ def answer_one(
             report(progress, label, done, total, f"encoding PRAG LoRA {p.done}/{p.total}")
 
     start = time.perf_counter()
-    comparison = explorer.ask(request, on_event, cancel)
-    wall = time.perf_counter() - start
-    hits = comparison.hits
-    rerank_note = comparison.extra.get("rerank")
-    for answer in comparison.answers:
-        if answer.status == "cancelled":
-            continue  # half an answer is no answer: ask again next run
-        em, f1 = score_record(answer.text, answer.error, item.answers)
-        files[answer.method].append({
-            "id": item.id, "method": answer.method, "prediction": answer.text, "answers": list(item.answers),
-            "em": em, "f1": round(f1, 4), "latency_s": round(answer.latency_s, 4), "tokens": answer.tokens, "error": answer.error,
-            "passages": [h.passage.id for h in hits], **({"rerank": rerank_note} if rerank_note else {}),
-            **({"probes": {k: round(v, 4) for k, v in probes.measure(answer).items()}} if answer.scores else {}),
-        })
-    if any(a.status == "cancelled" for a in comparison.answers):
-        return None
-    return wall
+    comparisons = explorer.ask_batch([request for request, _ in asked], [on_event] * len(asked), cancel)
+    wall = (time.perf_counter() - start) / len(items)
+    cancelled = False
+    for item, (_, probes), comparison in zip(items, asked, comparisons, strict=True):
+        rerank_note = comparison.extra.get("rerank")
+        for answer in comparison.answers:
+            if answer.status == "cancelled":
+                cancelled = True
+                continue  # half an answer is no answer: ask again next run
+            em, f1 = score_record(answer.text, answer.error, item.answers)
+            files[answer.method].append({
+                "id": item.id, "method": answer.method, "prediction": answer.text, "answers": list(item.answers),
+                "em": em, "f1": round(f1, 4), "latency_s": round(answer.latency_s, 4), "tokens": answer.tokens,
+                "error": answer.error, "passages": [h.passage.id for h in comparison.hits],
+                **({"rerank": rerank_note} if rerank_note else {}),
+                **({"probes": {k: round(v, 4) for k, v in probes.measure(answer).items()}} if answer.scores else {}),
+            })
+    return None if cancelled else wall
 
 
 def _check_options(options: EvalOptions) -> None:
@@ -80,6 +98,7 @@ def _check_options(options: EvalOptions) -> None:
 
     check_mode(options.rerank)
     positive(options.candidates, "candidates")
+    positive(options.batch_questions, "questions per batch")
 
 
 def load_items(options: EvalOptions) -> list[QAItem]:
@@ -184,15 +203,17 @@ def evaluate(
         pending = [item for item in items if any(item.id not in f.records for f in files.values())]
         done = len(items) - len(pending)
         report(progress, label, done, len(items))
-        for item in pending:
+        size = options.batch_questions
+        for first in range(0, len(pending), size):
             if cancel is not None and cancel.is_set():
                 break
-            wall = answer_one(explorer, item, options, files, progress, label, done, len(items), cancel)
+            batch = pending[first:first + size]
+            wall = answer_batch(explorer, batch, options, files, progress, label, done, len(items), cancel)
             if wall is None:
                 break
-            walls.append(wall)
-            computed += 1
-            done += 1
+            walls += [wall] * len(batch)
+            computed += len(batch)
+            done += len(batch)
             report(progress, label, done, len(items), f"{sum(walls) / len(walls):.1f} s/question")
         records = {name: f.records for name, f in files.items()}
         result = EvalResult(
