@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +17,7 @@ from engine.offline.distill import DistillConfig, build_distill_examples, distil
 from engine.offline.records import AugmentFile, save_augment
 from engine.offline.train import checkpoint_path
 from engine.translator import load_translator
+from tests._kill import KillPoint, prag, run_killed
 from tests.test_offline_encode import same_files, short_records
 
 REPO = Path(__file__).resolve().parent.parent
@@ -110,24 +109,13 @@ def test_other_settings_and_bad_input_are_refused(loaded, data, uninterrupted):
 def test_sigkill_mid_distillation_then_rerun_matches_an_uninterrupted_run(loaded, data, uninterrupted, tmp_path):
     root, _ = data
     out = tmp_path / "killed" / "translator.safetensors"
-    env = {**os.environ, "PRAG_HOME": str(tmp_path / "home")}
     args = ("train", "--augment", str(root / "aug.json"), "--out", str(out), *CLI_ARGS)
-    proc = subprocess.Popen([sys.executable, "-m", "engine.cli.app", *args], cwd=REPO, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 400
-        while time.monotonic() < deadline and proc.poll() is None and not checkpoint_path(out).is_file():
-            time.sleep(0.02)
-        time.sleep(0.3)  # into the next step
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.wait(timeout=30)
-    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
-    assert not out.exists()
-    resumed = subprocess.run([sys.executable, "-m", "engine.cli.app", *args], capture_output=True, text=True, timeout=600,
-                             cwd=REPO, env=env)
+    # Killed right after the second checkpoint (step 2 of 4) is on disk: a power cut mid-run.
+    run_killed(args, KillPoint("after-second-checkpoint", "engine.offline.train:save_checkpoint", call=2))
+    assert checkpoint_path(out).is_file() and not out.exists()
+    resumed = prag(*args)
     assert resumed.returncode == 0, resumed.stderr
-    assert "resumed at step" in resumed.stdout and "(distill)" in resumed.stdout
+    assert "resumed at step 2" in resumed.stdout and "(distill)" in resumed.stdout
     assert same_files(out.parent, uninterrupted[0].parent, "translator.safetensors")
     assert sidecar(out) == sidecar(uninterrupted[0])
 

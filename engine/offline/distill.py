@@ -28,19 +28,19 @@ from typing import TYPE_CHECKING, Any
 
 from engine.corpus import Passage
 from engine.device import model_device
-from engine.errors import Cancelled, InputError
+from engine.errors import InputError
 from engine.inject import inject
 from engine.models import LoadedModel
 from engine.offline.records import AugmentRecord
 from engine.offline.train import (
+    FitLoop,
     TrainState,
     TrainSummary,
     cached_embeddings,
+    checked_out_path,
     checkpoint_path,
-    epoch_order,
-    load_checkpoint,
-    reference_path,
-    save_checkpoint,
+    resume,
+    write_translator,
 )
 from engine.progress import ProgressCallback, report
 from engine.prompts import generation_prompt
@@ -217,11 +217,7 @@ def distill_translator(
     """Distil (or resume distilling) a translator and write it to `out`, its sidecar saying how."""
     import torch
 
-    from engine.translator import export_reference, save_translator
-
-    out = Path(out).expanduser()
-    if out.suffix != ".safetensors":
-        raise InputError(f"the translator path {out} must end in .safetensors", "the reference .pt format is written beside it on request")
+    out = checked_out_path(out)
     if config.first_layer >= loaded.arch.num_layers:
         raise InputError(f"first layer {config.first_layer} is past the model's {loaded.arch.num_layers} layers",
                          f"use 0 to {loaded.arch.num_layers - 1}")
@@ -234,17 +230,11 @@ def distill_translator(
     translator = make_distill_translator(loaded, config, torch.stack(list(vectors.values()))).to(device)
     translator.train()
     optimizer = torch.optim.AdamW(translator.parameters(), lr=config.learning_rate)
-    ckpt = checkpoint_path(out)
-    state = TrainState(sums={t: 0.0 for t in DISTILL_TERMS})
-    resumed_from = None
-    if ckpt.is_file() and not fresh:
-        state = load_checkpoint(ckpt, translator, optimizer, print_)
-        resumed_from = state.step
-    steps_per_epoch = math.ceil(len(examples) / config.batch_size)
-    total = config.epochs * steps_per_epoch
+    state, resumed_from = resume(checkpoint_path(out), translator, optimizer, print_, fresh,
+                                 TrainState(sums={t: 0.0 for t in DISTILL_TERMS}))
+    total = config.epochs * math.ceil(len(examples) / config.batch_size)
     label = "Distilling translator"
     start, cpu_start = time.perf_counter(), time.process_time()
-    new_steps = 0
 
     def show() -> None:
         done_in_epoch = max(math.ceil(state.index / config.batch_size), 1)
@@ -252,34 +242,15 @@ def distill_translator(
         text = " ".join(f"{t} {means.get(t, 0.0):.3g}" for t in ("lm", "kl", "combine") if t != "combine" or config.combine_weight)
         report(progress, label, state.step, total, text)
 
-    show()
-    while state.epoch < config.epochs:
-        order = epoch_order(len(examples), config.seed, state.epoch)
-        while state.index < len(examples):
-            if cancel is not None and cancel.is_set():
-                save_checkpoint(ckpt, translator, optimizer, state, print_)
-                raise Cancelled(f"stopped after step {state.step} of {total}; checkpoint saved to {ckpt}",
-                                "run the same command again to resume")
-            batch = [examples[i] for i in order[state.index:state.index + config.batch_size]]
-            embeddings = torch.stack([vectors[e.passage.key] for e in batch]).to(device)
-            terms = distill_loss(loaded, translator, embeddings, batch, config)
-            optimizer.zero_grad(set_to_none=True)
-            terms["total"].backward()
-            optimizer.step()
-            state.last = {t: float(v.detach()) for t, v in terms.items()}
-            for t in DISTILL_TERMS:
-                state.sums[t] += state.last[t]
-            state.index += len(batch)
-            state.step += 1
-            new_steps += 1
-            show()
-            if config.checkpoint_every and state.step % config.checkpoint_every == 0 and state.index < len(examples):
-                save_checkpoint(ckpt, translator, optimizer, state, print_)
-        state.history.append({"epoch": state.epoch + 1, **{t: state.sums[t] / steps_per_epoch for t in DISTILL_TERMS}})
-        state.epoch, state.index, state.sums = state.epoch + 1, 0, {t: 0.0 for t in DISTILL_TERMS}
-        save_checkpoint(ckpt, translator, optimizer, state, print_)
+    def step(positions: list[int]) -> dict[str, torch.Tensor]:
+        batch = [examples[i] for i in positions]
+        embeddings = torch.stack([vectors[e.passage.key] for e in batch]).to(device)
+        return distill_loss(loaded, translator, embeddings, batch, config)
+
+    loop = FitLoop(translator, optimizer, checkpoint_path(out), print_, DISTILL_TERMS, config.epochs, config.seed,
+                   config.checkpoint_every)
+    new_steps = loop.run(state, len(examples), config.batch_size, step, show, cancel)
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
-    translator.eval()
     final = {t: round(state.history[-1][t], 6) for t in DISTILL_TERMS} if state.history else {}
     sidecar = {
         "training": {
@@ -296,9 +267,5 @@ def distill_translator(
         "final_losses": final,
         "loss_history": [{k: (round(v, 6) if isinstance(v, float) else v) for k, v in row.items()} for row in state.history],
     }
-    save_translator(translator, out, sidecar)
-    reference = None
-    if export:
-        reference = reference_path(out)
-        export_reference(translator, reference)
+    reference = write_translator(translator, out, sidecar, export)
     return TrainSummary(out, state.step, new_steps, seconds, cpu_seconds, resumed_from, final, reference)

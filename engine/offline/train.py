@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -239,6 +240,87 @@ def epoch_order(count: int, seed: int, epoch: int) -> list[int]:
     return torch.randperm(count, generator=torch.Generator().manual_seed(seed * 7919 + epoch)).tolist()
 
 
+# --- the loop both objectives share ---------------------------------------------------------------
+
+
+def resume(ckpt: Path, translator: ParameterTranslator, optimizer: torch.optim.Optimizer, print_: str, fresh: bool,
+           empty: TrainState) -> tuple[TrainState, int | None]:
+    """(state to go on from, the step resumed at or None): the checkpoint's, unless there is none or `fresh`."""
+    if ckpt.is_file() and not fresh:
+        state = load_checkpoint(ckpt, translator, optimizer, print_)
+        return state, state.step
+    return empty, None
+
+
+@dataclass
+class FitLoop:
+    """Epochs of seeded-order batches with checkpoints and cancellation: a run killed anywhere and started
+    again ends with the weights of an uninterrupted one. What differs between objectives is the step."""
+
+    translator: ParameterTranslator
+    optimizer: torch.optim.Optimizer
+    ckpt: Path
+    print_: str
+    terms: Sequence[str]
+    epochs: int
+    seed: int
+    checkpoint_every: int
+
+    def save(self, state: TrainState) -> None:
+        save_checkpoint(self.ckpt, self.translator, self.optimizer, state, self.print_)
+
+    def run(self, state: TrainState, count: int, batch: int, step: Callable[[list[int]], dict[str, torch.Tensor]],
+            show: Callable[[], None], cancel: threading.Event | None) -> int:
+        """Steps until `self.epochs` are done; returns how many this call took. `step(positions)` returns the loss terms."""
+        steps_per_epoch = math.ceil(count / batch)
+        new_steps = 0
+        show()
+        while state.epoch < self.epochs:
+            order = epoch_order(count, self.seed, state.epoch)
+            while state.index < count:
+                if cancel is not None and cancel.is_set():
+                    self.save(state)
+                    raise Cancelled(f"stopped after step {state.step} of {self.epochs * steps_per_epoch}; checkpoint saved to "
+                                    f"{self.ckpt}", "run the same command again to resume")
+                positions = order[state.index:state.index + batch]
+                losses = step(positions)
+                self.optimizer.zero_grad(set_to_none=True)
+                losses["total"].backward()
+                self.optimizer.step()
+                state.last = {t: float(losses[t].detach()) for t in self.terms}
+                for t in self.terms:
+                    state.sums[t] += state.last[t]
+                state.index += len(positions)
+                state.step += 1
+                new_steps += 1
+                show()
+                if self.checkpoint_every and state.step % self.checkpoint_every == 0 and state.index < count:
+                    self.save(state)
+            state.history.append({"epoch": state.epoch + 1, **{t: state.sums[t] / steps_per_epoch for t in self.terms}})
+            state.epoch, state.index, state.sums = state.epoch + 1, 0, {t: 0.0 for t in self.terms}
+            self.save(state)
+        return new_steps
+
+
+def write_translator(translator: ParameterTranslator, out: Path, sidecar: dict[str, Any], export: bool) -> Path | None:
+    """The fitted translator and its sidecar; the reference .pt beside it when `export` (its path)."""
+    from engine.translator import export_reference, save_translator
+
+    translator.eval()
+    save_translator(translator, out, sidecar)
+    if not export:
+        return None
+    export_reference(translator, reference_path(out))
+    return reference_path(out)
+
+
+def checked_out_path(out: Path) -> Path:
+    out = Path(out).expanduser()
+    if out.suffix != ".safetensors":
+        raise InputError(f"the translator path {out} must end in .safetensors", "the reference .pt format is written beside it on request")
+    return out
+
+
 # --- the stage ------------------------------------------------------------------------------------------
 
 
@@ -286,11 +368,7 @@ def train_translator(
     """Fit (or resume fitting) the translator and write it to `out` (+ the reference .pt when `export`)."""
     import torch
 
-    from engine.translator import export_reference, save_translator
-
-    out = Path(out).expanduser()
-    if out.suffix != ".safetensors":
-        raise InputError(f"the translator path {out} must end in .safetensors", "the reference .pt format is written beside it on request")
+    out = checked_out_path(out)
     if not records:
         raise InputError("the augmentation file has no passages", "augment some with `prag augment`")
     missing = [r for r in records if not store.has(r.passage)]
@@ -305,17 +383,11 @@ def train_translator(
     translator = make_translator(loaded, store.config.rank, config).to(device)  # float32 whatever the model's dtype
     translator.train()
     optimizer = torch.optim.AdamW(translator.parameters(), lr=config.learning_rate)
-    ckpt = checkpoint_path(out)
-    state = TrainState()
-    resumed_from = None
-    if ckpt.is_file() and not fresh:
-        state = load_checkpoint(ckpt, translator, optimizer, print_)
-        resumed_from = state.step
+    state, resumed_from = resume(checkpoint_path(out), translator, optimizer, print_, fresh, TrainState())
     total = config.epochs * len(examples)
     label = "Training translator"
     ids_cache: dict[int, torch.Tensor] = {}
     start, cpu_start = time.perf_counter(), time.process_time()
-    new_steps = 0
 
     def show() -> None:
         seen = max(state.index, 1)
@@ -324,40 +396,21 @@ def train_translator(
         epoch = f"ep {min(state.epoch + 1, config.epochs)}/{config.epochs} " if config.epochs > 1 else ""
         report(progress, label, state.step, total, epoch + text)
 
-    show()
-    while state.epoch < config.epochs:
-        order = epoch_order(len(examples), config.seed, state.epoch)
-        while state.index < len(examples):
-            if cancel is not None and cancel.is_set():
-                save_checkpoint(ckpt, translator, optimizer, state, print_)
-                raise Cancelled(f"stopped after step {state.step} of {total}; checkpoint saved to {ckpt}",
-                                "run the same command again to resume")
-            position = order[state.index]
-            example = examples[position]
-            if position not in ids_cache:
-                ids_cache[position] = tokenize(loaded.tokenizer, [example.text])[0].to(device)
-            prag = store.get(example.passage)
-            if prag is None:
-                raise ArtifactError(f"the PRAG LoRA of {example.passage.title or example.passage.key!r} vanished from {store.dir}",
-                                    "run `prag encode` again, then rerun to resume")
-            terms = translator_loss(loaded, translator, embeddings[example.passage.key].to(device), prag, ids_cache[position], config)
-            optimizer.zero_grad(set_to_none=True)
-            terms.total.backward()
-            optimizer.step()
-            state.last = terms.values()
-            for t in TERMS:
-                state.sums[t] += state.last[t]
-            state.index += 1
-            state.step += 1
-            new_steps += 1
-            show()
-            if config.checkpoint_every and state.step % config.checkpoint_every == 0 and state.index < len(examples):
-                save_checkpoint(ckpt, translator, optimizer, state, print_)
-        state.history.append({"epoch": state.epoch + 1, **{t: state.sums[t] / len(examples) for t in TERMS}})
-        state.epoch, state.index, state.sums = state.epoch + 1, 0, {t: 0.0 for t in TERMS}
-        save_checkpoint(ckpt, translator, optimizer, state, print_)
+    def step(positions: list[int]) -> dict[str, torch.Tensor]:
+        (position,) = positions
+        example = examples[position]
+        if position not in ids_cache:
+            ids_cache[position] = tokenize(loaded.tokenizer, [example.text])[0].to(device)
+        prag = store.get(example.passage)
+        if prag is None:
+            raise ArtifactError(f"the PRAG LoRA of {example.passage.title or example.passage.key!r} vanished from {store.dir}",
+                                "run `prag encode` again, then rerun to resume")
+        terms = translator_loss(loaded, translator, embeddings[example.passage.key].to(device), prag, ids_cache[position], config)
+        return {t: getattr(terms, t) for t in TERMS}
+
+    loop = FitLoop(translator, optimizer, checkpoint_path(out), print_, TERMS, config.epochs, config.seed, config.checkpoint_every)
+    new_steps = loop.run(state, len(examples), 1, step, show, cancel)
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
-    translator.eval()
     final = {t: round(state.history[-1][t], 6) for t in TERMS} if state.history else {}
     sidecar = {
         "training": {
@@ -375,11 +428,7 @@ def train_translator(
         "final_losses": final,
         "loss_history": [{k: (round(v, 6) if isinstance(v, float) else v) for k, v in row.items()} for row in state.history],
     }
-    save_translator(translator, out, sidecar)
-    reference = None
-    if export:
-        reference = reference_path(out)
-        export_reference(translator, reference)
+    reference = write_translator(translator, out, sidecar, export)
     return TrainSummary(out, state.step, new_steps, seconds, cpu_seconds, resumed_from, final, reference)
 
 
