@@ -126,3 +126,17 @@ def test_cli_bad_objective_is_one_line(data, tmp_path):
                              "--objective", "magic"], capture_output=True, text=True, cwd=REPO,
                             env={**os.environ, "PRAG_HOME": str(tmp_path)})
     assert result.returncode == 2 and "unknown objective 'magic'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_max_steps_writes_a_partial_translator_and_a_later_run_goes_on(loaded, data, uninterrupted, tmp_path):
+    root, records = data
+    out = tmp_path / "translator.safetensors"
+    partial = distill_translator(loaded, records, root / "embeddings", out, DistillConfig(**{**CONFIG.__dict__, "max_steps": 3}),
+                                 info={"command": "test"})
+    assert partial.steps == 3 and out.is_file()
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["training"]["steps"] == 3 and meta["training"]["examples_seen"] == 5  # epoch 1 (3) + one batch of 2
+    assert meta["loss_history"][-1]["partial"] == "1 steps"
+    rest = distill_translator(loaded, records, root / "embeddings", out, CONFIG, info={"command": "test"})
+    assert rest.resumed_from == 3 and rest.new_steps == 1
+    assert same_files(out.parent, uninterrupted[0].parent, "translator.safetensors")

@@ -224,6 +224,8 @@ def register(app: typer.Typer) -> None:
         combine_weight: Annotated[float, typer.Option(
             help="distill: weight of the answer's loss with the passage also in the prompt (DyPRAG-combine).")] = 0.0,
         limit: Annotated[int | None, typer.Option(help="Only the first N passages of --augment.")] = None,
+        max_steps: Annotated[int | None, typer.Option(
+            help="Stop after N steps in all (mid-epoch if need be) and write the translator; rerun with more to go on.")] = None,
         lora_epochs: Annotated[int, typer.Option(help="reference: --epochs the LoRAs were encoded with (finds them in the store).")] = 1,
         lora_lr: Annotated[float, typer.Option(help="reference: --lr the LoRAs were encoded with.")] = 3e-4,
         seed: Annotated[int, typer.Option(help="Seed of the translator init and the data order.")] = 0,
@@ -244,7 +246,7 @@ def register(app: typer.Typer) -> None:
 
         objective = check_choice(objective, ("auto", "reference", "distill"), "objective")
         for flag, value in (("--p", p), ("--epochs", epochs), ("--lr", lr), ("--lora-epochs", lora_epochs), ("--lora-lr", lora_lr),
-                            ("--rank", rank), ("--batch-size", batch_size), ("--limit", limit)):
+                            ("--rank", rank), ("--batch-size", batch_size), ("--limit", limit), ("--max-steps", max_steps)):
             positive_flag(value, flag)
         not_negative(checkpoint_every, "--checkpoint-every", "pass 0 (only at epoch ends) or 1 or more")
         for flag, number in (("--per-passage", per_passage), ("--first-layer", first_layer), ("--kl-weight", kl_weight),
@@ -270,7 +272,8 @@ def register(app: typer.Typer) -> None:
                 layer = first_layer if first_layer is not None else loaded.arch.num_layers // 2
                 config = DistillConfig(rank=rank, first_layer=layer, p=p, epochs=epochs, learning_rate=lr or 1e-3,
                                        batch_size=batch_size, per_passage=4 if per_passage is None else per_passage,
-                                       kl_weight=kl_weight, combine_weight=combine_weight, seed=seed, checkpoint_every=checkpoint_every)
+                                       kl_weight=kl_weight, combine_weight=combine_weight, seed=seed, checkpoint_every=checkpoint_every,
+                                       max_steps=max_steps or 0)
                 target = out or settings.home / "translators" / f"{slug(loaded.model_id)}-distill-r{rank}-p{p}.safetensors"
                 summary = distill_translator(loaded, records, embedding_dir(lora_store), target, config, progress, cancel, info,
                                              fresh, export_reference)
@@ -278,7 +281,7 @@ def register(app: typer.Typer) -> None:
                 from engine.offline.train import TrainConfig, train_translator
 
                 config = TrainConfig(p=p, epochs=epochs, learning_rate=lr or 1e-5, seed=seed, checkpoint_every=checkpoint_every,
-                                     per_passage=per_passage or 0)
+                                     per_passage=per_passage or 0, max_steps=max_steps or 0)
                 target = out or settings.home / "translators" / f"{slug(loaded.model_id)}-p{p}.safetensors"
                 summary = train_translator(loaded, records, lora_store, target, config, progress, cancel, info, fresh, export_reference)
         if summary.new_steps == 0:

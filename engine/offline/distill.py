@@ -39,6 +39,7 @@ from engine.offline.train import (
     cached_embeddings,
     checked_out_path,
     checkpoint_path,
+    loss_history,
     resume,
     write_translator,
 )
@@ -73,6 +74,8 @@ class DistillConfig:
     combine_weight: float = 0.0
     seed: int = 0
     checkpoint_every: int = 50
+    max_steps: int = 0
+    """Stop after this many steps in all, mid-epoch if need be, and write the translator (0: every epoch)."""
 
     def __post_init__(self) -> None:
         for value, what in ((self.rank, "rank"), (self.p, "p (the translator's hidden size)"), (self.epochs, "epochs"),
@@ -81,7 +84,7 @@ class DistillConfig:
         positive(self.learning_rate, "learning rate", "e.g. 1e-3")
         for value, what in ((self.first_layer, "first layer"), (self.per_passage, "examples per passage"),
                             (self.kl_weight, "KL weight"), (self.combine_weight, "combine weight"),
-                            (self.checkpoint_every, "checkpoint interval")):
+                            (self.checkpoint_every, "checkpoint interval"), (self.max_steps, "maximum steps")):
             not_negative(value, what)
 
 
@@ -197,7 +200,7 @@ def fingerprint(loaded: LoadedModel, config: DistillConfig, examples: Sequence[D
     for example in examples:
         digest.update(json.dumps([example.passage.key, example.student, example.teacher]).encode())
     blob = {"objective": "distill", "model": loaded.arch.as_dict(),
-            "config": {k: v for k, v in asdict(config).items() if k not in ("epochs", "checkpoint_every")},
+            "config": {k: v for k, v in asdict(config).items() if k not in ("epochs", "checkpoint_every", "max_steps")},
             "examples": digest.hexdigest()}
     return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
 
@@ -248,10 +251,11 @@ def distill_translator(
         return distill_loss(loaded, translator, embeddings, batch, config)
 
     loop = FitLoop(translator, optimizer, checkpoint_path(out), print_, DISTILL_TERMS, config.epochs, config.seed,
-                   config.checkpoint_every)
+                   config.checkpoint_every, config.max_steps)
     new_steps = loop.run(state, len(examples), config.batch_size, step, show, cancel)
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
-    final = {t: round(state.history[-1][t], 6) for t in DISTILL_TERMS} if state.history else {}
+    history = loss_history(state, DISTILL_TERMS, config.batch_size)
+    final = {t: history[-1][t] for t in DISTILL_TERMS} if history else {}
     sidecar = {
         "training": {
             **(info or {}),
@@ -259,13 +263,14 @@ def distill_translator(
             "passages": len({e.passage.key for e in examples}),
             "examples": len(examples),
             "steps": state.step,
+            "examples_seen": state.epoch * len(examples) + state.index,
             "seconds_per_step": round(seconds / new_steps, 3) if new_steps else None,
-            "config": {k: v for k, v in asdict(config).items() if k != "checkpoint_every"},  # what shaped the weights
+            "config": {k: v for k, v in asdict(config).items() if k not in ("checkpoint_every", "max_steps")},
             "loss": (f"LM(student, question only) + {config.kl_weight:g} * KL(teacher reading the passage || student)"
                      + (f" + {config.combine_weight:g} * LM(student reading the passage)" if config.combine_weight else "")),
         },
         "final_losses": final,
-        "loss_history": [{k: (round(v, 6) if isinstance(v, float) else v) for k, v in row.items()} for row in state.history],
+        "loss_history": history,
     }
     reference = write_translator(translator, out, sidecar, export)
     return TrainSummary(out, state.step, new_steps, seconds, cpu_seconds, resumed_from, final, reference)

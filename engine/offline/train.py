@@ -57,6 +57,8 @@ class TrainConfig:
     seed: int = 0
     """Seeds the translator's init and each epoch's data order."""
     checkpoint_every: int = 50
+    max_steps: int = 0
+    """Stop after this many steps in all, mid-epoch if need be, and write the translator (0: every epoch)."""
     """Steps between checkpoints (0: only at epoch ends)."""
     per_passage: int = 0
     """Training examples per passage: 0 = all of the PRAG recipe's, 1 = the reference's first one only."""
@@ -190,7 +192,7 @@ def fingerprint(loaded: LoadedModel, store: LoraStore, config: TrainConfig, exam
     blob = {
         "model": loaded.arch.as_dict(),
         "encode": store.config.key(),
-        "config": {k: v for k, v in asdict(config).items() if k not in ("epochs", "checkpoint_every")},
+        "config": {k: v for k, v in asdict(config).items() if k not in ("epochs", "checkpoint_every", "max_steps")},
         "examples": [[e.passage.key, hashlib.sha256(e.text.encode()).hexdigest()[:16]] for e in examples],
     }
     return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
@@ -265,6 +267,8 @@ class FitLoop:
     epochs: int
     seed: int
     checkpoint_every: int
+    max_steps: int = 0
+    """Stop once this many steps are done in all, mid-epoch if need be (0: run every epoch)."""
 
     def save(self, state: TrainState) -> None:
         save_checkpoint(self.ckpt, self.translator, self.optimizer, state, self.print_)
@@ -278,6 +282,9 @@ class FitLoop:
         while state.epoch < self.epochs:
             order = epoch_order(count, self.seed, state.epoch)
             while state.index < count:
+                if self.max_steps and state.step >= self.max_steps:
+                    self.save(state)  # a later run with more steps goes on from here
+                    return new_steps
                 if cancel is not None and cancel.is_set():
                     self.save(state)
                     raise Cancelled(f"stopped after step {state.step} of {self.epochs * steps_per_epoch}; checkpoint saved to "
@@ -300,6 +307,15 @@ class FitLoop:
             state.epoch, state.index, state.sums = state.epoch + 1, 0, {t: 0.0 for t in self.terms}
             self.save(state)
         return new_steps
+
+
+def loss_history(state: TrainState, terms: Sequence[str], batch: int) -> list[dict[str, Any]]:
+    """Mean losses of each finished epoch, plus the part of an epoch a `max_steps` stop left unfinished."""
+    rows = [dict(row) for row in state.history]
+    if state.index:
+        done = math.ceil(state.index / batch)
+        rows.append({"epoch": state.epoch + 1, "partial": f"{done} steps", **{t: state.sums[t] / done for t in terms}})
+    return [{k: (round(v, 6) if isinstance(v, float) else v) for k, v in row.items()} for row in rows]
 
 
 def write_translator(translator: ParameterTranslator, out: Path, sidecar: dict[str, Any], export: bool) -> Path | None:
@@ -408,10 +424,12 @@ def train_translator(
         terms = translator_loss(loaded, translator, embeddings[example.passage.key].to(device), prag, ids_cache[position], config)
         return {t: getattr(terms, t) for t in TERMS}
 
-    loop = FitLoop(translator, optimizer, checkpoint_path(out), print_, TERMS, config.epochs, config.seed, config.checkpoint_every)
+    loop = FitLoop(translator, optimizer, checkpoint_path(out), print_, TERMS, config.epochs, config.seed, config.checkpoint_every,
+                   config.max_steps)
     new_steps = loop.run(state, len(examples), 1, step, show, cancel)
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
-    final = {t: round(state.history[-1][t], 6) for t in TERMS} if state.history else {}
+    history = loss_history(state, TERMS, 1)
+    final = {t: history[-1][t] for t in TERMS} if history else {}
     sidecar = {
         "training": {
             **(info or {}),
@@ -426,7 +444,7 @@ def train_translator(
             "encode_config": asdict(store.config),
         },
         "final_losses": final,
-        "loss_history": [{k: (round(v, 6) if isinstance(v, float) else v) for k, v in row.items()} for row in state.history],
+        "loss_history": history,
     }
     reference = write_translator(translator, out, sidecar, export)
     return TrainSummary(out, state.step, new_steps, seconds, cpu_seconds, resumed_from, final, reference)
