@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.errors import ArtifactError
+from engine.errors import ArtifactError, InputError
 from engine.evaluate.record import RECORD_FORMAT, record_in_sidecar, rescore
 from engine.evaluate.results import EvalResult, MethodScores
 from engine.models import ModelArch
@@ -26,7 +26,7 @@ def test_record_then_rescore_gives_the_same_table(tmp_path):
     assert ran.returncode == 0, ran.stderr
     lines = [json.loads(line) for line in record.read_text().splitlines()]
     assert lines[0]["format"] == RECORD_FORMAT and lines[0]["methods"] == ["vanilla", "rag"] and lines[0]["placement"] == "cpu float32"
-    assert len(lines) == 1 + 2 * 2 and all("question" in row and "conflict" in row for row in lines[1:])
+    assert len(lines) == 1 + 2 * 2 and not any("answers" in row or "question" in row for row in lines[1:])  # no data copied
     again = run_cli("eval", "--rescore", str(record), "--json", env={"PRAG_HOME": str(tmp_path / "home")})
     assert again.returncode == 0, again.stderr
     first, second = json.loads(ran.stdout), json.loads(again.stdout)
@@ -45,6 +45,13 @@ def test_a_damaged_or_foreign_record_is_one_line(tmp_path):
         rescore(torn)
     result = run_cli("eval", "--rescore", str(tmp_path / "none.jsonl"))
     assert result.returncode == 2 and "does not exist" in result.stderr and "Traceback" not in result.stderr
+    moved = tmp_path / "moved.jsonl"
+    moved.write_text(json.dumps({"format": RECORD_FORMAT, "data": "qa.jsonl", "data_path": str(tmp_path / "gone.jsonl"),
+                                 "methods": ["rag"]}) + "\n" + json.dumps({"id": "q1", "method": "rag", "prediction": "x"}) + "\n")
+    with pytest.raises(InputError, match="is not here"):
+        rescore(moved)
+    with pytest.raises(InputError, match="lacks 1 of the record's 1"):
+        rescore(moved, QUESTIONS)
 
 
 def test_the_table_goes_into_our_translators_sidecar_only(tmp_path):

@@ -84,7 +84,7 @@ def _record(path: Path, result: EvalResult, options, settings, quiet: bool) -> N
     from engine.methods import AdapterSource
 
     command = " ".join(shlex.quote(a) for a in ["prag", *sys.argv[1:]])
-    written = write_record(path, result, load_items(options), command)
+    written = write_record(path, result, load_items(options), command, options.data)
     translator = settings.translator or default_translator_path(result.model)
     dyprag = any(m.adapter is AdapterSource.DYPRAG for m in options.methods)
     in_sidecar = dyprag and translator is not None and record_in_sidecar(translator, result, Path(path), command)
@@ -144,7 +144,8 @@ def register(app: typer.Typer) -> None:
             help="Also write every answer of this run to one JSONL file (rescore it with --rescore), and the table into the "
                  "translator's sidecar when DyPRAG ran with a translator of ours.")] = None,
         rescore: Annotated[list[Path] | None, typer.Option(
-            help="Instead of running: recompute the table of a --record file (repeatable), in seconds, without the model.")] = None,
+            help="Instead of running: recompute the table of a --record file (repeatable) in seconds, without the model, "
+                 "against the gold answers of --data (default: the data file the record names).")] = None,
     ) -> None:
         """Run each method on each question of a QA file and print EM / F1 per method.
 
@@ -168,7 +169,7 @@ def register(app: typer.Typer) -> None:
             from engine.evaluate.record import rescore as rescore_record
 
             for path in rescore:
-                _show(rescore_record(path), as_json, markdown)
+                _show(rescore_record(path, data), as_json, markdown)
             return
         if data is None:
             raise InputError("no QA file given", "pass --data FILE.jsonl (`prag data convert` makes one from a public QA release)")

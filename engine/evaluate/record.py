@@ -2,9 +2,11 @@
 question, and the table recomputed from it in seconds (`prag eval --record` / `--rescore`).
 
 Line 1 is a header (data file, model, device and dtype, the settings fingerprint that keyed the
-prediction files, the command); every other line is one (question, method) answer with the
-question's gold and conflict answers, so rescoring needs neither the model nor the data file.
-The translator's sidecar gets the table too, so a shipped translator says what it scored.
+prediction files, the command); every other line is one (question id, method) answer: the
+prediction, its probes, latency, tokens and passage ids. No question or gold answer is copied
+into it (data sets stay where they are): rescoring reads them from the data file again, so it
+needs the data but not the model. The translator's sidecar gets the table too, so a shipped
+translator says what it scored.
 """
 
 from __future__ import annotations
@@ -15,41 +17,35 @@ from pathlib import Path
 from typing import Any
 
 from engine.atomic import write_text
-from engine.errors import ArtifactError
+from engine.errors import ArtifactError, InputError
 from engine.evaluate.predictions import PredictionFile
 from engine.evaluate.results import EvalResult, summarize
 from engine.methods import METHODS
-from engine.qa import Conflict, QAItem
+from engine.qa import QAItem, load_qa
 
 RECORD_FORMAT = "prag-explorer-eval-record/1"
 
 
-def write_record(path: Path, result: EvalResult, items: Sequence[QAItem], command: str) -> int:
+def write_record(path: Path, result: EvalResult, items: Sequence[QAItem], command: str, data: Path) -> int:
     """Write the record of `result` (its prediction files, in question order); returns the answers written."""
-    by_id = {item.id: item for item in items}
-    lines = [{
-        "format": RECORD_FORMAT, "data": result.data.name, "n": result.n, "model": result.model, "placement": result.placement,
-        "top_k": result.top_k, "max_new_tokens": result.max_new_tokens, "methods": list(result.methods),
-        "settings": result.settings, "command": command,
+    lines: list[dict[str, Any]] = [{
+        "format": RECORD_FORMAT, "data": result.data.name, "data_path": str(data), "n": result.n, "model": result.model,
+        "placement": result.placement, "top_k": result.top_k, "max_new_tokens": result.max_new_tokens,
+        "methods": list(result.methods), "settings": result.settings, "command": command,
     }]
     for name, prediction_path in result.predictions.items():
         stored = PredictionFile(prediction_path, name)
         stored.load()
         for item in items:
             row = stored.records.get(item.id)
-            if row is None:
-                continue
-            extra: dict[str, Any] = {"question": by_id[item.id].question}
-            conflict = item.conflict
-            if conflict is not None:
-                extra["conflict"] = {"original": list(conflict.original_answers), "substituted": list(conflict.substituted_answers)}
-            lines.append({**row, **extra})
+            if row is not None:
+                lines.append({k: v for k, v in row.items() if k != "answers"})
     write_text(Path(path), "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines))
     return len(lines) - 1
 
 
-def rescore(path: Path) -> EvalResult:
-    """The table of a record file, recomputed from its answers (EM, F1, conflict rates, probes)."""
+def rescore(path: Path, data: Path | None = None) -> EvalResult:
+    """The table of a record file, recomputed from its answers against the data file's gold and conflict answers."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise ArtifactError(f"record {path} does not exist", "write one with `prag eval ... --record PATH`")
@@ -63,16 +59,19 @@ def rescore(path: Path) -> EvalResult:
     unknown = [m for m in header.get("methods", []) if m not in METHODS]
     if unknown:
         raise ArtifactError(f"record {path} has unknown methods {unknown}", "it was written by another version of prag-explorer")
-    items: dict[str, QAItem] = {}
+    source = Path(data) if data is not None else Path(header.get("data_path", header.get("data", "")))
+    if not source.is_file():
+        raise InputError(f"the record's data file {source} is not here", "pass it with --data (the record keeps no gold answers)")
+    wanted = {row["id"] for row in answers}
+    items = [item for item in load_qa(source) if item.id in wanted]
+    if len(items) < len(wanted):
+        raise InputError(f"{source} lacks {len(wanted) - len(items)} of the record's {len(wanted)} question ids",
+                         "pass the data file the record was made from with --data")
     records: dict[str, dict[str, dict[str, Any]]] = {}
     for row in answers:
-        conflict = row.get("conflict")
-        items.setdefault(row["id"], QAItem(row["id"], row.get("question", ""), tuple(row["answers"]),
-                                           conflict=Conflict(tuple(conflict["original"]), tuple(conflict["substituted"]))
-                                           if conflict else None))
         records.setdefault(row["method"], {})[row["id"]] = row
     methods = [METHODS[name] for name in header["methods"]]
-    return EvalResult(data=Path(header["data"]), n=len(items), methods=summarize(list(items.values()), methods, records),
+    return EvalResult(data=Path(header["data"]), n=len(items), methods=summarize(items, methods, records),
                       predictions={}, model=header.get("model", ""), top_k=header.get("top_k", 0),
                       max_new_tokens=header.get("max_new_tokens", 0), placement=header.get("placement", ""),
                       settings=header.get("settings", {}))
