@@ -18,8 +18,10 @@ def test_shipped_translator_fits_the_embedded_model(loaded) -> None:
     assert default_translator_path("some-other-model") is None
     sidecar = json.loads(path.with_suffix(".json").read_text())
     training = sidecar["training"]
-    assert training["passages"] >= 480 and "squad-dev.jsonl" in training["augment"]["qa_source"]
-    assert training["command"].startswith("prag train")
+    # Distilled from SQuAD dev passages (never the sample corpus or the evaluated PopQA / NQ-Swap rows), by `prag train`.
+    assert training["objective"] == "distill" and training["examples_seen"] >= 1000
+    assert "squad-dev.jsonl" in training["augment"]["command"] and training["command"].startswith("prag train")
+    assert training["config"]["rank"] == sidecar["rank"] and sidecar["first_layer"] == training["config"]["first_layer"] == 15
     translator = load_translator(path, loaded.arch)
     # Trained, not a fresh init: different passages give different, non-trivial LoRAs.
     embeddings = passage_embeddings(loaded, ["Velmora is a hill town in Drasketh.", "The Nile flows north into the sea."])
