@@ -97,7 +97,8 @@ def markdown_table(result: EvalResult) -> str:
     """The same table as GitHub markdown, for a README or a paper draft."""
     headers, rows = result.table()
     where = f", {result.placement}" if result.placement else ""
-    lines = [f"{result.data.name}: {result.n} questions ({result.model}{where}, top-{result.top_k}, {result.max_new_tokens} new tokens)", "",
+    title = f"{result.data.name}: {result.n} questions ({result.model}{where}, top-{result.top_k}, {result.max_new_tokens} new tokens)"
+    lines = [title, "",
              "| " + " | ".join(headers) + " |", "|" + "|".join(["---", *["---:"] * (len(headers) - 1)]) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
