@@ -47,7 +47,8 @@ def render_comparison(comparison) -> None:
         mark = "[yellow]fallback to BM25 order[/]" if rerank["fallback"] else "[green]reranked[/]"
         console.print(f"Rerank: {mark} — {rerank['note']}; kept {', '.join(rerank['kept']) or '-'}; "
                       f"dropped {', '.join(rerank['dropped']) or '-'}; reranker said: {rerank['raw']!r}")
-    answers = Table(title=f"Answers ({comparison.model})", expand=True)
+    where = comparison.extra.get("device"), comparison.extra.get("dtype")
+    answers = Table(title=f"Answers ({comparison.model}" + (f", {where[0]} {where[1]})" if all(where) else ")"), expand=True)
     answers.add_column("Method", no_wrap=True)
     answers.add_column("Answer", ratio=3)
     answers.add_column("Tokens", justify="right")
