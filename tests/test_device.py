@@ -52,6 +52,15 @@ def test_bad_devices_and_dtypes_are_one_input_error(device, dtype, needle):
         resolve(device, dtype)
 
 
+def test_a_dtype_the_device_cannot_run_is_one_input_error(monkeypatch):
+    import engine.device as device
+
+    monkeypatch.setattr(device, "_runs", lambda where, dtype: False)  # e.g. float16 kernels missing on this device
+    with pytest.raises(InputError, match="cpu cannot run float16"):
+        resolve_dtype("float16", "cpu")
+    assert resolve_dtype("float32", "cpu") == "float32"  # float32 runs everywhere: never probed
+
+
 @pytest.mark.skipif(HAS_CUDA, reason="checks the message where no CUDA GPU exists")
 def test_cuda_on_a_cpu_only_machine_says_so():
     with pytest.raises(InputError, match="no CUDA GPU"):
