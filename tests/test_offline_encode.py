@@ -274,6 +274,13 @@ def test_answer_loss_equals_the_models_own_loss_on_a_padded_batch(loaded):
         ours = answer_loss(loaded.model, batch, None)
         theirs = loaded.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, labels=batch.labels).loss
     assert torch.allclose(ours, theirs, atol=1e-5), (float(ours), float(theirs))
+    # One row: every token before the answer is "shared", yet the answer's first token must still be scored.
+    single = training_batches(loaded.tokenizer, short_records(1)[0], config)[0]
+    assert single.input_ids.shape[0] == 1
+    with torch.no_grad():
+        ours = answer_loss(loaded.model, single, None)
+        theirs = loaded.model(input_ids=single.input_ids, attention_mask=single.attention_mask, labels=single.labels).loss
+    assert torch.allclose(ours, theirs, atol=1e-5), (float(ours), float(theirs))
 
 
 # --- several passages per step ------------------------------------------------------------------------------

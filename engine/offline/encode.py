@@ -79,8 +79,6 @@ class Batch:
     input_ids: torch.Tensor
     labels: torch.Tensor
     attention_mask: torch.Tensor | None = None
-    prefix: int = 0
-    """Leading tokens every row shares, none of them labelled (the template before the question)."""
 
     @classmethod
     def of(cls, item: Batch | torch.Tensor, device: torch.device | None = None) -> Batch:
@@ -89,7 +87,7 @@ class Batch:
         if device is None or batch.input_ids.device == device:
             return batch
         mask = batch.attention_mask.to(device) if batch.attention_mask is not None else None
-        return Batch(batch.input_ids.to(device), batch.labels.to(device), mask, batch.prefix)
+        return Batch(batch.input_ids.to(device), batch.labels.to(device), mask)
 
 
 def question_examples(tokenizer, record: AugmentRecord, loss_on: str) -> list[tuple[list[int], list[int]]]:
@@ -121,8 +119,7 @@ def pad_batches(examples: Sequence[tuple[list[int], list[int]]], batch_size: int
             ids[row, : len(example_ids)] = torch.tensor(example_ids)
             labels[row, : len(example_labels)] = torch.tensor(example_labels)
             mask[row, : len(example_ids)] = 1
-        unlabelled = min(next((i for i, label in enumerate(lab) if label != -100), len(lab)) for _, lab in chunk)
-        batches.append(Batch(ids, labels, mask, min(shared_prefix([example for example, _ in chunk]), unlabelled)))
+        batches.append(Batch(ids, labels, mask))
     return batches
 
 
@@ -172,35 +169,10 @@ def shared_prefix(rows: Sequence[Sequence[int]]) -> int:
 def answer_loss(model, batch: Batch, adapter: Adapter | None) -> torch.Tensor:
     """Mean next-token loss over the labelled positions, computed the cheap way; same value as the model's own loss.
 
-    Two savings, both exact: the prefix every row shares (template and system prompt, a third of a
-    short question-only example) runs once, not once per row, its keys and values repeated over the
-    batch; and the LM head (a fifth of a small model's forward pass) runs on the answer positions only.
-    Needs every labelled position after the shared prefix (true when the loss is on the answer).
+    One passage's case of `joint_loss`: the shared prefix (template and system prompt) runs once and
+    the LM head runs on the labelled positions only.
     """
-    import torch
-    from transformers import DynamicCache
-
-    from engine.generate import cache_kwarg
-
-    body = getattr(model, model.base_model_prefix)
-    rows = batch.input_ids.shape[0]
-    prefix = min(batch.prefix, batch.input_ids.shape[1] - 1)
-    cache = None
-    key = cache_kwarg(body)
-    if prefix > 0 and rows > 1:
-        cache = DynamicCache(config=model.config)
-        with inject(model, [adapter]):
-            body(input_ids=batch.input_ids[:1, :prefix], use_cache=True, **{key: cache})  # fills the cache in place
-        cache.batch_repeat_interleave(rows)
-    else:
-        prefix = 0
-    with inject(model, [adapter] * rows):
-        hidden = body(input_ids=batch.input_ids[:, prefix:], attention_mask=batch.attention_mask, use_cache=cache is not None,
-                      **({key: cache} if cache is not None else {})).last_hidden_state
-    targets = batch.labels[:, prefix + 1:]
-    keep = targets != -100
-    logits = model.get_output_embeddings()(hidden[:, :-1][keep])
-    return torch.nn.functional.cross_entropy(logits.float(), targets[keep])
+    return joint_loss(model, [batch], [adapter])[0]
 
 
 def lm_losses(loaded: LoadedModel, ids: Sequence[Batch | torch.Tensor], adapter: Adapter | None) -> list[float]:
@@ -250,13 +222,15 @@ def train_lora(
 # --- several passages per step ---------------------------------------------------------------------
 
 
-def joint_loss(model, batches: Sequence[Batch], adapters: Sequence[Adapter]) -> torch.Tensor:
+def joint_loss(model, batches: Sequence[Batch], adapters: Sequence[Adapter | None]) -> torch.Tensor:
     """Each passage's mean loss, shape (passages,), all passages' rows in one forward pass.
 
     Row r of passage i carries adapter i, so each LoRA's gradient from the sum of these is exactly
-    the one it gets when trained alone (the passages only share the matmuls). As in `answer_loss`, the prefix every row
-    shares runs once per passage (its activations depend on that passage's LoRA) and the LM head
-    runs on labelled positions only.
+    the one it gets when trained alone (the passages only share the matmuls). Two savings, both
+    exact: the prefix every row shares and none labels (template and system prompt, a third of a
+    short question-only example) runs once per passage (its activations depend on that passage's
+    LoRA), its keys and values repeated over the passage's rows; and the LM head (a fifth of a small
+    model's forward pass) runs on the labelled positions only.
     """
     import torch
     import torch.nn.functional as F
@@ -277,7 +251,8 @@ def joint_loss(model, batches: Sequence[Batch], adapters: Sequence[Adapter]) -> 
     owner = torch.tensor([i for i, _, _ in rows], device=device)
     row_adapters = [adapters[i] for i, _, _ in rows]
     labelled = (labels != -100).int().argmax(-1).min().item() if (labels != -100).any() else width
-    prefix = min(shared_prefix([row[:n].tolist() for row, n in zip(ids, lengths, strict=True)]), int(labelled), width - 1)
+    # The label at position t is predicted from position t - 1, so the cached prefix stops before the first labelled token's predecessor.
+    prefix = max(0, min(shared_prefix([row[:n].tolist() for row, n in zip(ids, lengths, strict=True)]), int(labelled) - 1, width - 1))
     body = getattr(model, model.base_model_prefix)
     key = cache_kwarg(body)
     cache = None
@@ -326,13 +301,7 @@ def train_loras(
             for k in range(steps):
                 check_cancel(cancel)
                 active = [i for i, b in enumerate(batches) if k < len(b)]
-                if len(active) == 1:  # the others have run out: the plain path
-                    i = active[0]
-                    batch = batches[i][k]
-                    per_passage = (answer_loss(loaded.model, batch, adapters[i]) if config.loss_on == "answer"
-                                   else _full_loss(loaded.model, batch, adapters[i]))[None]
-                else:
-                    per_passage = joint_loss(loaded.model, [batches[i][k] for i in active], [adapters[i] for i in active])
+                per_passage = joint_loss(loaded.model, [batches[i][k] for i in active], [adapters[i] for i in active])
                 for i in active:
                     optimizers[i].zero_grad(set_to_none=True)
                 per_passage.sum().backward()

@@ -57,9 +57,9 @@ class TrainConfig:
     seed: int = 0
     """Seeds the translator's init and each epoch's data order."""
     checkpoint_every: int = 50
+    """Steps between checkpoints (0: only at epoch ends)."""
     max_steps: int = 0
     """Stop after this many steps in all, mid-epoch if need be, and write the translator (0: every epoch)."""
-    """Steps between checkpoints (0: only at epoch ends)."""
     per_passage: int = 0
     """Training examples per passage: 0 = all of the PRAG recipe's, 1 = the reference's first one only."""
     kl_weight: float = 0.01
@@ -71,6 +71,7 @@ class TrainConfig:
         positive(self.learning_rate, "learning rate", "e.g. 1e-5 (the reference)")
         not_negative(self.checkpoint_every, "checkpoint interval")
         not_negative(self.per_passage, "examples per passage")
+        not_negative(self.max_steps, "maximum steps")
 
 
 @dataclass(frozen=True)
