@@ -23,8 +23,13 @@ from engine.errors import ArtifactError
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
-_REFERENCE_LAYOUT = {"layout": "reference", "loss_on": "all", "batch_size": 1, "qa": "cloze", "layers_from": 0.0}
+_REFERENCE_LAYOUT = {"layout": "reference", "loss_on": "all", "batch_size": 1, "qa": "cloze", "layers_from": 0.0, "max_qa": 0}
 """The fields the reference recipe leaves at these values are not hashed: its store folders keep their names."""
+
+
+QA_VERSIONS = {"facts": 2}
+"""Generators of QA pairs whose output changed: the version goes into store keys and on-demand caches.
+2: colours and unnamed subjects asked for, a span inside a longer one no longer asked apart."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,9 @@ class EncodeConfig:
     layers_from: float = 0.0
     """Adapt only the decoder layers from this fraction of the depth on (0: all, as the reference; 0.4 of
     30 layers: 12-29). A fraction, so a recipe means the same on a model of any depth."""
+    max_qa: int = 0
+    """Train on at most this many of a passage's QA pairs, spread over the passage (0: all). A long
+    passage then costs what a short one does, and a rank-8 LoRA holds only so many facts anyway."""
 
     def first_layer(self, num_layers: int) -> int:
         return min(num_layers - 1, int(self.layers_from * num_layers))
@@ -60,6 +68,8 @@ class EncodeConfig:
         fields = asdict(self)
         if all(fields[k] == v for k, v in _REFERENCE_LAYOUT.items()):
             fields = {k: v for k, v in fields.items() if k not in _REFERENCE_LAYOUT}
+        if self.qa in QA_VERSIONS:  # other pairs, other LoRAs: never reuse those of an older generator
+            fields["qa_version"] = QA_VERSIONS[self.qa]
         blob = json.dumps(fields, sort_keys=True).encode()
         return f"r{self.rank}-a{self.alpha:g}-e{self.epochs}-{hashlib.sha256(blob).hexdigest()[:8]}"
 

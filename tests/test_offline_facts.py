@@ -63,3 +63,35 @@ def test_recipes_by_name():
     with pytest.raises(InputError, match="unknown encode recipe 'fast'.*") as caught:
         recipe_config("fast")
     assert all(name in caught.value.hint for name in RECIPES)
+
+
+def test_colours_and_unnamed_subjects_are_facts_and_a_blank_has_one_answer():
+    passage = make_passage(
+        "The biscuits are sold in distinctive cobalt blue tins decorated with a running hare. "
+        "A bronze otter statue sits on the parapet at the midpoint of the bridge. "
+        "The fair is held every year on the ninth of October, since 1899.",
+        "Tindlewick",
+    )
+    pairs = fact_pairs(passage)
+    asked = {pair.answer: [p.question for p in pairs if p.answer == pair.answer] for pair in pairs}
+    assert "cobalt blue" in asked and any("what colour tins" in q for q in asked["cobalt blue"])
+    assert "bronze otter statue" in asked and "What sits on the parapet at the midpoint of the bridge?" in " ".join(asked["bronze otter statue"])
+    # the date is asked whole: "October" alone would be a second answer to the same blank
+    assert "the ninth of October" in asked and "October" not in asked
+    assert "1899" in asked and "since 1899" not in asked
+
+
+def test_long_passages_train_on_pairs_spread_over_them(loaded):
+    from dataclasses import replace
+
+    from engine.offline.encode import spread, training_batches
+    from engine.offline.records import AugmentRecord
+
+    assert spread(list(range(10)), 4) == [0, 3, 6, 9] and spread([1, 2], 5) == [1, 2]
+    long = make_passage(" ".join(f"The mill at Brask{i} was rebuilt in {1700 + i} by the mason Odo Quell{i}." for i in range(12)), "Mills")
+    record = AugmentRecord(long, long.text, fact_pairs(long))
+    capped = replace(recipe_config("facts"), max_qa=8)
+    assert len(record.qa) > 8
+    rows = sum(b.input_ids.shape[0] for b in training_batches(loaded.tokenizer, record, capped))
+    assert rows == 8
+    assert capped.key() != recipe_config("facts").key() and EncodeConfig().key().endswith(EncodeConfig(max_qa=0).key()[-8:])

@@ -264,7 +264,8 @@ def distill_translator(
             "examples": len(examples),
             "steps": state.step,
             "examples_seen": state.epoch * len(examples) + state.index,
-            "seconds_per_step": round(seconds / new_steps, 3) if new_steps else None,
+            "seconds_per_step": state.seconds_per_step,
+            "timed_steps": state.timed_steps,
             "config": {k: v for k, v in asdict(config).items() if k not in ("checkpoint_every", "max_steps")},
             "loss": (f"LM(student, question only) + {config.kl_weight:g} * KL(teacher reading the passage || student)"
                      + (f" + {config.combine_weight:g} * LM(student reading the passage)" if config.combine_weight else "")),

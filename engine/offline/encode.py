@@ -24,7 +24,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -34,10 +34,11 @@ from engine.device import model_device
 from engine.errors import ArtifactError, InputError
 from engine.inject import inject
 from engine.models import MLP_MODULES, LoadedModel, ModelArch
+from engine.offline.frozen import FrozenBelow
 from engine.offline.records import AugmentFile, AugmentFn, AugmentRecord, FailedPassage, load_augment, save_augment
 from engine.progress import ProgressCallback, check_cancel, report
 from engine.prompts import generation_prompt, training_text
-from engine.store import EncodeConfig, LoraStore
+from engine.store import QA_VERSIONS, EncodeConfig, LoraStore
 from engine.validate import positive
 
 if TYPE_CHECKING:
@@ -128,7 +129,16 @@ def training_batches(tokenizer, record: AugmentRecord, config: EncodeConfig) -> 
     if config.layout == "reference":
         return list(tokenize(tokenizer, training_texts(tokenizer, record)))
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    if config.max_qa and len(record.qa) > config.max_qa:
+        record = replace(record, qa=spread(record.qa, config.max_qa))
     return list(pad_batches(question_examples(tokenizer, record, config.loss_on), config.batch_size, pad_id))
+
+
+def spread(items: Sequence, count: int) -> list:
+    """`count` of `items`, evenly spaced from first to last (a passage's pairs come in sentence order)."""
+    if count >= len(items):
+        return list(items)
+    return [items[round(i * (len(items) - 1) / max(count - 1, 1))] for i in range(count)]
 
 
 # --- the LoRA -------------------------------------------------------------------------------------
@@ -203,13 +213,15 @@ def train_lora(
     model = loaded.model
     total = len(ids) * config.epochs
     losses: list[float] = []
+    frozen = FrozenBelow(model, _first_adapted(adapter))
     with torch.enable_grad():
         for _epoch in range(config.epochs):
-            for item in ids:
+            for k, item in enumerate(ids):
                 check_cancel(cancel)
                 batch = Batch.of(item, device)
                 # Hooks are re-entered each step: they hold the stacked A/B, which must see the update.
-                loss = answer_loss(model, batch, adapter) if config.loss_on == "answer" else _full_loss(model, batch, adapter)
+                with frozen.step(k):
+                    loss = answer_loss(model, batch, adapter) if config.loss_on == "answer" else _full_loss(model, batch, adapter)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -296,12 +308,14 @@ def train_loras(
     steps = max(len(b) for b in batches)
     losses: list[list[float]] = [[] for _ in passages]
     total, done = steps * config.epochs, 0
+    frozen = FrozenBelow(loaded.model, _first_adapted(adapters[0]))
     with torch.enable_grad():
         for _epoch in range(config.epochs):
             for k in range(steps):
                 check_cancel(cancel)
                 active = [i for i, b in enumerate(batches) if k < len(b)]
-                per_passage = joint_loss(loaded.model, [batches[i][k] for i in active], [adapters[i] for i in active])
+                with frozen.step(k):
+                    per_passage = joint_loss(loaded.model, [batches[i][k] for i in active], [adapters[i] for i in active])
                 for i in active:
                     optimizers[i].zero_grad(set_to_none=True)
                 per_passage.sum().backward()
@@ -325,6 +339,11 @@ def _trainable(start: dict[Key, tuple[torch.Tensor, torch.Tensor]], config: Enco
              for key, (a, b) in start.items()}
     optimizer = torch.optim.AdamW([t for ab in pairs.values() for t in ab], lr=config.learning_rate)
     return Adapter(pairs, config.scale), optimizer  # type: ignore[arg-type]
+
+
+def _first_adapted(adapter: Adapter) -> int:
+    """The lowest layer the LoRA touches: the layers under it can be replayed (`FrozenBelow`)."""
+    return min(layer for layer, _ in adapter.pairs)
 
 
 def _stored(adapter: Adapter, config: EncodeConfig) -> Adapter:
@@ -467,7 +486,9 @@ def encode_records(
 
 def augment_cache_path(store: LoraStore) -> Path:
     """Augmentations made on demand, next to the model's LoRA folders (reused by every recipe with the same QA source)."""
-    name = "augment-on-demand.json" if store.config.qa == "cloze" else f"augment-on-demand-{store.config.qa}.json"
+    qa = store.config.qa
+    version = f"-v{QA_VERSIONS[qa]}" if qa in QA_VERSIONS else ""
+    name = "augment-on-demand.json" if qa == "cloze" else f"augment-on-demand-{qa}{version}.json"
     return store.dir.parent / name
 
 

@@ -26,8 +26,18 @@ _PREPOSITIONS = {"under", "over", "near", "between", "among", "across", "through
 _MONTHS = "January|February|March|April|May|June|July|August|September|October|November|December"
 _DATE = re.compile(rf"\b(?:the\s+)?(?:\w+\s+of\s+(?:{_MONTHS})|\d{{1,2}}(?:st|nd|rd|th)?\s+(?:{_MONTHS})|(?:{_MONTHS})\s+\d{{1,2}})\b")
 _YEAR = re.compile(r"^(1\d|20)\d\d$")
+COLOURS = ("red|orange|yellow|green|blue|purple|violet|pink|brown|black|white|grey|gray|gold|golden|silver|crimson|scarlet|"
+           "teal|turquoise|indigo|amber|ochre|maroon|navy|ivory|cream|beige|copper")
+_COLOUR = re.compile(rf"(?<![\w-])(?:([a-z]+)\s+)?(?:{COLOURS})(?:\s+and\s+(?:{COLOURS}))?(?![\w-])")
+"""A colour with the word that shades it ("cobalt blue", "forest green"): a fact no capital letter marks."""
+_VERBS = ("is|was|are|were|has|had|sits|sat|stands|stood|lies|lay|hangs|hung|rests|remains|rises|rose|runs|ran|shows|showed|"
+          "holds|held|guards|guarded")
+_NOUN = rf"(?!(?:{_VERBS})\b)[a-z][\w-]*"
+_SUBJECT = re.compile(rf"^(?:A|An|The)\s+((?:{_NOUN}\s+){{1,3}}{_NOUN})\s+(?:{_VERBS})\b")
+"""A sentence that opens on what it is about, not named: "A bronze otter statue sits on ..." (two words at least)."""
 _ROLE_BEFORE = re.compile(r"(?:\b(?:the|a|an)\s+)?\b([a-z][a-z-]+)\s*$")
 _FUNCTION_WORDS = {"of", "the", "a", "an", "in", "on", "at", "by", "for", "from", "with", "to", "into", "and", "or", "as",
+                   "since", "until", "before", "after", "during",
                    "is", "was", "are", "were", "be", "been", "call", "called", "named", "its", "his", "her", "their",
                    "every", "each", "some", "many", "all", "several", "more", "most", "than", "there"}
 _LEADING = _OPENERS | _PREPOSITIONS
@@ -69,15 +79,24 @@ def spans(sentence: str, title: str) -> list[tuple[int, int]]:
         found.append((match.start(), match.end()))
     for match in _NAMED.finditer(body):
         found.append((match.start(1), match.end(1)))
+    for match in _COLOUR.finditer(body):
+        shade = match.group(1)
+        found.append((match.start() if shade and shade not in _FUNCTION_WORDS | _OPENERS else match.end(1) + 1 if shade else match.start(),
+                      match.end()))
+    subject = _SUBJECT.match(body)
+    if subject is not None:
+        found.append((subject.start(1), subject.end(1)))
     for clause in _clause_ends(body):
         found.append(clause)
     seen: set[str] = set()
-    kept = []
-    for start, end in sorted(found):
+    kept: list[tuple[int, int]] = []
+    for start, end in sorted(found, key=lambda span: (span[0], -span[1])):
         text = body[start:end].strip()
         key = text.lower()
         if not text or key in seen or (title and key in title.lower()) or len(text.split()) > MAX_SPAN_WORDS:
             continue
+        if any(a < start and end == b for a, b in kept):
+            continue  # "October" ending "the ninth of October": two answers to one blank teach a blend
         seen.add(key)
         kept.append((start, end))
     return kept
@@ -114,14 +133,20 @@ def wh_phrase(before: str, answer: str) -> str:
     """The text before the answer, ending in the question word a reader would use for it.
 
     "designed by the engineer" + a name -> "designed by which engineer"; "founded in" + 1638 ->
-    "founded in which year"; otherwise "... what".
+    "founded in which year"; "held on what date", "painted what colour"; otherwise "... what".
     """
+    if before.lower() in ("", "a", "an", "the"):
+        return "What"  # the sentence's subject: "A ___ sits on the parapet" -> "What sits on the parapet"
+    if _COLOUR.fullmatch(answer) and answer.split()[-1] in COLOURS.split("|"):
+        return f"{before} what colour"
     role = _ROLE_BEFORE.search(before)
     noun = role.group(1) if role is not None else ""
     if noun and answer[:1].isupper() and noun not in _NOT_A_ROLE and not noun.endswith(("ed", "ing", "ly")):
         return f"{before[: role.start()]}which {noun}".strip()
     if _YEAR.match(answer):
         return f"{before} which year"
+    if _DATE.fullmatch(answer):
+        return f"{before} what date"
     return f"{before} what"
 
 

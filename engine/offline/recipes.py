@@ -6,7 +6,9 @@
 - `facts`: made for small models to store a passage's facts: every fact of every sentence
   asked two ways (`engine.offline.facts`), the question alone in the prompt (what PRAG is
   later asked), loss on the answer only, a higher rank in the upper layers only (backward
-  stops there: cheaper), and enough steps to fit. The README's table has what each change gave.
+  stops there, and the lower layers run once per batch, not once per epoch: `FrozenBelow`),
+  and enough steps to fit; at most 24 pairs, spread over a long passage. The README's table has
+  what each change gave.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from engine.store import EncodeConfig
 RECIPES: dict[str, EncodeConfig] = {
     "reference": EncodeConfig(),
     "facts": EncodeConfig(rank=8, alpha=16.0, learning_rate=5e-3, epochs=5, layout="question", loss_on="answer",
-                          batch_size=4, qa="facts", layers_from=0.5),
+                          batch_size=4, qa="facts", layers_from=0.5, max_qa=24),
 }
 DEFAULT_RECIPE = "facts"
 """What `prag encode`, on-demand encoding and the explorer use unless told otherwise."""

@@ -186,6 +186,14 @@ class TrainState:
     history: list[dict[str, float]] = field(default_factory=list)
     """Mean losses of each finished epoch."""
     last: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
+    """Wall time of the steps done so far, over every run that went on from a checkpoint."""
+    timed_steps: int = 0
+    """Steps `seconds` covers (checkpoints older than this field carry none)."""
+
+    @property
+    def seconds_per_step(self) -> float | None:
+        return round(self.seconds / self.timed_steps, 3) if self.timed_steps else None
 
 
 def fingerprint(loaded: LoadedModel, store: LoraStore, config: TrainConfig, examples: Sequence[Example]) -> str:
@@ -211,6 +219,7 @@ def save_checkpoint(path: Path, translator: ParameterTranslator, optimizer: torc
         "optimizer": optimizer.state_dict(),
         "epoch": state.epoch, "index": state.index, "step": state.step,
         "sums": dict(state.sums), "history": list(state.history), "last": dict(state.last),
+        "seconds": state.seconds, "timed_steps": state.timed_steps,
     }
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
@@ -233,7 +242,8 @@ def load_checkpoint(path: Path, translator: ParameterTranslator, optimizer: torc
             translator.weights[name].copy_(tensor)
     optimizer.load_state_dict(payload["optimizer"])
     return TrainState(int(payload["epoch"]), int(payload["index"]), int(payload["step"]), dict(payload["sums"]),
-                      list(payload["history"]), dict(payload["last"]))
+                      list(payload["history"]), dict(payload["last"]), float(payload.get("seconds", 0.0)),
+                      int(payload.get("timed_steps", 0)))
 
 
 def epoch_order(count: int, seed: int, epoch: int) -> list[int]:
@@ -291,10 +301,13 @@ class FitLoop:
                     raise Cancelled(f"stopped after step {state.step} of {self.epochs * steps_per_epoch}; checkpoint saved to "
                                     f"{self.ckpt}", "run the same command again to resume")
                 positions = order[state.index:state.index + batch]
+                started = time.perf_counter()
                 losses = step(positions)
                 self.optimizer.zero_grad(set_to_none=True)
                 losses["total"].backward()
                 self.optimizer.step()
+                state.seconds += time.perf_counter() - started
+                state.timed_steps += 1
                 state.last = {t: float(losses[t].detach()) for t in self.terms}
                 for t in self.terms:
                     state.sums[t] += state.last[t]
@@ -441,6 +454,7 @@ def train_translator(
             "learning_rate": config.learning_rate,
             "per_passage": config.per_passage,
             "seed": config.seed,
+            "seconds_per_step": state.seconds_per_step,
             "loss": f"lm + {config.kl_weight:g} * KL(generated || PRAG, batchmean) + {config.mse_weight:g} * sum MSE(A, B)",
             "encode_config": asdict(store.config),
         },
