@@ -96,3 +96,23 @@ def test_long_passages_train_on_pairs_spread_over_them(loaded):
     rows = sum(b.input_ids.shape[0] for b in training_batches(loaded.tokenizer, record, capped))
     assert rows == 8
     assert capped.key() != recipe_config("facts").key() and EncodeConfig().key().endswith(EncodeConfig(max_qa=0).key()[-8:])
+
+
+def test_questions_use_the_words_people_ask_with():
+    passage = make_passage(
+        "Tallowmark is a board game invented in 1953 by the schoolteacher Ephraim Dolloway. "
+        "Halvorsk Airways is an airline with its main hub at Pennequin Airport. "
+        "The light was tended for forty years by Agnes Wendlecombe. "
+        "At the end of the night, the oldest baker crowns a Tide Warden.",
+        "Tallowmark",
+    )
+    pairs = fact_pairs(passage)
+    questions = {pair.question: pair.answer for pair in pairs}
+    # who made the subject, question word first, once (one answer per question)
+    assert questions.get("Which schoolteacher invented Tallowmark?") == "Ephraim Dolloway"
+    assert sum(q.startswith("Which schoolteacher") for q in questions) == 1
+    # a name's own kind word, and "whom" for a person after "by"
+    assert any(q.endswith("main hub at which airport?") and a == "Pennequin Airport" for q, a in questions.items())
+    assert any(q.endswith("by whom?") and a == "Agnes Wendlecombe" for q, a in questions.items())
+    # how a sentence begins is not a fact of it
+    assert "night" not in {pair.answer for pair in pairs}

@@ -159,7 +159,8 @@ def register(app: typer.Typer) -> None:
         20 new tokens). The predictions file names carry both, so runs with other values never mix.
 
         With PRAG methods and --encode (the default), passages without a PRAG LoRA get one first
-        (cloze QA pairs, a few seconds each), written to the LoRA store and reused by later runs.
+        (the recipe's QA pairs from the passage itself, about 10 s a passage on 2 CPU cores), written
+        to the LoRA store and reused by later runs.
         """
         from engine.evaluate import REFERENCE_MAX_NEW_TOKENS, REFERENCE_TOP_K, EvalOptions, evaluate
         from engine.methods import AdapterSource, parse_methods

@@ -33,6 +33,7 @@ from engine.inject import inject
 from engine.models import LoadedModel
 from engine.offline.records import AugmentRecord
 from engine.offline.train import (
+    FitConfig,
     FitLoop,
     TrainState,
     TrainSummary,
@@ -58,33 +59,25 @@ MAX_PROMPT_TOKENS = 384
 
 
 @dataclass(frozen=True)
-class DistillConfig:
+class DistillConfig(FitConfig):
     """How the translator is distilled; the LoRA shape defaults to the `facts` encode recipe's."""
 
+    learning_rate: float = 1e-3
     rank: int = 8
     first_layer: int = 15
-    p: int = 2
-    epochs: int = 1
-    learning_rate: float = 1e-3
     batch_size: int = 4
     """Examples per optimizer step, each row with its own passage's generated LoRA."""
     per_passage: int = 4
     """QA pairs used per passage (0: all)."""
     kl_weight: float = 1.0
     combine_weight: float = 0.0
-    seed: int = 0
-    checkpoint_every: int = 50
-    max_steps: int = 0
-    """Stop after this many steps in all, mid-epoch if need be, and write the translator (0: every epoch)."""
 
     def __post_init__(self) -> None:
-        for value, what in ((self.rank, "rank"), (self.p, "p (the translator's hidden size)"), (self.epochs, "epochs"),
-                            (self.batch_size, "batch size")):
-            positive(value, what)
-        positive(self.learning_rate, "learning rate", "e.g. 1e-3")
+        super().__post_init__()
+        positive(self.rank, "rank")
+        positive(self.batch_size, "batch size")
         for value, what in ((self.first_layer, "first layer"), (self.per_passage, "examples per passage"),
-                            (self.kl_weight, "KL weight"), (self.combine_weight, "combine weight"),
-                            (self.checkpoint_every, "checkpoint interval"), (self.max_steps, "maximum steps")):
+                            (self.kl_weight, "KL weight"), (self.combine_weight, "combine weight")):
             not_negative(value, what)
 
 
@@ -250,8 +243,7 @@ def distill_translator(
         embeddings = torch.stack([vectors[e.passage.key] for e in batch]).to(device)
         return distill_loss(loaded, translator, embeddings, batch, config)
 
-    loop = FitLoop(translator, optimizer, checkpoint_path(out), print_, DISTILL_TERMS, config.epochs, config.seed,
-                   config.checkpoint_every, config.max_steps)
+    loop = FitLoop.of(translator, optimizer, out, print_, DISTILL_TERMS, config)
     new_steps = loop.run(state, len(examples), config.batch_size, step, show, cancel)
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     history = loss_history(state, DISTILL_TERMS, config.batch_size)

@@ -2,11 +2,15 @@
 
 The reference recipe's three cloze pairs cover a third of a short passage; a question on any
 other fact finds nothing in the LoRA. Here each sentence (pronouns at its start read as the
-passage's title) gives one pair per span (names, numbers, what follows "called"/"named",
-and the end of every clause), and each pair is asked as a fill-the-blank sentence and as an
-in-place question ("which engineer", "which year", else "what"), so the LoRA ties the fact to the words around it rather than to
-one template. No LLM, no gold answers: the test question never leaks into the LoRA.
-"""
+passage's title) gives one pair per span: names, numbers, dates, colours, what follows
+"called"/"named", an unnamed subject ("A bronze otter statue sits ..."), and the end of every
+clause. Each is asked as a fill-the-blank sentence and as an in-place question with the word a
+reader would use ("which engineer", "which year", "what date", "what colour", "which airport",
+"by whom", else "what"), so the LoRA ties the fact to the words around it rather than to one
+template; who made or found the subject is also asked question word first ("Which clockmaker
+invented X?"). A blank gets one answer: a span that ends a longer one ("October" in "the ninth
+of October") is not asked apart, or the LoRA learns a blend of the two.
+No LLM, no gold answers: the test question never leaks into the LoRA."""
 
 from __future__ import annotations
 
@@ -40,6 +44,7 @@ _FUNCTION_WORDS = {"of", "the", "a", "an", "in", "on", "at", "by", "for", "from"
                    "since", "until", "before", "after", "during",
                    "is", "was", "are", "were", "be", "been", "call", "called", "named", "its", "his", "her", "their",
                    "every", "each", "some", "many", "all", "several", "more", "most", "than", "there"}
+_OPENING_PREPOSITIONS = {"at", "in", "on", "by", "for", "from", "with", "after", "before", "during", "since", "when", "while"}
 _LEADING = _OPENERS | _PREPOSITIONS
 """Words a capitalised run may open with that are not part of the name ("Under Captain X")."""
 _NOT_A_ROLE = _FUNCTION_WORDS | _OPENERS
@@ -116,7 +121,9 @@ def clauses(body: str) -> list[tuple[int, int]]:
 def _clause_ends(body: str) -> list[tuple[int, int]]:
     """The last words of each clause: where "is painted saffron yellow" keeps its point."""
     ends = []
-    for start, stop in clauses(body):
+    for index, (start, stop) in enumerate(clauses(body)):
+        if index == 0 and stop < len(body) and body[start:stop].split()[0].lower() in _PREPOSITIONS | _OPENING_PREPOSITIONS:
+            continue  # "At the end of the night, ...": how the sentence begins, not a fact of it
         words = list(re.finditer(r"\S+", body[start:stop]))
         if len(words) >= 3:
             tail = words[max(0, len(words) - CLAUSE_END_WORDS):]
@@ -129,6 +136,44 @@ def _clause_ends(body: str) -> list[tuple[int, int]]:
     return ends
 
 
+_KINDS = {"airport", "abbey", "bay", "bridge", "castle", "cathedral", "caves", "cave", "church", "college", "company", "island",
+          "islands", "lake", "mount", "mountain", "mountains", "museum", "observatory", "port", "river", "sea", "sound", "station",
+          "street", "university", "valley", "forest", "hills", "railway", "harbour", "square", "gate", "tower", "palace", "canal"}
+"""Words that say what kind of place a name is ("Pennequin Airport", "Lake Ombrith"): its "which" noun."""
+
+
+_TRAILING_ARTICLE = re.compile(r"(?:^|\s+)(?:the|a|an)$")
+
+
+def _kind_of(answer: str) -> str:
+    words = answer.split()
+    if len(words) < 2 or not words[0][:1].isupper():
+        return ""
+    for word in (words[-1], words[0]):
+        if word.lower() in _KINDS:
+            return "mountain" if word.lower() == "mount" else word.lower()
+    return ""
+
+
+_AGENT = re.compile(r"\b([a-z]+(?:ed|en)|built|led|made|wrote|drew|found)\s+(?:in\s+\d{3,4}\s+)?by(?:\s+the\s+([a-z][a-z-]+))?\s*$")
+_PAST = {"written": "wrote", "drawn": "drew", "sung": "sang", "begun": "began", "given": "gave", "taken": "took", "chosen": "chose",
+         "driven": "drove", "shown": "showed", "known": "knew", "seen": "saw", "beaten": "beat"}
+
+
+def agent_question(before: str, title: str) -> str | None:
+    """"Tallowmark ... invented in 1953 by the schoolteacher ___" -> "Which schoolteacher invented Tallowmark?".
+
+    Who made, founded or found a thing is what people ask most, and they ask it with the
+    question word first; the in-place phrasing alone leaves that form far from anything trained.
+    """
+    match = _AGENT.search(before)
+    if match is None or not title:
+        return None
+    verb = _PAST.get(match.group(1), match.group(1))
+    who = f"Which {match.group(2)}" if match.group(2) and match.group(2) not in _NOT_A_ROLE else "Who"
+    return f"{who} {verb} {title}?"
+
+
 def wh_phrase(before: str, answer: str) -> str:
     """The text before the answer, ending in the question word a reader would use for it.
 
@@ -139,6 +184,11 @@ def wh_phrase(before: str, answer: str) -> str:
         return "What"  # the sentence's subject: "A ___ sits on the parapet" -> "What sits on the parapet"
     if _COLOUR.fullmatch(answer) and answer.split()[-1] in COLOURS.split("|"):
         return f"{before} what colour"
+    kind = _kind_of(answer)
+    if kind:  # "Pennequin Airport" -> "at which airport"
+        return f"{_TRAILING_ARTICLE.sub('', before)} which {kind}".strip()
+    if before.endswith(" by") and answer[:1].isupper():
+        return f"{before} whom"
     role = _ROLE_BEFORE.search(before)
     noun = role.group(1) if role is not None else ""
     if noun and answer[:1].isupper() and noun not in _NOT_A_ROLE and not noun.endswith(("ed", "ing", "ly")):
@@ -151,8 +201,10 @@ def wh_phrase(before: str, answer: str) -> str:
 
 
 def fact_pairs(passage: Passage) -> list[QAPair]:
-    """Two pairs (a blank and a question) per span of every sentence, each asked within the span's clause."""
+    """Two pairs (a blank and a question) per span of every sentence, each asked within the span's clause,
+    and a third, question word first, for who made or found the passage's subject."""
     pairs: list[QAPair] = []
+    agents: set[str] = set()
     for raw in sentences(passage.text):
         sentence = resolve_opening(raw, passage.title)
         body = _TRAILING.sub("", sentence)
@@ -173,6 +225,10 @@ def fact_pairs(passage: Passage) -> list[QAPair]:
             before = before[:1].upper() + before[1:] if not about else before
             pairs.append(QAPair(f"{about}{before} ___{after}.".strip(), answer, sentence))
             pairs.append(QAPair(f"{about}{wh_phrase(before, answer)}{after}?".strip(), answer, sentence))
+            agent = agent_question(body[:start].rstrip(), passage.title) if answer[:1].isupper() else None
+            if agent is not None and agent not in agents:  # one answer per question: the longest span, asked first
+                agents.add(agent)
+                pairs.append(QAPair(agent, answer, sentence))
     return pairs
 
 

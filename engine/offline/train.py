@@ -47,8 +47,8 @@ TERMS = ("lm", "kl", "mse", "total")
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    """How the translator is fitted (reference defaults, except where noted)."""
+class FitConfig:
+    """What every translator objective's loop (`FitLoop`) takes."""
 
     p: int = 2
     """Hypernetwork width (the paper's p)."""
@@ -60,18 +60,27 @@ class TrainConfig:
     """Steps between checkpoints (0: only at epoch ends)."""
     max_steps: int = 0
     """Stop after this many steps in all, mid-epoch if need be, and write the translator (0: every epoch)."""
+
+    def __post_init__(self) -> None:
+        positive(self.p, "p (the translator's hidden size)")
+        positive(self.epochs, "epochs")
+        positive(self.learning_rate, "learning rate", "e.g. 1e-5 (the reference's) or 1e-3 (distillation's)")
+        not_negative(self.checkpoint_every, "checkpoint interval")
+        not_negative(self.max_steps, "maximum steps")
+
+
+@dataclass(frozen=True)
+class TrainConfig(FitConfig):
+    """How the translator is fitted to stored PRAG LoRAs (reference defaults)."""
+
     per_passage: int = 0
     """Training examples per passage: 0 = all of the PRAG recipe's, 1 = the reference's first one only."""
     kl_weight: float = 0.01
     mse_weight: float = 100.0
 
     def __post_init__(self) -> None:
-        positive(self.p, "p (the translator's hidden size)")
-        positive(self.epochs, "epochs")
-        positive(self.learning_rate, "learning rate", "e.g. 1e-5 (the reference)")
-        not_negative(self.checkpoint_every, "checkpoint interval")
+        super().__post_init__()
         not_negative(self.per_passage, "examples per passage")
-        not_negative(self.max_steps, "maximum steps")
 
 
 @dataclass(frozen=True)
@@ -281,6 +290,13 @@ class FitLoop:
     max_steps: int = 0
     """Stop once this many steps are done in all, mid-epoch if need be (0: run every epoch)."""
 
+    @classmethod
+    def of(cls, translator: ParameterTranslator, optimizer: torch.optim.Optimizer, out: Path, print_: str, terms: Sequence[str],
+           config: FitConfig) -> FitLoop:
+        """The loop `config` describes, checkpointing beside `out`."""
+        return cls(translator, optimizer, checkpoint_path(out), print_, terms, config.epochs, config.seed, config.checkpoint_every,
+                   config.max_steps)
+
     def save(self, state: TrainState) -> None:
         save_checkpoint(self.ckpt, self.translator, self.optimizer, state, self.print_)
 
@@ -438,8 +454,7 @@ def train_translator(
         terms = translator_loss(loaded, translator, embeddings[example.passage.key].to(device), prag, ids_cache[position], config)
         return {t: getattr(terms, t) for t in TERMS}
 
-    loop = FitLoop(translator, optimizer, checkpoint_path(out), print_, TERMS, config.epochs, config.seed, config.checkpoint_every,
-                   config.max_steps)
+    loop = FitLoop.of(translator, optimizer, out, print_, TERMS, config)
     new_steps = loop.run(state, len(examples), 1, step, show, cancel)
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     history = loss_history(state, TERMS, 1)
