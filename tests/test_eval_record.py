@@ -67,3 +67,23 @@ def test_the_table_goes_into_our_translators_sidecar_only(tmp_path):
     assert meta["evaluation"]["popqa-dev"]["methods"]["dyprag"]["f1"] == 0.75
     assert meta["evaluation"]["popqa-dev"]["predictions"] == "popqa.record.jsonl"
     assert not record_in_sidecar(tmp_path / "reference.pt", result, tmp_path / "x.jsonl", "prag eval ...")
+
+
+SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+
+
+@pytest.mark.parametrize("record, data", [
+    ("fictional.record.jsonl", None),
+    ("popqa-dev-200.record.jsonl", SHARED_DATA / "popqa-dev.jsonl"),
+    ("nqswap-dev-200.record.jsonl", SHARED_DATA / "nqswap-dev.jsonl"),
+])
+def test_the_readme_results_are_the_shipped_records(record, data):
+    """Every row of the README's result tables is what `--rescore` makes of the shipped record: no figure typed in."""
+    from engine.cli.eval_cmd import markdown_table
+
+    if data is not None and not data.is_file():
+        pytest.skip(f"{data} is not beside this checkout")  # the data sets live in ../shared, never in the repo
+    root = Path(__file__).resolve().parent.parent
+    rows = [line for line in markdown_table(rescore(root / "assets" / "results" / record, data)).splitlines() if line.startswith("| ")]
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    assert len(rows) > 2 and all(row in readme for row in rows), [row for row in rows if row not in readme]

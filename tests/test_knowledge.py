@@ -53,4 +53,4 @@ def test_prag_alone_answers_most_fictional_questions(fictional_runs):
     right = [contains_any(prag.text, item.answers) for item, _, prag, _ in fictional_runs]
     guessed = [contains_any(vanilla.text, item.answers) for item, vanilla, _, _ in fictional_runs]
     print("prag:", [prag.text for _, _, prag, _ in fictional_runs])
-    assert sum(right) > len(right) / 2 and sum(guessed) <= 1, (right, guessed)  # most, where vanilla guesses none
+    assert sum(right) >= len(right) * 2 / 3 and sum(guessed) <= 1, (right, guessed)  # most, where vanilla guesses none

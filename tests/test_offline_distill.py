@@ -140,3 +140,5 @@ def test_max_steps_writes_a_partial_translator_and_a_later_run_goes_on(loaded, d
     rest = distill_translator(loaded, records, root / "embeddings", out, CONFIG, info={"command": "test"})
     assert rest.resumed_from == 3 and rest.new_steps == 1
     assert same_files(out.parent, uninterrupted[0].parent, "translator.safetensors")
+    training = json.loads(out.with_suffix(".json").read_text())["training"]
+    assert training["timed_steps"] == 4 and training["seconds_per_step"] > 0  # the first run's steps are timed too
