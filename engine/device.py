@@ -125,6 +125,19 @@ def resolve_dtype(spec: str | None, device: str) -> str:
     return name
 
 
+def check_names(device: str | None, dtype: str | None) -> None:
+    """Refuse a device or dtype nobody could mean, without importing torch (a second at startup).
+
+    Whether this machine has the device, and runs the dtype, is `resolve`'s to say when the model loads.
+    """
+    name = (device or "auto").strip().lower()
+    if name != "auto" and _DEVICE.match(name) is None:
+        raise InputError(f"unknown device {device!r}", "use auto, cpu, cuda, cuda:N or mps")
+    kind = _DTYPE_ALIASES.get((dtype or "auto").strip().lower(), (dtype or "auto").strip().lower())
+    if kind != "auto" and kind not in DTYPES:
+        raise InputError(f"unknown dtype {dtype!r}", "use auto, float32, bfloat16 or float16")
+
+
 def resolve(device: str | None, dtype: str | None) -> Placement:
     """Both settings at once, device first (the dtype's check depends on it)."""
     where = resolve_device(device)

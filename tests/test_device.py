@@ -15,7 +15,7 @@ import torch
 from engine.adapters import from_state_dict, load_adapter
 from engine.config import load_settings
 from engine.corpus import load_corpus
-from engine.device import Placement, resolve, resolve_device, resolve_dtype
+from engine.device import Placement, check_names, resolve, resolve_device, resolve_dtype
 from engine.errors import InputError
 from engine.explorer import AskRequest
 from engine.inject import inject
@@ -50,6 +50,20 @@ def test_auto_resolves_to_what_this_machine_has():
 def test_bad_devices_and_dtypes_are_one_input_error(device, dtype, needle):
     with pytest.raises(InputError, match=needle):
         resolve(device, dtype)
+
+
+def test_names_are_checked_without_torch_for_the_tui():
+    """`prag tui` refuses a misspelt device or dtype before the app opens, without the second torch's import takes."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from engine.device import check_names; check_names('cuda:1', 'bf16'); check_names(None, None); "
+            "print('torch' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+    for device, dtype, needle in (("tpu", "auto", "unknown device"), ("cpu", "int4", "unknown dtype")):
+        with pytest.raises(InputError, match=needle):
+            check_names(device, dtype)
+    assert_one_line_error(run_cli("tui", "--device", "tpu", timeout=120), "unknown device")
 
 
 def test_a_dtype_the_device_cannot_run_is_one_input_error(monkeypatch):

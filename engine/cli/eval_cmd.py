@@ -212,7 +212,7 @@ def register(app: typer.Typer) -> None:
                 # Said once the QA file has passed its checks (so a bad file still fails on one line), before any model loads.
                 progress = say_first(progress, f"note: PRAG LoRAs missing from the store {settings.store_dir} are encoded first "
                                                f"(recipe {settings.recipe}: QA pairs from the passage's own sentences, "
-                                               "seconds a passage, kept for later runs); "
+                                               "about 10 s a passage on 2 CPU cores, kept for later runs); "
                                                "--no-encode reports them as errors instead")
             if ray:
                 from engine.distributed import RayOptions, evaluate_on_ray

@@ -74,7 +74,7 @@ def register(app: typer.Typer) -> None:
         The questions browser lists --data (default: sample_corpus/questions.jsonl); --rerank is the
         passage selection the explorer starts with (ctrl+g switches it).
         """
-        from engine.device import resolve
+        from engine.device import check_names
         from engine.offline.recipes import recipe_config
         from engine.rerank import check_mode
 
@@ -92,8 +92,8 @@ def register(app: typer.Typer) -> None:
                                  device=device, dtype=dtype,
                                  model=model, corpus=corpus, index=index, translator=translator, store=store, top_k=top_k,
                                  max_new_tokens=max_new_tokens, recipe=recipe)
-        recipe_config(settings.recipe)  # an unknown recipe or device fails here, on one line, before the app opens
-        resolve(settings.device, settings.dtype)
+        recipe_config(settings.recipe)  # an unknown recipe, device or dtype fails here, on one line, before the app opens
+        check_names(settings.device, settings.dtype)  # whether this machine has it: when the model loads, off the UI thread
         from tui.app import PragApp  # deferred: Textual is only needed here
 
         app = PragApp(settings, data=data, encode_missing=encode, export_dir=export_dir, rerank=rerank, candidates=candidates,
