@@ -63,7 +63,7 @@ def arch_tiny() -> ModelArch:
 
 def sidecar(out: Path) -> dict:
     data = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
-    for key in ("command", "data_files", "aug_model"):  # how it was called, not what it learned
+    for key in ("command", "data_files", "aug_model", "seconds_per_step"):  # how it was called and how fast, not what it learned
         data["training"].pop(key, None)
     return data
 
