@@ -159,7 +159,7 @@ def register(app: typer.Typer) -> None:
         20 new tokens). The predictions file names carry both, so runs with other values never mix.
 
         With PRAG methods and --encode (the default), passages without a PRAG LoRA get one first
-        (the recipe's QA pairs from the passage itself, about 10 s a passage on 2 CPU cores), written
+        (the recipe's QA pairs from the passage itself, 10-25 s a passage on 2 CPU cores), written
         to the LoRA store and reused by later runs.
         """
         from engine.evaluate import REFERENCE_MAX_NEW_TOKENS, REFERENCE_TOP_K, EvalOptions, evaluate
@@ -212,7 +212,7 @@ def register(app: typer.Typer) -> None:
                 # Said once the QA file has passed its checks (so a bad file still fails on one line), before any model loads.
                 progress = say_first(progress, f"note: PRAG LoRAs missing from the store {settings.store_dir} are encoded first "
                                                f"(recipe {settings.recipe}: QA pairs from the passage's own sentences, "
-                                               "about 10 s a passage on 2 CPU cores, kept for later runs); "
+                                               "10-25 s a passage on 2 CPU cores, kept for later runs); "
                                                "--no-encode reports them as errors instead")
             if ray:
                 from engine.distributed import RayOptions, evaluate_on_ray

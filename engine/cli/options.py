@@ -91,7 +91,7 @@ Order = Annotated[str, typer.Option(
 
 Encode = Annotated[bool, typer.Option(
     "--encode/--no-encode",
-    help="Encode missing PRAG LoRAs on demand (the recipe's QA pairs from the passage itself, about 10 s a passage "
+    help="Encode missing PRAG LoRAs on demand (the recipe's QA pairs from the passage itself, 10-25 s a passage "
          "on 2 CPU cores, kept in the store); --no-encode reports them as errors.")]
 AugmentInput = Annotated[Path, typer.Option(
     "--augment", "-a", help="Augmentation JSON from `prag augment` (or the reference PRAG file).")]
