@@ -21,7 +21,7 @@ from engine.adapters import Adapter, check_adapter, keep_layers, merge_mean, mer
 from engine.answers import Answer, AnswerUpdate, CandidateScore, Comparison, Status, UpdateCallback
 from engine.corpus import Passage
 from engine.errors import ArtifactError, InputError, PragError
-from engine.methods import MERGES, METHODS, ORDERS, AdapterSource, Method, PromptKind, check_choice, parse_layers
+from engine.methods import DEFAULT_MERGE, MERGES, METHODS, ORDERS, AdapterSource, Method, PromptKind, check_choice, parse_layers
 from engine.models import DEFAULT_MODEL_ID, LoadedModel
 from engine.progress import Progress, ProgressCallback
 from engine.prompts import clean_answer, generation_prompt
@@ -69,7 +69,7 @@ class AskRequest:
     """Candidate answers whose log-probability every method's prompt gives them (the probes)."""
     layers: tuple[int, int] | None = None
     """Inject PRAG/DyPRAG LoRAs only into these layers (inclusive); None = all."""
-    merge: str = "sum"
+    merge: str = DEFAULT_MERGE
     """How the passages' PRAG LoRAs combine (engine.methods.MERGES)."""
     order: str = "best-last"
     """Passage order in the prompt (engine.methods.ORDERS): best nearest the question by default."""
@@ -199,7 +199,7 @@ class Explorer:
     # --- adapters -----------------------------------------------------------------
 
     def prag_adapter(self, passages: Sequence[Passage], on_progress: ProgressCallback | None = None,
-                     cancel: threading.Event | None = None, encode_missing: bool = False, merge: str = "sum",
+                     cancel: threading.Event | None = None, encode_missing: bool = False, merge: str = DEFAULT_MERGE,
                      weights: Sequence[float] | None = None) -> Adapter:
         """Stored LoRAs of the passages, merged (sum, mean or `weights`-weighted); missing ones encoded first when allowed."""
         missing = [p for p in passages if not self.store.has(p)]
@@ -242,7 +242,7 @@ class Explorer:
         *,
         scores: Sequence[str] = (),
         layers: tuple[int, int] | None = None,
-        merge: str = "sum",
+        merge: str = DEFAULT_MERGE,
         order: str = "best-last",
     ) -> Comparison:
         """Every method as one row of one batched generation on `hits` (see `AskRequest` for the options)."""

@@ -31,7 +31,7 @@ from textual.worker import Worker, WorkerState
 from engine.config import Settings, load_settings
 from engine.corpus import sample_questions_path
 from engine.errors import PragError
-from engine.methods import MERGES, METHODS, ORDERS
+from engine.methods import DEFAULT_MERGE, MERGES, METHODS, ORDERS
 from engine.offline.recipes import RECIPES
 from engine.progress import Progress
 from engine.rerank import check_mode
@@ -68,7 +68,7 @@ class PragApp(App[None]):
         remember_history: bool = True,
         rerank: str = "none",
         candidates: int = 10,
-        merge: str = "sum",
+        merge: str = DEFAULT_MERGE,
         order: str = "best-last",
         layers: tuple[int, int] | None = None,
     ) -> None:

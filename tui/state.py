@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from engine.methods import METHODS
+from engine.methods import DEFAULT_MERGE, METHODS
 
 if TYPE_CHECKING:
     from engine.qa import QAItem
@@ -45,7 +45,7 @@ class RunOptions:
     recipe: str | None = None
     """PRAG encode recipe whose LoRAs PRAG reads and encodes (engine.offline.recipes); None = the engine's own
     (`--recipe`, PRAG_RECIPE, the config file)."""
-    merge: str = "sum"
+    merge: str = DEFAULT_MERGE
     """How the passages' PRAG LoRAs combine (engine.methods.MERGES)."""
     order: str = "best-last"
     """Passage order in the prompt (engine.methods.ORDERS)."""

@@ -19,6 +19,7 @@ from engine.cli.common import (
     quiet_libraries,
     settings_from,
 )
+from engine.methods import DEFAULT_MERGE
 
 
 def _norm_summary(norms: list[dict] | None) -> str:
@@ -88,7 +89,7 @@ def register(app: typer.Typer) -> None:
             help="A candidate answer to score: every method reports the log-probability its own prompt gives it "
                  "(repeat for several).")] = None,
         layers: options.Layers = None,
-        merge: options.Merge = "sum",
+        merge: options.Merge = DEFAULT_MERGE,
         order: options.Order = "best-last",
         as_json: options.AsJson = False,
     ) -> None:

@@ -24,6 +24,7 @@ from engine.cli.common import (
     settings_from,
 )
 from engine.errors import InputError
+from engine.methods import DEFAULT_MERGE
 from engine.validate import not_negative
 
 if TYPE_CHECKING:
@@ -133,7 +134,7 @@ def register(app: typer.Typer) -> None:
         reranker_model: options.RerankerModel = None,
         recipe: options.Recipe = None,
         layers: options.Layers = None,
-        merge: options.Merge = "sum",
+        merge: options.Merge = DEFAULT_MERGE,
         order: options.Order = "best-last",
         probes: Annotated[bool, typer.Option(
             "--probes/--no-probes", help="Score the gold (and conflict) answers' log-probability under every method.")] = True,

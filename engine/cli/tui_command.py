@@ -22,6 +22,7 @@ from engine.cli.common import (
     positive_flag,
     settings_from,
 )
+from engine.methods import DEFAULT_MERGE
 
 
 def _with_reranker(reranker_model: Path):
@@ -66,7 +67,7 @@ def register(app: typer.Typer) -> None:
         reranker_model: options.RerankerModel = None,
         recipe: options.Recipe = None,
         layers: options.Layers = None,
-        merge: options.Merge = "sum",
+        merge: options.Merge = DEFAULT_MERGE,
         order: options.Order = "best-last",
     ) -> None:
         """Open the terminal explorer: passages, six methods side by side, LoRA norms, knowledge conflicts.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.methods import METHODS, Method
+from engine.methods import DEFAULT_MERGE, METHODS, Method
 
 REFERENCE_MAX_NEW_TOKENS = 20
 """The reference's generation budget for direct answers."""
@@ -43,7 +43,7 @@ class EvalOptions:
     """A local instruct model for dynamic reranking; None = the answering model."""
     probes: bool = True
     """Score the gold (and conflict) answers' log-probability under every method (engine.probes)."""
-    merge: str = "sum"
+    merge: str = DEFAULT_MERGE
     """How the passages' PRAG LoRAs combine (engine.methods.MERGES)."""
     order: str = "best-last"
     """Passage order in the prompt (engine.methods.ORDERS)."""
