@@ -63,16 +63,30 @@ def _mps_available() -> bool:
     return bool(backend is not None and backend.is_available())
 
 
+def _device_name(spec: str | None) -> str:
+    """The spelling of a device, checked: "auto", "cpu", "mps", "cuda" or "cuda:N" (whether it exists is not asked)."""
+    name = (spec or "auto").strip().lower()
+    if name != "auto" and _DEVICE.match(name) is None:
+        raise InputError(f"unknown device {spec!r}", "use auto, cpu, cuda, cuda:N or mps")
+    return name
+
+
+def _dtype_name(spec: str | None) -> str:
+    """The dtype a spelling means ("bf16" -> "bfloat16"), checked against DTYPES."""
+    name = (spec or "auto").strip().lower()
+    name = _DTYPE_ALIASES.get(name, name)
+    if name not in DTYPES:
+        raise InputError(f"unknown dtype {spec!r}", "use auto, float32, bfloat16 or float16")
+    return name
+
+
 def resolve_device(spec: str | None) -> str:
     """"auto" / "cpu" / "cuda" / "cuda:N" / "mps" -> a device string that exists here, or one line saying why not."""
-    name = (spec or "auto").strip().lower()
+    name = _device_name(spec)
     if name == "auto":
         if _cuda_count():
             return "cuda:0"
         return "mps" if _mps_available() else "cpu"
-    match = _DEVICE.match(name)
-    if match is None:
-        raise InputError(f"unknown device {spec!r}", "use auto, cpu, cuda, cuda:N or mps")
     if name == "cpu":
         return "cpu"
     if name == "mps":
@@ -82,7 +96,7 @@ def resolve_device(spec: str | None) -> str:
     count = _cuda_count()
     if not count:
         raise InputError(f"device {name} is not available: torch sees no CUDA GPU here", "use --device cpu (or auto)")
-    index = int(match.group(2) or 0)
+    index = int(_DEVICE.match(name).group(2) or 0)
     if index >= count:
         raise InputError(f"device {name} does not exist: this machine has {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}",
                          "pick one of those, or --device auto")
@@ -110,14 +124,11 @@ def _runs(device: str, dtype: str) -> bool:
 
 def resolve_dtype(spec: str | None, device: str) -> str:
     """The dtype to load the model in on `device`; one line when the device cannot run it."""
-    name = (spec or "auto").strip().lower()
-    name = _DTYPE_ALIASES.get(name, name)
+    name = _dtype_name(spec)
     if name == "auto":
         if device == "cpu":
             return "float32"
         return "bfloat16" if _native_bfloat16(device) else "float16"
-    if name not in DTYPES:
-        raise InputError(f"unknown dtype {spec!r}", "use auto, float32, bfloat16 or float16")
     if name == "bfloat16" and device.startswith("cuda") and not _native_bfloat16(device):
         raise InputError(f"{device} cannot run bfloat16 (the GPU predates it)", "use --dtype float16 or float32")
     if name != "float32" and not _runs(device, name):
@@ -130,12 +141,8 @@ def check_names(device: str | None, dtype: str | None) -> None:
 
     Whether this machine has the device, and runs the dtype, is `resolve`'s to say when the model loads.
     """
-    name = (device or "auto").strip().lower()
-    if name != "auto" and _DEVICE.match(name) is None:
-        raise InputError(f"unknown device {device!r}", "use auto, cpu, cuda, cuda:N or mps")
-    kind = _DTYPE_ALIASES.get((dtype or "auto").strip().lower(), (dtype or "auto").strip().lower())
-    if kind != "auto" and kind not in DTYPES:
-        raise InputError(f"unknown dtype {dtype!r}", "use auto, float32, bfloat16 or float16")
+    _device_name(device)
+    _dtype_name(dtype)
 
 
 def resolve(device: str | None, dtype: str | None) -> Placement:
