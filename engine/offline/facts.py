@@ -32,7 +32,7 @@ _DATE = re.compile(rf"\b(?:the\s+)?(?:\w+\s+of\s+(?:{_MONTHS})|\d{{1,2}}(?:st|nd
 _YEAR = re.compile(r"^(1\d|20)\d\d$")
 COLOURS = ("red|orange|yellow|green|blue|purple|violet|pink|brown|black|white|grey|gray|gold|golden|silver|crimson|scarlet|"
            "teal|turquoise|indigo|amber|ochre|maroon|navy|ivory|cream|beige|copper")
-_COLOUR = re.compile(rf"(?<![\w-])(?:([a-z]+)\s+)?(?:{COLOURS})(?:\s+and\s+(?:{COLOURS}))?(?![\w-])")
+_COLOUR = re.compile(rf"(?<![\w-])(?:([a-z]+)\s+)?(?P<colour>{COLOURS})(?:\s+and\s+(?:{COLOURS}))?(?![\w-])")
 """A colour with the word that shades it ("cobalt blue", "forest green"): a fact no capital letter marks."""
 _VERBS = ("is|was|are|were|has|had|sits|sat|stands|stood|lies|lay|hangs|hung|rests|remains|rises|rose|runs|ran|shows|showed|"
           "holds|held|guards|guarded")
@@ -86,8 +86,9 @@ def spans(sentence: str, title: str) -> list[tuple[int, int]]:
         found.append((match.start(1), match.end(1)))
     for match in _COLOUR.finditer(body):
         shade = match.group(1)
-        found.append((match.start() if shade and shade not in _FUNCTION_WORDS | _OPENERS else match.end(1) + 1 if shade else match.start(),
-                      match.end()))
+        # "a red fox": the article is not part of the colour
+        start = match.start("colour") if shade and shade in _FUNCTION_WORDS | _OPENERS else match.start()
+        found.append((start, match.end()))
     subject = _SUBJECT.match(body)
     if subject is not None:
         found.append((subject.start(1), subject.end(1)))
@@ -182,7 +183,7 @@ def wh_phrase(before: str, answer: str) -> str:
     """
     if before.lower() in ("", "a", "an", "the"):
         return "What"  # the sentence's subject: "A ___ sits on the parapet" -> "What sits on the parapet"
-    if _COLOUR.fullmatch(answer) and answer.split()[-1] in COLOURS.split("|"):
+    if _COLOUR.fullmatch(answer):
         return f"{before} what colour"
     kind = _kind_of(answer)
     if kind:  # "Pennequin Airport" -> "at which airport"

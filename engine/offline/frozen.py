@@ -5,11 +5,11 @@ a given batch their output (and the keys and values they put in a KV cache) is t
 every epoch. `FrozenBelow` runs them once per batch, keeps the output of layer first-1 and the
 cache entries they wrote, and on every later pass of that batch skips them: the layer under
 the first adapted one hands back what it returned before. The result is bit-for-bit what the
-full pass gives (tests/test_offline_encode.py); with the facts recipe (upper half adapted) it
+full pass gives (tests/test_offline_frozen.py); with the facts recipe (upper half adapted) it
 saves a third of each step after the first epoch.
 
-It works through the model's own layer list: the lower layers are swapped for stand-ins while
-a step runs and put back after, even when the step raises. The cache is written through the
+It works through each lower layer's own `forward`: a stand-in takes its place while a step
+runs and is removed after, even when the step raises. The cache is written through the
 public `Cache.update`, as an attention layer writes it, so any cache layout (sliding windows
 included) stays consistent.
 """
