@@ -27,7 +27,7 @@ _REFERENCE_LAYOUT = {"layout": "reference", "loss_on": "all", "batch_size": 1, "
 """The fields the reference recipe leaves at these values are not hashed: its store folders keep their names."""
 
 
-QA_VERSIONS = {"facts": 2}
+QA_VERSIONS = {"facts": 3}
 """Generators of QA pairs whose output changed: the version goes into store keys and on-demand caches.
 2: colours and unnamed subjects asked for; "what date", "which airport", "by whom" and "Which engineer
 designed X?" phrasings; a span that ends a longer one is no longer asked apart (one answer per blank)."""

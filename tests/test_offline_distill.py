@@ -142,3 +142,20 @@ def test_max_steps_writes_a_partial_translator_and_a_later_run_goes_on(loaded, d
     assert same_files(out.parent, uninterrupted[0].parent, "translator.safetensors")
     training = json.loads(out.with_suffix(".json").read_text())["training"]
     assert training["timed_steps"] == 4 and training["seconds_per_step"] > 0  # the first run's steps are timed too
+
+
+def test_a_passages_distillation_pairs_are_drawn_from_all_of_it():
+    from engine.corpus import make_passage
+    from engine.offline.distill import chosen_pairs
+    from engine.offline.facts import fact_pairs
+    from engine.offline.records import AugmentRecord
+
+    text = " ".join(f"The mill at Brask{i} was rebuilt in {1700 + i} by the mason Odo Quell{i}." for i in range(12))
+    passage = make_passage(text, "Mills")
+    record = AugmentRecord(passage, text, fact_pairs(passage))
+    picked = chosen_pairs(record, 4, seed=0)
+    assert picked == chosen_pairs(record, 4, seed=0) != chosen_pairs(record, 4, seed=1)  # seeded, reproducible
+    assert len(picked) == 4 and all(pair in record.qa for pair in picked)
+    positions = [record.qa.index(pair) for pair in picked]
+    assert positions == sorted(positions) and positions != [0, 1, 2, 3]  # passage order, not just the opening sentence
+    assert chosen_pairs(record, 0, seed=0) == record.qa and chosen_pairs(record, 999, seed=0) == record.qa

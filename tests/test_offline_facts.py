@@ -98,16 +98,20 @@ def test_long_passages_train_on_pairs_spread_over_them(loaded):
     assert capped.key() != recipe_config("facts").key() and EncodeConfig().key().endswith(EncodeConfig(max_qa=0).key()[-8:])
 
 
+def asked(text: str, title: str) -> tuple[list, dict[str, str]]:
+    """A passage's fact pairs, and question -> answer."""
+    pairs = fact_pairs(make_passage(text, title))
+    return pairs, {pair.question: pair.answer for pair in pairs}
+
+
 def test_questions_use_the_words_people_ask_with():
-    passage = make_passage(
+    pairs, questions = asked(
         "Tallowmark is a board game invented in 1953 by the schoolteacher Ephraim Dolloway. "
         "Halvorsk Airways is an airline with its main hub at Pennequin Airport. "
         "The light was tended for forty years by Agnes Wendlecombe. "
         "At the end of the night, the oldest baker crowns a Tide Warden.",
         "Tallowmark",
     )
-    pairs = fact_pairs(passage)
-    questions = {pair.question: pair.answer for pair in pairs}
     # who made the subject, question word first, once (one answer per question)
     assert questions.get("Which schoolteacher invented Tallowmark?") == "Ephraim Dolloway"
     assert sum(q.startswith("Which schoolteacher") for q in questions) == 1
@@ -116,3 +120,29 @@ def test_questions_use_the_words_people_ask_with():
     assert any(q.endswith("by whom?") and a == "Agnes Wendlecombe" for q, a in questions.items())
     # how a sentence begins is not a fact of it
     assert "night" not in {pair.answer for pair in pairs}
+
+
+def test_a_persons_description_is_asked_as_who_they_are():
+    pairs, questions = asked(
+        "Henry Master Feilden (21 February 1818 – 5 September 1875) was an English Conservative Party politician. "
+        "The Hennerby Span is a stone bridge built in 1702. "
+        "Ilvane Morrowcroft was a composer who wrote for the harp.",
+        "Henry Feilden",
+    )
+    assert pairs[0].question == "Who was Henry Master Feilden?"  # the first description leads, so a spread keeps it
+    assert questions["Who was Henry Master Feilden?"] == "English Conservative Party politician"
+    assert questions["Who was Ilvane Morrowcroft?"] == "composer"  # not "composer who wrote"
+    assert not any("Hennerby Span?" in q for q in questions)  # a bridge's description draws every question on it
+
+
+def test_an_example_keeps_a_window_of_words_around_its_blank():
+    from engine.offline.facts import WORDS_AFTER, WORDS_BEFORE
+
+    row = " ".join(f"cell{i}" for i in range(150))
+    passage = make_passage(f"The ledger lists {row} Orrin Bask {row}", "Ledger")
+    pairs = [pair for pair in fact_pairs(passage) if pair.answer == "Orrin Bask"]
+    assert pairs
+    for pair in pairs:
+        assert len(pair.question.split()) <= WORDS_BEFORE + WORDS_AFTER + 8
+        assert "cell149" in pair.question and "cell0 " in pair.question  # the neighbours, not the row's far ends
+        assert "cell100" not in pair.question

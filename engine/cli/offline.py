@@ -215,7 +215,7 @@ def register(app: typer.Typer) -> None:
         checkpoint_every: Annotated[int, typer.Option(
             help="Save a checkpoint every N steps and at each epoch end (0: at epoch ends only).")] = 50,
         per_passage: Annotated[int | None, typer.Option(
-            help="Examples per passage, 0 = all (default: reference all of the PRAG recipe's, distill 4 QA pairs).")] = None,
+            help="Examples per passage, 0 = all (default: reference all of the PRAG recipe's, distill 4 QA pairs drawn at random, seeded).")] = None,
         rank: Annotated[int, typer.Option(help="distill: rank of the generated LoRAs (the facts recipe's 8).")] = 8,
         first_layer: Annotated[int | None, typer.Option(
             help="distill: generate LoRAs for this layer and above (default: the upper half, as the facts recipe).")] = None,

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import random
 import threading
 import time
 from collections.abc import Sequence
@@ -92,10 +93,22 @@ class DistillExample:
     """How many tokens at the end of both are the answer."""
 
 
-def build_distill_examples(tokenizer, records: Sequence[AugmentRecord], per_passage: int) -> list[DistillExample]:
+def chosen_pairs(record: AugmentRecord, per_passage: int, seed: int) -> list:
+    """`per_passage` of a passage's pairs drawn at random (seeded by the passage), in passage order.
+
+    The first pairs of a passage all come from its first sentence (its description, with facts
+    pairs): over thousands of passages the translator would learn to answer that one question.
+    """
+    if not per_passage or per_passage >= len(record.qa):
+        return list(record.qa)
+    picked = sorted(random.Random(f"{seed}:{record.passage.key}").sample(range(len(record.qa)), per_passage))
+    return [record.qa[i] for i in picked]
+
+
+def build_distill_examples(tokenizer, records: Sequence[AugmentRecord], per_passage: int, seed: int = 0) -> list[DistillExample]:
     examples = []
     for record in records:
-        pairs = record.qa[:per_passage] if per_passage else record.qa
+        pairs = chosen_pairs(record, per_passage, seed)
         for pair in pairs:
             answer = tokenizer(f" {pair.answer.strip().rstrip('.')}.", add_special_tokens=False)["input_ids"]
             question = tokenizer(generation_prompt(tokenizer, pair.question), add_special_tokens=False)["input_ids"]
@@ -217,7 +230,7 @@ def distill_translator(
     if config.first_layer >= loaded.arch.num_layers:
         raise InputError(f"first layer {config.first_layer} is past the model's {loaded.arch.num_layers} layers",
                          f"use 0 to {loaded.arch.num_layers - 1}")
-    examples = build_distill_examples(loaded.tokenizer, records, config.per_passage)
+    examples = build_distill_examples(loaded.tokenizer, records, config.per_passage, config.seed)
     if not examples:
         raise InputError("the augmentation file has no QA pairs to distil from", "augment passages with `prag augment --qa-cloze`")
     print_ = fingerprint(loaded, config, examples)

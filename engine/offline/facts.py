@@ -9,7 +9,11 @@ reader would use ("which engineer", "which year", "what date", "what colour", "w
 "by whom", else "what"), so the LoRA ties the fact to the words around it rather than to one
 template; who made or found the subject is also asked question word first ("Which clockmaker
 invented X?"). A blank gets one answer: a span that ends a longer one ("October" in "the ninth
-of October") is not asked apart, or the LoRA learns a blend of the two.
+of October") is not asked apart, or the LoRA learns a blend of the two. A sentence that says what
+its subject is ("Henry Feilden was an English politician") is also asked that way ("Who was Henry
+Feilden?"), the question encyclopedic passages about people answer first. Each example keeps at most a few
+words either side of its blank: a 300-word table row with no sentence end would otherwise put
+every word of it in every example.
 No LLM, no gold answers: the test question never leaks into the LoRA."""
 
 from __future__ import annotations
@@ -50,6 +54,26 @@ _LEADING = _OPENERS | _PREPOSITIONS
 _NOT_A_ROLE = _FUNCTION_WORDS | _OPENERS
 MAX_SPAN_WORDS = 6
 CLAUSE_END_WORDS = 2
+WORDS_BEFORE = 30
+WORDS_AFTER = 20
+"""The most words an example keeps either side of its blank (a clause of ordinary prose fits)."""
+_STOP = r"(?:who|whom|which|that|whose|born|best|known|from|in|on|at|for|with|since|during|by|of|but|to)"
+_NAME_WORD = r"(?:[A-Z\"“][\w.'’\"”-]*|\d+(?:st|nd|rd|th)|of|de|del|da|van|von|the|al|bin|le|la)"
+_PARTICIPLE = r"(?:\w+ed|built|spoken|known|made|written|run|set|found|sold|grown|kept|held|sung|begun|first|also|now|still|once|often|closest|nearest)"
+"""Words that end a description when they follow it ("a festival held ...", "a mineral first found ...")."""
+_DEFINITION = re.compile(
+    rf"^(?P<subject>[A-Z]\S*(?:,?\s+{_NAME_WORD}){{0,7}}?)[\s,]*(?:\([^)]*\)[\s,]*)?\s(?P<be>is|was|are|were)\s+(?:an?|the)\s+"
+    rf"(?P<what>(?!(?:{_STOP}|first)\b)[\w'’-]+(?:\s+(?!(?:{_STOP}|and|or|{_PARTICIPLE})\b)[\w'’-]+){{0,5}}?)"
+    rf"(?=\s*$|\s*[,;:(]|\s+(?:{_STOP}|and|or|{_PARTICIPLE})\b)")
+""""X (dates) was an English Conservative Party politician, ...": what the subject is, up to the first clause break."""
+_PERSON_SUFFIXES = ("er", "or", "ist", "ian", "ess", "man", "woman", "eur", "ier")
+_PERSON_WORDS = {"student", "president", "agent", "merchant", "servant", "lieutenant", "sergeant", "representative", "detective",
+                 "missionary", "secretary", "architect", "pilot", "patriot", "nominee", "trustee", "saint", "chef", "judge",
+                 "monk", "nun", "poet", "priest", "bishop", "king", "queen", "prince", "princess", "knight", "lord", "duke", "model"}
+_NOT_PERSON = {"tower", "liner", "river", "water", "center", "centre", "number", "letter", "chapter", "order", "quarter",
+               "border", "corner", "computer", "paper", "summer", "winter", "mirror", "sector", "factor", "harbor", "monitor",
+               "motor", "reactor", "tractor", "vector", "anchor", "color", "colour", "theater", "theatre", "manor", "corridor",
+               "interior", "exterior", "cluster", "charter", "register", "carrier", "barrier", "flyer"}
 
 
 def resolve_opening(sentence: str, title: str) -> str:
@@ -143,6 +167,31 @@ _KINDS = {"airport", "abbey", "bay", "bridge", "castle", "cathedral", "caves", "
 """Words that say what kind of place a name is ("Pennequin Airport", "Lake Ombrith"): its "which" noun."""
 
 
+def definition_pair(body: str, sentence: str) -> QAPair | None:
+    """"Henry Feilden was an English Conservative Party politician" -> ("Who was Henry Feilden?",
+    "English Conservative Party politician"): the description a "what is X's occupation" question needs.
+    People only: asked of a place or a thing, the description became the answer to every question on it."""
+    match = _DEFINITION.match(body)
+    if match is None:
+        return None
+    what = match.group("what")
+    if what[:1].isdigit() or what.lower() in _FUNCTION_WORDS:
+        return None
+    head = what.split()[-1].lower()
+    if head not in _PERSON_WORDS and (not head.endswith(_PERSON_SUFFIXES) or head in _NOT_PERSON):
+        return None  # "What is Velmora?" "hill town" drew every what-question about Velmora to "hill town"
+    return QAPair(f"Who {match.group('be')} {match.group('subject').rstrip(',')}?", what, sentence)
+
+
+def window(clause: str, start: int, end: int) -> tuple[str, str]:
+    """The words before and after a span, at most WORDS_BEFORE and WORDS_AFTER of them."""
+    before = clause[:start].split(" ")
+    after = clause[end:].split(" ")
+    before = before[-WORDS_BEFORE - 1:] if len(before) > WORDS_BEFORE + 1 else before
+    after = after[: WORDS_AFTER + 1] if len(after) > WORDS_AFTER + 1 else after
+    return " ".join(before).rstrip(), " ".join(after).strip()
+
+
 _TRAILING_ARTICLE = re.compile(r"(?:^|\s+)(?:the|a|an)$")
 
 
@@ -203,8 +252,9 @@ def wh_phrase(before: str, answer: str) -> str:
 
 def fact_pairs(passage: Passage) -> list[QAPair]:
     """Two pairs (a blank and a question) per span of every sentence, each asked within the span's clause,
-    and a third, question word first, for who made or found the passage's subject."""
+    a third, question word first, for who made or found the passage's subject, and what the subject is."""
     pairs: list[QAPair] = []
+    definitions: list[QAPair] = []
     agents: set[str] = set()
     for raw in sentences(passage.text):
         sentence = resolve_opening(raw, passage.title)
@@ -218,7 +268,7 @@ def fact_pairs(passage: Passage) -> list[QAPair]:
             lead = re.match(r"(?:and|but|or|so)\s+", body[first:last])
             first += lead.end() if lead and lead.end() <= start - first else 0
             clause = body[first:last]
-            before, after = clause[: start - first].rstrip(), clause[end - first:].strip()
+            before, after = window(clause, start - first, end - first)
             if after and after[0] not in ",;:":
                 after = " " + after
             named = passage.title and passage.title.lower() in clause.lower()
@@ -230,7 +280,12 @@ def fact_pairs(passage: Passage) -> list[QAPair]:
             if agent is not None and agent not in agents:  # one answer per question: the longest span, asked first
                 agents.add(agent)
                 pairs.append(QAPair(agent, answer, sentence))
-    return pairs
+        definition = definition_pair(body, sentence)
+        if definition is not None and definition.question not in agents:
+            agents.add(definition.question)
+            definitions.append(definition)
+    # The first description leads: a long passage trains on a spread of its pairs that starts there.
+    return definitions[:1] + pairs + definitions[1:]
 
 
 def facts_source(min_qa: int = 2) -> AugmentFn:
