@@ -159,3 +159,26 @@ def test_a_passages_distillation_pairs_are_drawn_from_all_of_it():
     positions = [record.qa.index(pair) for pair in picked]
     assert positions == sorted(positions) and positions != [0, 1, 2, 3]  # passage order, not just the opening sentence
     assert chosen_pairs(record, 0, seed=0) == record.qa and chosen_pairs(record, 999, seed=0) == record.qa
+
+
+def test_matching_hidden_states_is_a_term_that_trains_the_translator(loaded, data):
+    from engine.offline.distill import distill_loss, make_distill_translator
+    from engine.translator import passage_embeddings
+
+    _, records = data
+    batch = build_distill_examples(loaded.tokenizer, records, per_passage=1)[:2]
+    embeddings = torch.stack([passage_embeddings(loaded, [e.passage.text])[0] for e in batch])
+    off = DistillConfig(**{**CONFIG.__dict__, "hidden_weight": 0.0})
+    on = DistillConfig(**{**CONFIG.__dict__, "hidden_weight": 2.0})
+    translator = make_distill_translator(loaded, on, embeddings)
+    assert float(distill_loss(loaded, translator, embeddings, batch, off)["hidden"]) == 0.0  # off: not even computed
+    losses = distill_loss(loaded, translator, embeddings, batch, on)
+    assert 0.0 < float(losses["hidden"].detach()) < 10.0  # relative to the teacher's states: order one, whatever the width
+    expected = losses["lm"] + on.kl_weight * losses["kl"] + on.combine_weight * losses["combine"] + 2.0 * losses["hidden"]
+    assert torch.allclose(losses["total"], expected)
+    translator.zero_grad()
+    losses["hidden"].backward()
+    grads = [w.grad for w in translator.parameters() if w.grad is not None]
+    assert grads and any(float(g.abs().sum()) > 0 for g in grads)  # it reaches the translator, not only the model
+    with pytest.raises(InputError, match="hidden-state weight"):
+        DistillConfig(hidden_weight=-1.0)

@@ -223,6 +223,8 @@ def register(app: typer.Typer) -> None:
         kl_weight: Annotated[float, typer.Option(help="distill: weight of KL(teacher reading the passage || student).")] = 1.0,
         combine_weight: Annotated[float, typer.Option(
             help="distill: weight of the answer's loss with the passage also in the prompt (DyPRAG-combine).")] = 0.0,
+        hidden_weight: Annotated[float, typer.Option(
+            help="distill: weight of matching the teacher's last hidden states at the answer (relative MSE).")] = 0.0,
         limit: Annotated[int | None, typer.Option(help="Only the first N passages of --augment.")] = None,
         max_steps: Annotated[int | None, typer.Option(
             help="Stop after N steps in all (mid-epoch if need be) and write the translator; rerun with more to go on.")] = None,
@@ -250,7 +252,7 @@ def register(app: typer.Typer) -> None:
             positive_flag(value, flag)
         not_negative(checkpoint_every, "--checkpoint-every", "pass 0 (only at epoch ends) or 1 or more")
         for flag, number in (("--per-passage", per_passage), ("--first-layer", first_layer), ("--kl-weight", kl_weight),
-                             ("--combine-weight", combine_weight)):
+                             ("--combine-weight", combine_weight), ("--hidden-weight", hidden_weight)):
             if number is not None:
                 not_negative(number, flag)
         aug = load_augment(augment, aug_model)
@@ -272,7 +274,8 @@ def register(app: typer.Typer) -> None:
                 layer = first_layer if first_layer is not None else loaded.arch.num_layers // 2
                 config = DistillConfig(rank=rank, first_layer=layer, p=p, epochs=epochs, learning_rate=lr or 1e-3,
                                        batch_size=batch_size, per_passage=4 if per_passage is None else per_passage,
-                                       kl_weight=kl_weight, combine_weight=combine_weight, seed=seed, checkpoint_every=checkpoint_every,
+                                       kl_weight=kl_weight, combine_weight=combine_weight, hidden_weight=hidden_weight, seed=seed,
+                                       checkpoint_every=checkpoint_every,
                                        max_steps=max_steps or 0)
                 target = out or settings.home / "translators" / f"{slug(loaded.model_id)}-distill-r{rank}-p{p}.safetensors"
                 summary = distill_translator(loaded, records, embedding_dir(lora_store), target, config, progress, cancel, info,

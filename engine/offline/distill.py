@@ -54,7 +54,7 @@ if TYPE_CHECKING:
 
     from engine.translator import ParameterTranslator
 
-DISTILL_TERMS = ("lm", "kl", "combine", "total")
+DISTILL_TERMS = ("lm", "kl", "combine", "hidden", "total")
 MAX_PROMPT_TOKENS = 384
 """Teacher prompts longer than this (a long passage) keep their first tokens of passage text only."""
 
@@ -72,13 +72,16 @@ class DistillConfig(FitConfig):
     """QA pairs used per passage (0: all)."""
     kl_weight: float = 1.0
     combine_weight: float = 0.0
+    hidden_weight: float = 0.0
+    """Weight of matching the teacher's last hidden states at the answer positions (relative MSE)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
         positive(self.rank, "rank")
         positive(self.batch_size, "batch size")
         for value, what in ((self.first_layer, "first layer"), (self.per_passage, "examples per passage"),
-                            (self.kl_weight, "KL weight"), (self.combine_weight, "combine weight")):
+                            (self.kl_weight, "KL weight"), (self.combine_weight, "combine weight"),
+                            (self.hidden_weight, "hidden-state weight")):
             not_negative(value, what)
 
 
@@ -134,16 +137,20 @@ def _padded(rows: Sequence[list[int]], pad_id: int, device) -> tuple[torch.Tenso
     return ids, mask
 
 
-def answer_logits(model, rows: Sequence[list[int]], answers: Sequence[int], adapters, pad_id: int) -> torch.Tensor:
-    """Logits predicting each row's answer tokens, concatenated: (sum of answer lengths, vocab). Right padding."""
+def answer_states(model, rows: Sequence[list[int]], answers: Sequence[int], adapters, pad_id: int) -> torch.Tensor:
+    """Last hidden states that predict each row's answer tokens, concatenated: (sum of answer lengths, hidden)."""
     import torch
 
     ids, mask = _padded(rows, pad_id, model_device(model))
     body = getattr(model, model.base_model_prefix)
     with inject(model, adapters):
         hidden = body(input_ids=ids, attention_mask=mask).last_hidden_state
-    picks = [hidden[i, len(row) - n - 1:len(row) - 1] for i, (row, n) in enumerate(zip(rows, answers, strict=True))]
-    return model.get_output_embeddings()(torch.cat(picks)).float()
+    return torch.cat([hidden[i, len(row) - n - 1:len(row) - 1] for i, (row, n) in enumerate(zip(rows, answers, strict=True))])
+
+
+def answer_logits(model, rows: Sequence[list[int]], answers: Sequence[int], adapters, pad_id: int) -> torch.Tensor:
+    """Logits predicting each row's answer tokens, concatenated: (sum of answer lengths, vocab). Right padding."""
+    return model.get_output_embeddings()(answer_states(model, rows, answers, adapters, pad_id)).float()
 
 
 def distill_loss(loaded: LoadedModel, translator: ParameterTranslator, embeddings: torch.Tensor,
@@ -156,11 +163,14 @@ def distill_loss(loaded: LoadedModel, translator: ParameterTranslator, embedding
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     answers = [e.answer for e in batch]
     targets = torch.tensor([t for e in batch for t in e.student[-e.answer:]], device=embeddings.device)
+    head = model.get_output_embeddings()
     with torch.no_grad():
-        teacher = answer_logits(model, [e.teacher for e in batch], answers, [None] * len(batch), pad_id)
+        teacher_states = answer_states(model, [e.teacher for e in batch], answers, [None] * len(batch), pad_id)
+        teacher = head(teacher_states).float()
     generated = translator.adapters(embeddings)
     with torch.enable_grad():
-        student = answer_logits(model, [e.student for e in batch], answers, generated, pad_id)
+        student_states = answer_states(model, [e.student for e in batch], answers, generated, pad_id)
+        student = head(student_states).float()
         log_student = F.log_softmax(student, -1)
         lm = F.nll_loss(log_student, targets)
         kl = F.kl_div(log_student, F.log_softmax(teacher, -1), log_target=True, reduction="batchmean")
@@ -168,8 +178,11 @@ def distill_loss(loaded: LoadedModel, translator: ParameterTranslator, embedding
         if config.combine_weight:
             reader = answer_logits(model, [e.teacher for e in batch], answers, generated, pad_id)
             combine = F.cross_entropy(reader, targets)
-        total = lm + config.kl_weight * kl + config.combine_weight * combine
-    return {"lm": lm, "kl": kl, "combine": combine, "total": total}
+        hidden = torch.zeros((), device=embeddings.device)
+        if config.hidden_weight:  # relative, so the weight means the same on any model width
+            hidden = (student_states.float() - teacher_states.float()).pow(2).mean() / teacher_states.float().pow(2).mean()
+        total = lm + config.kl_weight * kl + config.combine_weight * combine + config.hidden_weight * hidden
+    return {"lm": lm, "kl": kl, "combine": combine, "hidden": hidden, "total": total}
 
 
 # --- the stage ------------------------------------------------------------------------------------------------
@@ -206,7 +219,8 @@ def fingerprint(loaded: LoadedModel, config: DistillConfig, examples: Sequence[D
     for example in examples:
         digest.update(json.dumps([example.passage.key, example.student, example.teacher]).encode())
     blob = {"objective": "distill", "model": loaded.arch.as_dict(),
-            "config": {k: v for k, v in asdict(config).items() if k not in ("epochs", "checkpoint_every", "max_steps")},
+            "config": {k: v for k, v in asdict(config).items()
+                       if k not in ("epochs", "checkpoint_every", "max_steps") and not (k == "hidden_weight" and not v)},
             "examples": digest.hexdigest()}
     return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
 
@@ -241,6 +255,9 @@ def distill_translator(
     optimizer = torch.optim.AdamW(translator.parameters(), lr=config.learning_rate)
     state, resumed_from = resume(checkpoint_path(out), translator, optimizer, print_, fresh,
                                  TrainState(sums={t: 0.0 for t in DISTILL_TERMS}))
+    for term in DISTILL_TERMS:  # a checkpoint from before the hidden-state term: it was zero all along
+        state.sums.setdefault(term, 0.0)
+        state.last.setdefault(term, 0.0)
     total = config.epochs * math.ceil(len(examples) / config.batch_size)
     label = "Distilling translator"
     start, cpu_start = time.perf_counter(), time.process_time()
@@ -248,7 +265,8 @@ def distill_translator(
     def show() -> None:
         done_in_epoch = max(math.ceil(state.index / config.batch_size), 1)
         means = {t: state.sums[t] / done_in_epoch for t in DISTILL_TERMS} if state.index else state.last
-        text = " ".join(f"{t} {means.get(t, 0.0):.3g}" for t in ("lm", "kl", "combine") if t != "combine" or config.combine_weight)
+        weights = {"combine": config.combine_weight, "hidden": config.hidden_weight}
+        text = " ".join(f"{t} {means.get(t, 0.0):.3g}" for t in ("lm", "kl", "combine", "hidden") if weights.get(t, 1.0))
         report(progress, label, state.step, total, text)
 
     def step(positions: list[int]) -> dict[str, torch.Tensor]:
@@ -273,7 +291,9 @@ def distill_translator(
             "timed_steps": state.timed_steps,
             "config": {k: v for k, v in asdict(config).items() if k not in ("checkpoint_every", "max_steps")},
             "loss": (f"LM(student, question only) + {config.kl_weight:g} * KL(teacher reading the passage || student)"
-                     + (f" + {config.combine_weight:g} * LM(student reading the passage)" if config.combine_weight else "")),
+                     + (f" + {config.combine_weight:g} * LM(student reading the passage)" if config.combine_weight else "")
+                     + (f" + {config.hidden_weight:g} * relative MSE(student's last hidden states, teacher's)"
+                        if config.hidden_weight else "")),
         },
         "final_losses": final,
         "loss_history": history,
