@@ -30,7 +30,8 @@ _REFERENCE_LAYOUT = {"layout": "reference", "loss_on": "all", "batch_size": 1, "
 QA_VERSIONS = {"facts": 3}
 """Generators of QA pairs whose output changed: the version goes into store keys and on-demand caches.
 2: colours and unnamed subjects asked for; "what date", "which airport", "by whom" and "Which engineer
-designed X?" phrasings; a span that ends a longer one is no longer asked apart (one answer per blank)."""
+designed X?" phrasings; a span that ends a longer one is no longer asked apart (one answer per blank).
+3: a person's description asked as "Who was X?"; an example keeps at most 30 words before its blank and 20 after."""
 
 
 @dataclass(frozen=True)
