@@ -144,7 +144,7 @@ def test_max_steps_writes_a_partial_translator_and_a_later_run_goes_on(loaded, d
     assert training["timed_steps"] == 4 and training["seconds_per_step"] > 0  # the first run's steps are timed too
 
 
-def test_a_passages_distillation_pairs_are_drawn_from_all_of_it():
+def test_a_passages_distillation_pairs_are_its_first_or_drawn_from_all_of_it():
     from engine.corpus import make_passage
     from engine.offline.distill import chosen_pairs
     from engine.offline.facts import fact_pairs
@@ -153,12 +153,15 @@ def test_a_passages_distillation_pairs_are_drawn_from_all_of_it():
     text = " ".join(f"The mill at Brask{i} was rebuilt in {1700 + i} by the mason Odo Quell{i}." for i in range(12))
     passage = make_passage(text, "Mills")
     record = AugmentRecord(passage, text, fact_pairs(passage))
-    picked = chosen_pairs(record, 4, seed=0)
-    assert picked == chosen_pairs(record, 4, seed=0) != chosen_pairs(record, 4, seed=1)  # seeded, reproducible
+    assert chosen_pairs(record, 4, seed=0) == record.qa[:4]  # the default: the opening sentence's pairs
+    picked = chosen_pairs(record, 4, seed=0, draw="random")
+    assert picked == chosen_pairs(record, 4, seed=0, draw="random") != chosen_pairs(record, 4, seed=1, draw="random")
     assert len(picked) == 4 and all(pair in record.qa for pair in picked)
     positions = [record.qa.index(pair) for pair in picked]
     assert positions == sorted(positions) and positions != [0, 1, 2, 3]  # passage order, not just the opening sentence
-    assert chosen_pairs(record, 0, seed=0) == record.qa and chosen_pairs(record, 999, seed=0) == record.qa
+    assert chosen_pairs(record, 0, seed=0, draw="random") == record.qa and chosen_pairs(record, 999, seed=0) == record.qa
+    with pytest.raises(InputError, match="unknown draw"):
+        DistillConfig(draw="last")
 
 
 def test_matching_hidden_states_is_a_term_that_trains_the_translator(loaded, data):

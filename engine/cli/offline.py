@@ -215,7 +215,9 @@ def register(app: typer.Typer) -> None:
         checkpoint_every: Annotated[int, typer.Option(
             help="Save a checkpoint every N steps and at each epoch end (0: at epoch ends only).")] = 50,
         per_passage: Annotated[int | None, typer.Option(
-            help="Examples per passage, 0 = all (default: reference all of the PRAG recipe's, distill 4 QA pairs drawn at random, seeded).")] = None,
+            help="Examples per passage, 0 = all (default: reference all of the PRAG recipe's, distill 4 QA pairs).")] = None,
+        draw: Annotated[str, typer.Option(
+            help="distill: which --per-passage pairs, a passage's first (its opening sentence's) or random (seeded).")] = "first",
         rank: Annotated[int, typer.Option(help="distill: rank of the generated LoRAs (the facts recipe's 8).")] = 8,
         first_layer: Annotated[int | None, typer.Option(
             help="distill: generate LoRAs for this layer and above (default: the upper half, as the facts recipe).")] = None,
@@ -247,6 +249,7 @@ def register(app: typer.Typer) -> None:
         from engine.store import EncodeConfig, LoraStore, qa_source_of
 
         objective = check_choice(objective, ("auto", "reference", "distill"), "objective")
+        draw = check_choice(draw, ("first", "random"), "draw")
         for flag, value in (("--p", p), ("--epochs", epochs), ("--lr", lr), ("--lora-epochs", lora_epochs), ("--lora-lr", lora_lr),
                             ("--rank", rank), ("--batch-size", batch_size), ("--limit", limit), ("--max-steps", max_steps)):
             positive_flag(value, flag)
@@ -274,7 +277,8 @@ def register(app: typer.Typer) -> None:
                 layer = first_layer if first_layer is not None else loaded.arch.num_layers // 2
                 config = DistillConfig(rank=rank, first_layer=layer, p=p, epochs=epochs, learning_rate=lr or 1e-3,
                                        batch_size=batch_size, per_passage=4 if per_passage is None else per_passage,
-                                       kl_weight=kl_weight, combine_weight=combine_weight, hidden_weight=hidden_weight, seed=seed,
+                                       kl_weight=kl_weight, combine_weight=combine_weight, hidden_weight=hidden_weight, draw=draw,
+                                       seed=seed,
                                        checkpoint_every=checkpoint_every,
                                        max_steps=max_steps or 0)
                 target = out or settings.home / "translators" / f"{slug(loaded.model_id)}-distill-r{rank}-p{p}.safetensors"

@@ -55,6 +55,9 @@ if TYPE_CHECKING:
     from engine.translator import ParameterTranslator
 
 DISTILL_TERMS = ("lm", "kl", "combine", "hidden", "total")
+DRAWS = ("first", "random")
+LATER_DEFAULTS = {("hidden_weight", 0.0), ("draw", "first")}
+"""Settings added after translators were trained: at these values they change nothing, so checkpoints still resume."""
 MAX_PROMPT_TOKENS = 384
 """Teacher prompts longer than this (a long passage) keep their first tokens of passage text only."""
 
@@ -74,11 +77,15 @@ class DistillConfig(FitConfig):
     combine_weight: float = 0.0
     hidden_weight: float = 0.0
     """Weight of matching the teacher's last hidden states at the answer positions (relative MSE)."""
+    draw: str = "first"
+    """Which `per_passage` pairs of a passage: its "first" (its opening sentence's) or drawn at "random" (seeded)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
         positive(self.rank, "rank")
         positive(self.batch_size, "batch size")
+        if self.draw not in DRAWS:
+            raise InputError(f"unknown draw {self.draw!r}", f"use one of: {', '.join(DRAWS)}")
         for value, what in ((self.first_layer, "first layer"), (self.per_passage, "examples per passage"),
                             (self.kl_weight, "KL weight"), (self.combine_weight, "combine weight"),
                             (self.hidden_weight, "hidden-state weight")):
@@ -96,22 +103,25 @@ class DistillExample:
     """How many tokens at the end of both are the answer."""
 
 
-def chosen_pairs(record: AugmentRecord, per_passage: int, seed: int) -> list:
-    """`per_passage` of a passage's pairs drawn at random (seeded by the passage), in passage order.
+def chosen_pairs(record: AugmentRecord, per_passage: int, seed: int, draw: str = "first") -> list:
+    """`per_passage` of a passage's pairs: its first ones, or drawn at random (seeded by the passage), in passage order.
 
-    The first pairs of a passage all come from its first sentence (its description, with facts
-    pairs): over thousands of passages the translator would learn to answer that one question.
+    The first pairs of a passage all come from its opening sentence (with facts pairs, who a person
+    is): the translator then learns to answer that one question; a random draw covers the passage.
     """
     if not per_passage or per_passage >= len(record.qa):
         return list(record.qa)
+    if draw == "first":
+        return list(record.qa[:per_passage])
     picked = sorted(random.Random(f"{seed}:{record.passage.key}").sample(range(len(record.qa)), per_passage))
     return [record.qa[i] for i in picked]
 
 
-def build_distill_examples(tokenizer, records: Sequence[AugmentRecord], per_passage: int, seed: int = 0) -> list[DistillExample]:
+def build_distill_examples(tokenizer, records: Sequence[AugmentRecord], per_passage: int, seed: int = 0,
+                           draw: str = "first") -> list[DistillExample]:
     examples = []
     for record in records:
-        pairs = chosen_pairs(record, per_passage, seed)
+        pairs = chosen_pairs(record, per_passage, seed, draw)
         for pair in pairs:
             answer = tokenizer(f" {pair.answer.strip().rstrip('.')}.", add_special_tokens=False)["input_ids"]
             question = tokenizer(generation_prompt(tokenizer, pair.question), add_special_tokens=False)["input_ids"]
@@ -220,7 +230,7 @@ def fingerprint(loaded: LoadedModel, config: DistillConfig, examples: Sequence[D
         digest.update(json.dumps([example.passage.key, example.student, example.teacher]).encode())
     blob = {"objective": "distill", "model": loaded.arch.as_dict(),
             "config": {k: v for k, v in asdict(config).items()
-                       if k not in ("epochs", "checkpoint_every", "max_steps") and not (k == "hidden_weight" and not v)},
+                       if k not in ("epochs", "checkpoint_every", "max_steps") and (k, v) not in LATER_DEFAULTS},
             "examples": digest.hexdigest()}
     return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
 
@@ -244,7 +254,7 @@ def distill_translator(
     if config.first_layer >= loaded.arch.num_layers:
         raise InputError(f"first layer {config.first_layer} is past the model's {loaded.arch.num_layers} layers",
                          f"use 0 to {loaded.arch.num_layers - 1}")
-    examples = build_distill_examples(loaded.tokenizer, records, config.per_passage, config.seed)
+    examples = build_distill_examples(loaded.tokenizer, records, config.per_passage, config.seed, config.draw)
     if not examples:
         raise InputError("the augmentation file has no QA pairs to distil from", "augment passages with `prag augment --qa-cloze`")
     print_ = fingerprint(loaded, config, examples)
