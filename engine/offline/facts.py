@@ -59,7 +59,10 @@ WORDS_AFTER = 20
 """The most words an example keeps either side of its blank (a clause of ordinary prose fits)."""
 _STOP = r"(?:who|whom|which|that|whose|born|best|known|from|in|on|at|for|with|since|during|by|of|but|to)"
 _NAME_WORD = r"(?:[A-Z\"“][\w.'’\"”-]*|\d+(?:st|nd|rd|th)|of|de|del|da|van|von|the|al|bin|le|la)"
-_PARTICIPLE = r"(?:\w+ed|built|spoken|known|made|written|run|set|found|sold|grown|kept|held|sung|begun|first|also|now|still|once|often|closest|nearest)"
+_PARTICIPLE = (
+    r"(?:\w+ed|built|spoken|known|made|written|run|set|found|sold|grown|kept|held|sung|begun"
+    r"|first|also|now|still|once|often|closest|nearest)"
+)
 """Words that end a description when they follow it ("a festival held ...", "a mineral first found ...")."""
 _DEFINITION = re.compile(
     rf"^(?P<subject>[A-Z]\S*(?:,?\s+{_NAME_WORD}){{0,7}}?)[\s,]*(?:\([^)]*\)[\s,]*)?\s(?P<be>is|was|are|were)\s+(?:an?|the)\s+"
