@@ -67,3 +67,18 @@ def test_sample_is_seeded_and_keeps_file_order(tmp_path) -> None:
     assert sample_passages(passages, 99) == passages
     qa = write_qa(tmp_path / "qa.jsonl", GROUPS)
     assert [p.title for p in passages_from(None, qa, questions=5)] == ["Quistrel Dynamics", "Velmora"]
+
+
+def test_skip_questions_holds_out_every_passage_the_first_questions_read(tmp_path) -> None:
+    qa = write_qa(tmp_path / "qa.jsonl", GROUPS)
+    # Questions 3 and 4 share Quistrel Dynamics' passage with the two skipped ones: it stays out.
+    assert [p.title for p in passages_from(None, qa, skip_questions=2)] == ["Velmora", "Short"]
+    assert [p.title for p in passages_from(None, qa, questions=1, skip_questions=4)] == ["Velmora"]
+    out = tmp_path / "facts.json"
+    run = prag("augment", "--data", str(qa), "--qa-facts", "--min-qa", "1", "--skip-questions", "4", "--out", str(out))
+    assert run.returncode == 0, run.stderr
+    assert [r.passage.title for r in load_augment(out).records] == ["Velmora", "Short"]
+    assert_one_line_error(prag("augment", "--corpus", str(qa), "--qa-facts", "--skip-questions", "2", "--out", str(out)),
+                          "--skip-questions needs --data")
+    assert_one_line_error(prag("augment", "--data", str(qa), "--qa-facts", "--skip-questions", "-1", "--out", str(out)),
+                          "--skip-questions must be 0 or more")

@@ -49,6 +49,9 @@ def register(app: typer.Typer) -> None:
         limit: Annotated[int | None, typer.Option(help="Only the first N passages.")] = None,
         questions: Annotated[int | None, typer.Option(
             help="Only the passages of the first N questions of --data (those `prag eval --limit N` reads).")] = None,
+        skip_questions: Annotated[int, typer.Option(
+            help="Leave out every passage of the first N questions of --data (those `prag eval --limit N` tests on): "
+                 "training passages that never meet the evaluation.")] = 0,
         sample: Annotated[int | None, typer.Option(help="A seeded random N passages spread over the whole file (file order kept).")] = None,
         seed: Annotated[int, typer.Option(help="Seed of --sample.")] = 0,
         aug_model: Annotated[str | None, typer.Option(
@@ -93,7 +96,11 @@ def register(app: typer.Typer) -> None:
             raise InputError("--sample, --limit and --questions all choose passages", "pass one of them")
         if questions is not None and data is None:
             raise InputError("--questions needs --data QA.jsonl", "pass the QA file whose first questions to take")
-        passages = passages_from(corpus, data, questions)
+        if skip_questions < 0:
+            raise InputError(f"--skip-questions must be 0 or more, got {skip_questions}", "e.g. --skip-questions 200")
+        if skip_questions and data is None:
+            raise InputError("--skip-questions needs --data QA.jsonl", "pass the QA file whose first questions to leave out")
+        passages = passages_from(corpus, data, questions, skip_questions)
         passages = sample_passages(passages, sample, seed) if sample else passages[:limit]
         with progress_bar() as progress, cancel_on_sigint() as cancel:
             augmenter = None

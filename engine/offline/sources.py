@@ -46,18 +46,28 @@ def sentence_with(passage: str, answer: str) -> str | None:
 # --- passages and gold QA pairs ------------------------------------------------------------------------------------
 
 
-def passages_from(corpus: Path | None = None, data: Path | None = None, questions: int | None = None) -> list[Passage]:
-    """Passages of a corpus, or the distinct passages of a QA file (of its first `questions` rows), in file order."""
+def passages_from(corpus: Path | None = None, data: Path | None = None, questions: int | None = None,
+                  skip_questions: int = 0) -> list[Passage]:
+    """Passages of a corpus, or the distinct passages of a QA file (of its first `questions` rows), in file order.
+
+    `skip_questions` leaves out every passage of the file's first rows, so training data never holds a passage
+    that `prag eval --limit N` tests on, even where a later question shares it.
+    """
     if corpus is not None:
         return load_corpus(corpus)
     if data is None:
         raise InputError("no passages to augment", "pass --corpus PATH or --data QA.jsonl")
     from engine.qa import load_qa
 
+    items = load_qa(data, None if questions is None else skip_questions + questions)
+    held_out = {passage.key for item in items[:skip_questions] for passage in item.passages}
+    chosen = items[skip_questions:]
+    chosen = chosen[:questions] if questions is not None else chosen
     seen: dict[str, Passage] = {}
-    for item in load_qa(data, questions):
+    for item in chosen:
         for passage in item.passages:
-            seen.setdefault(passage.key, passage)
+            if passage.key not in held_out:
+                seen.setdefault(passage.key, passage)
     if not seen:
         raise InputError(f"{data} has no passages", "its lines need \"passages\": [{\"title\", \"text\"}]")
     return list(seen.values())
