@@ -70,9 +70,10 @@ def parse_methods(spec: str | None) -> list[Method]:
 MERGES = ("sum", "mean", "weighted")
 """How the top-k passages' PRAG LoRAs combine: the sum of their deltas (the papers' rank concatenation),
 their mean, or a sum weighted by each passage's share of the retrieval scores."""
-DEFAULT_MERGE = "mean"
+DEFAULT_MERGE = "weighted"
 """Measured (README, "What a PRAG LoRA stores"): with the facts recipe each LoRA answers from its own
-passage, and summed they overrule each other and the passages in the prompt; their mean does not."""
+passage, and summed they overrule each other and the passages in the prompt; their mean loses less, and
+weighting by retrieval score lets the passage that matches the question speak (with equal scores it is the mean)."""
 
 ORDERS = ("best-first", "best-last")
 """Passage order in the prompt: the papers' (best first), or best nearest the question, where a small model looks."""

@@ -294,6 +294,24 @@ def test_rows_with_more_passages_than_k_use_bm25_among_them() -> None:
     assert [h.passage for h in few] == [target]
 
 
+def test_a_rows_own_passages_are_scored_against_the_pooled_index_for_a_weighted_merge() -> None:
+    from types import SimpleNamespace
+
+    from engine.explorer import merge_weights
+    from engine.retrieval import BM25Retriever
+
+    subject = make_passage("Odalys Pemberforth (born 1931) was a Harnwick engineer who designed wind pumps.", "Odalys Pemberforth")
+    generic = make_passage("An engineer is a person who designs, builds or maintains engines, machines or structures.", "Engineer")
+    others = tuple(make_passage(f"Filler {i} tells of a harbour town and its fishing boats.", f"f{i}") for i in range(6))
+    pooled = SimpleNamespace(retriever=BM25Retriever((subject, generic, *others)))
+    item = QAItem("o", "What is Odalys Pemberforth's occupation?", ("engineer",), passages=(subject, generic))
+    hits = hits_for(item, pooled, EvalOptions(data=Path("x.jsonl"), top_k=3))  # type: ignore[arg-type]
+    assert [h.passage for h in hits] == [subject, generic]  # the file's order is kept ...
+    assert hits[0].score > 0 and hits[1].score == 0  # ... and the passage naming the subject gets the weight
+    assert merge_weights("weighted", 2, [h.score for h in hits]) == [1.0, 0.0]
+    assert merge_weights("mean", 2, [h.score for h in hits]) == [0.5, 0.5]
+
+
 # --- the command line --------------------------------------------------------------------
 
 

@@ -134,7 +134,9 @@ def hits_for(item: QAItem, explorer: Explorer, options: EvalOptions) -> list[Hit
     if options.corpus is not None or options.index is not None:
         return explorer.retrieve(item.question, options.top_k)
     if len(item.passages) <= options.top_k:
-        return hits_from_passages(item.passages, item.question)
+        # Scored against the pooled index of every row's passages: what `--merge weighted` weighs by.
+        scorer = getattr(getattr(explorer, "retriever", None), "score_passages", None)
+        return hits_from_passages(item.passages, item.question, scorer(item.question, item.passages) if scorer else None)
     hits = BM25Retriever(item.passages).search(item.question, options.top_k)
     if len(hits) < options.top_k:
         # BM25 leaves out passages sharing no term with the question; a row's own passages still fill

@@ -132,11 +132,12 @@ def ranked_hits(passages: Sequence[Passage], scores: Sequence[float], terms: Seq
     return hits
 
 
-def hits_from_passages(passages: Sequence[Passage], query: str) -> list[Hit]:
-    """Wrap given passages (e.g. from a QA file) as hits, in their given order."""
+def hits_from_passages(passages: Sequence[Passage], query: str, scores: Sequence[float] | None = None) -> list[Hit]:
+    """Wrap given passages (e.g. from a QA file) as hits, in their given order; scores 0 unless given."""
     terms = list(dict.fromkeys(tokenize(query)))
     hits = []
     for rank, passage in enumerate(passages, start=1):
         present = set(tokenize(f"{passage.title} {passage.text}"))
-        hits.append(Hit(passage, 0.0, rank, tuple(t for t in terms if t in present)))
+        score = float(scores[rank - 1]) if scores is not None else 0.0
+        hits.append(Hit(passage, score, rank, tuple(t for t in terms if t in present)))
     return hits

@@ -31,6 +31,7 @@ class BM25Retriever:
         # rank-bm25 divides by the average length: keep it non-zero for stop-word-only passages.
         self._bm25 = BM25Okapi([doc or [EMPTY_TOKEN] for doc in self._docs], k1=params.k1, b=params.b, epsilon=params.epsilon)
         self._terms = [frozenset(doc) for doc in self._docs]
+        self._positions = {p.key: i for i, p in enumerate(self.passages)}
         self._build_postings()
 
     def _build_postings(self) -> None:
@@ -65,6 +66,15 @@ class BM25Retriever:
             docs, tf = posting
             score[docs] += term_score(bm25.idf.get(term) or 0, tf, self._length_norm[docs], bm25.k1)
         return score
+
+    def score_passages(self, query: str, passages: Sequence[Passage]) -> list[float]:
+        """BM25 scores of these passages for the query, with this index's statistics (0 for a passage it lacks).
+
+        A QA row's own two passages have no usable idf among themselves; the pooled index of every row's
+        passages gives them the scores a `weighted` merge needs.
+        """
+        scores = self.scores(tokenize(query))
+        return [float(scores[self._positions[p.key]]) if p.key in self._positions else 0.0 for p in passages]
 
     def __len__(self) -> int:
         return len(self.passages)

@@ -416,16 +416,16 @@ async def test_injection_toggles_run_the_question_again_with_the_new_choice(make
         await pilot.press("enter")
         await wait_idle(pilot)
         first = engine.asks[-1]
-        assert (first.recipe, first.merge, first.order) == (None, "mean", "best-last")
+        assert (first.recipe, first.merge, first.order) == (None, "weighted", "best-last")
         assert first.scores  # a QA-file question: its gold answers are probed
 
         def command(prefix: str):
             return next(c for c in app.get_system_commands(app.main) if c.title.startswith(prefix)).callback
 
-        for prefix in ("PRAG merge: mean", "Passage order: best-last", "PRAG recipe: facts"):
+        for prefix in ("PRAG merge: weighted", "Passage order: best-last", "PRAG recipe: facts"):
             command(prefix)()
             await wait_until(pilot, lambda n=len(engine.asks): len(engine.asks) > n, 10, f"a new run after {prefix}")
             await wait_idle(pilot)
         last = engine.asks[-1]
-        assert (last.merge, last.order, last.recipe) == ("weighted", "best-first", "reference")
-        assert app.options.injection_label().startswith("recipe reference · merge weighted · best-first")
+        assert (last.merge, last.order, last.recipe) == ("sum", "best-first", "reference")
+        assert app.options.injection_label().startswith("recipe reference · merge sum · best-first")
