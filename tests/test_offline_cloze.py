@@ -81,4 +81,4 @@ def test_skip_questions_holds_out_every_passage_the_first_questions_read(tmp_pat
     assert_one_line_error(prag("augment", "--corpus", str(qa), "--qa-facts", "--skip-questions", "2", "--out", str(out)),
                           "--skip-questions needs --data")
     assert_one_line_error(prag("augment", "--data", str(qa), "--qa-facts", "--skip-questions", "-1", "--out", str(out)),
-                          "--skip-questions must be 0 or more")
+                          "--skip-questions cannot be negative")

@@ -96,8 +96,7 @@ def register(app: typer.Typer) -> None:
             raise InputError("--sample, --limit and --questions all choose passages", "pass one of them")
         if questions is not None and data is None:
             raise InputError("--questions needs --data QA.jsonl", "pass the QA file whose first questions to take")
-        if skip_questions < 0:
-            raise InputError(f"--skip-questions must be 0 or more, got {skip_questions}", "e.g. --skip-questions 200")
+        not_negative(skip_questions, "--skip-questions", "e.g. --skip-questions 200")
         if skip_questions and data is None:
             raise InputError("--skip-questions needs --data QA.jsonl", "pass the QA file whose first questions to leave out")
         passages = passages_from(corpus, data, questions, skip_questions)
