@@ -1,10 +1,11 @@
-"""Atomic writes: a temp file in the same folder, fsync, then rename.
+"""Atomic writes: a temp file in the same folder, fsync, then rename (and the file helpers beside them).
 
 A crash (even SIGKILL) leaves either the old file or the new one, never half a file.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -96,3 +97,12 @@ def file_lock(path: Path, wait: bool = True) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def file_digest(path: Path) -> str:
+    """The first 12 hex digits of a file's SHA-256: names an artifact in keys and sidecars."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:12]

@@ -185,3 +185,34 @@ def test_matching_hidden_states_is_a_term_that_trains_the_translator(loaded, dat
     assert grads and any(float(g.abs().sum()) > 0 for g in grads)  # it reaches the translator, not only the model
     with pytest.raises(InputError, match="hidden-state weight"):
         DistillConfig(hidden_weight=-1.0)
+
+
+def test_init_goes_on_from_a_trained_translator_and_the_sidecar_says_so(loaded, data, uninterrupted, tmp_path):
+    root, records = data
+    start, _, _ = uninterrupted
+    # A learning rate too small to move far in one epoch: each run's losses are its start's.
+    one_epoch = DistillConfig(**{**CONFIG.__dict__, "epochs": 1, "learning_rate": 1e-6})
+    warm = distill_translator(loaded, records, root / "embeddings", tmp_path / "warm.safetensors", one_epoch, init=start,
+                              info={"command": "test"})
+    cold = distill_translator(loaded, records, root / "embeddings", tmp_path / "cold.safetensors", one_epoch, info={"command": "test"})
+    trained = json.loads(start.with_suffix(".json").read_text())["final_losses"]
+    assert warm.final["lm"] < cold.final["lm"] / 2 and warm.final["lm"] == pytest.approx(trained["lm"], rel=0.2)
+    training = json.loads((tmp_path / "warm.json").read_text())["training"]
+    assert training["init"]["path"] == str(start.resolve()) and training["init"]["passages"] == 3
+    assert training["passages_with_init"] == 6 and training["passages"] == 3
+    # A checkpoint belongs to its start: the same run from another init does not resume it.
+    with pytest.raises(ArtifactError, match="other data or settings"):
+        distill_translator(loaded, records, root / "embeddings", tmp_path / "cold.safetensors",
+                           DistillConfig(**{**one_epoch.__dict__, "max_steps": 5}), init=start)
+
+
+def test_init_with_another_shape_is_refused_in_one_line(loaded, data, uninterrupted, tmp_path):
+    root, _ = data
+    start, _, _ = uninterrupted
+    args = ("train", "--augment", str(root / "aug.json"), "--out", str(tmp_path / "t.safetensors"), "--init", str(start),
+            *CLI_ARGS[:2], "--rank", "4", "--first-layer", "24")
+    result = prag(*args)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "has rank 2, p 2, first layer 24" in result.stderr and "--rank 2 --p 2 --first-layer 24" in result.stderr
+    past = prag("train", "--augment", str(root / "aug.json"), "--offset", "3", *CLI_ARGS)
+    assert past.returncode == 2 and "none after --offset 3" in past.stderr and "Traceback" not in past.stderr

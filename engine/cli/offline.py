@@ -233,7 +233,12 @@ def register(app: typer.Typer) -> None:
             help="distill: weight of the answer's loss with the passage also in the prompt (DyPRAG-combine).")] = 0.0,
         hidden_weight: Annotated[float, typer.Option(
             help="distill: weight of matching the teacher's last hidden states at the answer (relative MSE).")] = 0.0,
-        limit: Annotated[int | None, typer.Option(help="Only the first N passages of --augment.")] = None,
+        limit: Annotated[int | None, typer.Option(help="Only the first N passages of --augment (after --offset).")] = None,
+        offset: Annotated[int, typer.Option(help="Skip the first N passages of --augment: go on with passages an --init "
+                                                 "translator never saw.")] = 0,
+        init: Annotated[Path | None, typer.Option(
+            help="distill: start from this trained translator (same --rank, --p, --first-layer) instead of a fresh one, "
+                 "to go on training it on more passages.")] = None,
         max_steps: Annotated[int | None, typer.Option(
             help="Stop after N steps in all (mid-epoch if need be) and write the translator; rerun with more to go on.")] = None,
         lora_epochs: Annotated[int, typer.Option(help="reference: --epochs the LoRAs were encoded with (finds them in the store).")] = 1,
@@ -260,20 +265,26 @@ def register(app: typer.Typer) -> None:
                             ("--rank", rank), ("--batch-size", batch_size), ("--limit", limit), ("--max-steps", max_steps)):
             positive_flag(value, flag)
         not_negative(checkpoint_every, "--checkpoint-every", "pass 0 (only at epoch ends) or 1 or more")
+        not_negative(offset, "--offset", "e.g. --offset 700 after a translator trained with --limit 700")
+        if init is not None and objective == "reference":
+            raise InputError("--init goes on training a distilled translator", "use it with --objective distill")
         for flag, number in (("--per-passage", per_passage), ("--first-layer", first_layer), ("--kl-weight", kl_weight),
                              ("--combine-weight", combine_weight), ("--hidden-weight", hidden_weight)):
             if number is not None:
                 not_negative(number, flag)
         aug = load_augment(augment, aug_model)
-        records = aug.records[:limit]
+        records = aug.records[offset:][:limit]
         if not records:
+            if offset:
+                raise InputError(f"{augment} has {len(aug.records)} augmented passages, none after --offset {offset}",
+                                 "use a smaller --offset or augment more passages")
             raise InputError(f"{augment} has no augmented passages", "run `prag augment` first")
         with progress_bar() as progress, cancel_on_sigint() as cancel:
             settings, loaded = _load(model, store, progress, device, dtype)
             lora_store = LoraStore(settings.store_dir, loaded.model_id, EncodeConfig(epochs=lora_epochs, learning_rate=lora_lr),
                                    qa_source_of(aug.aug_model, aug.info))
             if objective == "auto":
-                objective = "reference" if all(lora_store.has(r.passage) for r in records) else "distill"
+                objective = "distill" if init is not None else "reference" if all(lora_store.has(r.passage) for r in records) else "distill"
             info = {"data_files": [str(Path(augment).expanduser().resolve())], "aug_model": aug.aug_model, "command": _command_line(),
                     **({"augment": aug.info} if aug.info else {})}
             if objective == "distill":
@@ -289,7 +300,7 @@ def register(app: typer.Typer) -> None:
                                        max_steps=max_steps or 0)
                 target = out or settings.home / "translators" / f"{slug(loaded.model_id)}-distill-r{rank}-p{p}.safetensors"
                 summary = distill_translator(loaded, records, embedding_dir(lora_store), target, config, progress, cancel, info,
-                                             fresh, export_reference)
+                                             fresh, export_reference, init)
             else:
                 from engine.offline.train import TrainConfig, train_translator
 

@@ -12,7 +12,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from engine.atomic import clean_temp_files, file_lock, write_text
+from engine.atomic import clean_temp_files, file_digest, file_lock, write_text
 from engine.errors import InputError
 from engine.evaluate.options import EvalOptions
 from engine.methods import AdapterSource, Method, PromptKind
@@ -107,14 +107,6 @@ def _segment(text: str, limit: int = 48) -> str:
     return safe
 
 
-def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:12]
-
-
 def fingerprint(explorer: Explorer, options: EvalOptions, translator_path: Path | None) -> dict[str, Any]:
     """Every setting that changes an answer, as plain data (hashed into the file names)."""
     corpus: dict[str, Any] | None = None
@@ -129,7 +121,7 @@ def fingerprint(explorer: Explorer, options: EvalOptions, translator_path: Path 
     translator: dict[str, Any] | None = None
     if explorer.translator is not None:
         if translator_path is not None and Path(translator_path).is_file():
-            translator = {"path": str(translator_path), "digest": _file_digest(Path(translator_path))}
+            translator = {"path": str(translator_path), "digest": file_digest(Path(translator_path))}
         else:  # opened by the caller from somewhere we cannot see: hash its weights instead
             digest = hashlib.sha256()
             for name, tensor in sorted(explorer.translator.state_dict().items()):

@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from engine.atomic import file_digest
 from engine.corpus import Passage
 from engine.device import model_device
 from engine.errors import InputError
@@ -223,7 +224,25 @@ def make_distill_translator(loaded: LoadedModel, config: DistillConfig, embeddin
     return translator
 
 
-def fingerprint(loaded: LoadedModel, config: DistillConfig, examples: Sequence[DistillExample]) -> str:
+def warm_start(translator: ParameterTranslator, init: Path, loaded: LoadedModel, config: DistillConfig) -> dict[str, Any]:
+    """Copy a trained translator's weights into `translator` (same rank, p and first layer): training goes on
+    from it on other passages. Returns what the sidecar says about where it started."""
+    from engine.translator import load_translator
+
+    start = load_translator(init, loaded.arch)
+    have = (start.config.rank, start.config.p, start.config.first_layer)
+    want = (config.rank, config.p, config.first_layer)
+    if have != want:
+        raise InputError(f"--init translator {init} has rank {have[0]}, p {have[1]}, first layer {have[2]}; this run asks for "
+                         f"rank {want[0]}, p {want[1]}, first layer {want[2]}",
+                         f"pass --rank {have[0]} --p {have[1]} --first-layer {have[2]} to go on training it")
+    translator.weights.load_state_dict(start.weights.state_dict())
+    before = (start.sidecar or {}).get("training", {})
+    return {"path": str(Path(init).expanduser().resolve()), "digest": file_digest(Path(init).expanduser()),
+            **{k: before[k] for k in ("command", "passages", "examples_seen", "steps") if k in before}}
+
+
+def fingerprint(loaded: LoadedModel, config: DistillConfig, examples: Sequence[DistillExample], init_digest: str | None = None) -> str:
     """What a checkpoint must agree with to be resumed (epochs and checkpoint spacing may change)."""
     digest = hashlib.sha256()
     for example in examples:
@@ -231,7 +250,7 @@ def fingerprint(loaded: LoadedModel, config: DistillConfig, examples: Sequence[D
     blob = {"objective": "distill", "model": loaded.arch.as_dict(),
             "config": {k: v for k, v in asdict(config).items()
                        if k not in ("epochs", "checkpoint_every", "max_steps") and (k, v) not in LATER_DEFAULTS},
-            "examples": digest.hexdigest()}
+            "examples": digest.hexdigest(), **({"init": init_digest} if init_digest else {})}
     return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
 
 
@@ -246,8 +265,11 @@ def distill_translator(
     info: dict[str, Any] | None = None,
     fresh: bool = False,
     export: bool = False,
+    init: Path | None = None,
 ) -> TrainSummary:
-    """Distil (or resume distilling) a translator and write it to `out`, its sidecar saying how."""
+    """Distil (or resume distilling) a translator and write it to `out`, its sidecar saying how.
+
+    `init`: start from that trained translator instead of a fresh one (a checkpoint of this run still wins)."""
     import torch
 
     out = checked_out_path(out)
@@ -257,10 +279,12 @@ def distill_translator(
     examples = build_distill_examples(loaded.tokenizer, records, config.per_passage, config.seed, config.draw)
     if not examples:
         raise InputError("the augmentation file has no QA pairs to distil from", "augment passages with `prag augment --qa-cloze`")
-    print_ = fingerprint(loaded, config, examples)
     device = model_device(loaded.model)
     vectors = cached_embeddings(loaded, [r.passage for r in records], embeddings_dir, progress)
-    translator = make_distill_translator(loaded, config, torch.stack(list(vectors.values()))).to(device)
+    translator = make_distill_translator(loaded, config, torch.stack(list(vectors.values())))
+    started_from = warm_start(translator, init, loaded, config) if init is not None else None
+    print_ = fingerprint(loaded, config, examples, started_from["digest"] if started_from else None)
+    translator = translator.to(device)
     translator.train()
     optimizer = torch.optim.AdamW(translator.parameters(), lr=config.learning_rate)
     state, resumed_from = resume(checkpoint_path(out), translator, optimizer, print_, fresh,
@@ -294,6 +318,9 @@ def distill_translator(
             **(info or {}),
             "objective": "distill",
             "passages": len({e.passage.key for e in examples}),
+            **({"init": started_from,
+                "passages_with_init": len({e.passage.key for e in examples}) + int(started_from.get("passages", 0))}
+               if started_from else {}),
             "examples": len(examples),
             "steps": state.step,
             "examples_seen": state.epoch * len(examples) + state.index,
