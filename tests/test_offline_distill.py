@@ -216,3 +216,5 @@ def test_init_with_another_shape_is_refused_in_one_line(loaded, data, uninterrup
     assert "has rank 2, p 2, first layer 24" in result.stderr and "--rank 2 --p 2 --first-layer 24" in result.stderr
     past = prag("train", "--augment", str(root / "aug.json"), "--offset", "3", *CLI_ARGS)
     assert past.returncode == 2 and "none after --offset 3" in past.stderr and "Traceback" not in past.stderr
+    missing = prag("train", "--augment", str(root / "aug.json"), "--init", str(tmp_path / "none.safetensors"), *CLI_ARGS)
+    assert missing.returncode == 2 and "--init translator" in missing.stderr and "does not exist" in missing.stderr

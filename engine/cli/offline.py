@@ -268,6 +268,8 @@ def register(app: typer.Typer) -> None:
         not_negative(offset, "--offset", "e.g. --offset 700 after a translator trained with --limit 700")
         if init is not None and objective == "reference":
             raise InputError("--init goes on training a distilled translator", "use it with --objective distill")
+        if init is not None and not init.expanduser().is_file():
+            raise InputError(f"--init translator {init} does not exist", "give a trained translator's .safetensors (its .json beside it)")
         for flag, number in (("--per-passage", per_passage), ("--first-layer", first_layer), ("--kl-weight", kl_weight),
                              ("--combine-weight", combine_weight), ("--hidden-weight", hidden_weight)):
             if number is not None:
