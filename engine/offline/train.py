@@ -245,7 +245,8 @@ def load_checkpoint(path: Path, translator: ParameterTranslator, optimizer: torc
         raise ArtifactError(f"{path} is not a prag-explorer training checkpoint", "delete it or pass --fresh to start over")
     if payload.get("fingerprint") != print_:
         raise ArtifactError(f"checkpoint {path} was made with other data or settings",
-                            "rerun with the same --augment/--store/--p/--lr/--per-passage, or pass --fresh to start over")
+                            "rerun with the same --augment/--offset/--limit/--store/--p/--lr/--per-passage/--init, "
+                            "or pass --fresh to start over")
     with torch.no_grad():
         for name, tensor in payload["translator"].items():
             translator.weights[name].copy_(tensor)
