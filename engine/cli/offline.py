@@ -286,7 +286,7 @@ def register(app: typer.Typer) -> None:
             lora_store = LoraStore(settings.store_dir, loaded.model_id, EncodeConfig(epochs=lora_epochs, learning_rate=lora_lr),
                                    qa_source_of(aug.aug_model, aug.info))
             if objective == "auto":
-                objective = "distill" if init is not None else "reference" if all(lora_store.has(r.passage) for r in records) else "distill"
+                objective = "reference" if init is None and all(lora_store.has(r.passage) for r in records) else "distill"
             info = {"data_files": [str(Path(augment).expanduser().resolve())], "aug_model": aug.aug_model, "command": _command_line(),
                     **({"augment": aug.info} if aug.info else {})}
             if objective == "distill":

@@ -313,13 +313,13 @@ def distill_translator(
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     history = loss_history(state, DISTILL_TERMS, config.batch_size)
     final = {t: history[-1][t] for t in DISTILL_TERMS} if history else {}
+    passages = len({e.passage.key for e in examples})
     sidecar = {
         "training": {
             **(info or {}),
             "objective": "distill",
-            "passages": len({e.passage.key for e in examples}),
-            **({"init": started_from,
-                "passages_with_init": len({e.passage.key for e in examples}) + int(started_from.get("passages", 0))}
+            "passages": passages,
+            **({"init": started_from, "passages_with_init": passages + int(started_from.get("passages", 0))}
                if started_from else {}),
             "examples": len(examples),
             "steps": state.step,
