@@ -374,6 +374,7 @@ def evaluate_on_ray(
     """
     from engine.atomic import write_text
     from engine.evaluate import EvalResult, open_predictions, prepare_run, summarize
+    from engine.evaluate.paired import question_groups
 
     started = time.perf_counter()
     ray_options = ray_options.check()
@@ -419,6 +420,7 @@ def evaluate_on_ray(
                 top_k=options.top_k, max_new_tokens=options.max_new_tokens, computed=computed, resumed=resumed, repaired=repaired,
                 wall_s=time.perf_counter() - started,
                 seconds_per_question=sum(walls) / len(walls) if walls else None,
+                groups=question_groups(items),
             )
             write_text(out_dir / f"{prefix}.results.json", json.dumps(result.to_json(), indent=2) + "\n")
     finally:

@@ -88,3 +88,21 @@ def test_the_readme_results_are_the_shipped_records(record, data):
     rows = [line for line in markdown_table(rescore(root / "assets" / "results" / record, data)).splitlines() if line.startswith("| ")]
     readme = (root / "README.md").read_text(encoding="utf-8")
     assert len(rows) > 2 and all(row in readme for row in rows), [row for row in rows if row not in readme]
+
+
+@pytest.mark.parametrize("record, data, against", [
+    ("nqswap-dev-200.record.jsonl", SHARED_DATA / "nqswap-dev.jsonl", "rag"),
+    ("popqa-dev-200.record.jsonl", SHARED_DATA / "popqa-dev.jsonl", "vanilla"),
+])
+def test_the_readme_paired_tables_are_the_shipped_records(record, data, against):
+    """The README's `--against` tables, row by row, are what the shipped records give (seeded bootstrap)."""
+    from engine.evaluate.paired import paired_table
+
+    if not data.is_file():
+        pytest.skip(f"{data} is not beside this checkout")
+    root = Path(__file__).resolve().parent.parent
+    result = rescore(root / "assets" / "results" / record, data)
+    title, _, rows = paired_table(result.paired(against), result.methods[against].label)
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    lines = ["| " + " | ".join(row) + " |" for row in rows]
+    assert title in readme and all(line in readme for line in lines), [line for line in lines if line not in readme]

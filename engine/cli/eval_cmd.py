@@ -34,21 +34,10 @@ if TYPE_CHECKING:
 def render_result(result: EvalResult) -> None:
     """The method x score table, then why methods failed and where the predictions are."""
     from rich.markup import escape
-    from rich.table import Table
 
     headers, rows = result.table()
-    table = Table(
-        title=f"{result.data.stem}: {result.n} questions ({result.model}{', ' + result.placement if result.placement else ''}, "
-              f"top-{result.top_k}, {result.max_new_tokens} new tokens)",
-    )
-    # A figure is never cut to "0.…": each column is as wide as its widest value, the header wraps instead.
-    widths = [max([len(row[index]) for row in rows] + [len(word) for word in header.split()]) for index, header in enumerate(headers)]
-    for index, (header, width) in enumerate(zip(headers, widths, strict=True)):
-        table.add_column(header, justify="left" if index == 0 else "right", min_width=width)
-    for row in rows:
-        table.add_row(*row)
-    needed = sum(width + 3 for width in widths) + 1  # each column's padding and its border
-    console.print(table, width=max(console.width, needed), crop=False)
+    _print_table(f"{result.data.stem}: {result.n} questions ({result.model}{', ' + result.placement if result.placement else ''}, "
+                 f"top-{result.top_k}, {result.max_new_tokens} new tokens)", headers, rows)
     for scores in result.methods.values():
         if scores.first_error:
             console.print(f"[red]{scores.label}[/]: {scores.errors} errors, e.g. {escape(scores.first_error)}", soft_wrap=True)
@@ -65,13 +54,43 @@ def render_result(result: EvalResult) -> None:
                   f"Predictions: {escape(str(result.to_json()['predictions']))}[/]", soft_wrap=True)
 
 
-def _show(result: EvalResult, as_json: bool, markdown: bool) -> None:
+def _print_table(title: str, headers: list[str], rows: list[list[str]], bold: list[bool] | None = None) -> None:
+    """A rich table where a figure is never cut to "0.…": each column is as wide as its widest value, the header wraps instead."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    widths = [max([len(row[index]) for row in rows] + [len(word) for word in header.split()]) for index, header in enumerate(headers)]
+    for index, (header, width) in enumerate(zip(headers, widths, strict=True)):
+        table.add_column(header, justify="left" if index == 0 else "right", min_width=width)
+    for index, row in enumerate(rows):
+        table.add_row(*row, style="bold" if bold and bold[index] else None)
+    needed = sum(width + 3 for width in widths) + 1  # each column's padding and its border
+    console.print(table, width=max(console.width, needed), crop=False)
+
+
+def _show(result: EvalResult, as_json: bool, markdown: bool, against: str | None = None) -> None:
+    from engine.evaluate.paired import paired_table
+
+    deltas = result.paired(against) if against else []
     if as_json:
-        typer.echo(json.dumps(result.to_json(), ensure_ascii=False))
-    elif markdown:
+        payload = result.to_json()
+        if against:
+            payload["paired"] = {d.method: d.to_json() for d in deltas}
+        typer.echo(json.dumps(payload, ensure_ascii=False))
+        return
+    if markdown:
         typer.echo(markdown_table(result))
     else:
         render_result(result)
+    if not against:
+        return
+    title, headers, rows = paired_table(deltas, result.methods[against].label)
+    if markdown:
+        typer.echo("\n" + _markdown(title, headers, rows))
+        return
+    _print_table(title, headers, rows, [row[-1] != "no" for row in rows])
+    console.print("[dim]Per question, this method's score minus the reference's; an interval that holds 0 (Told apart: no) "
+                  "means these questions do not tell the two methods apart.[/]", soft_wrap=True)
 
 
 def _record(path: Path, result: EvalResult, options, settings, quiet: bool) -> None:
@@ -99,6 +118,10 @@ def markdown_table(result: EvalResult) -> str:
     headers, rows = result.table()
     where = f", {result.placement}" if result.placement else ""
     title = f"{result.data.name}: {result.n} questions ({result.model}{where}, top-{result.top_k}, {result.max_new_tokens} new tokens)"
+    return _markdown(title, headers, rows)
+
+
+def _markdown(title: str, headers: list[str], rows: list[list[str]]) -> str:
     lines = [title, "",
              "| " + " | ".join(headers) + " |", "|" + "|".join(["---", *["---:"] * (len(headers) - 1)]) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
@@ -149,6 +172,9 @@ def register(app: typer.Typer) -> None:
         rescore: Annotated[list[Path] | None, typer.Option(
             help="Instead of running: recompute the table of a --record file (repeatable) in seconds, without the model, "
                  "against the gold answers of --data (default: the data file the record names).")] = None,
+        against: Annotated[str | None, typer.Option(
+            help="Also compare every method with this one (e.g. rag) question by question: mean F1 and EM differences "
+                 "with 95% bootstrap intervals over question groups (NQ-Swap's substitutions of one question resample together).")] = None,
     ) -> None:
         """Run each method on each question of a QA file and print EM / F1 per method.
 
@@ -169,11 +195,16 @@ def register(app: typer.Typer) -> None:
 
         if as_json and markdown:
             raise InputError("--json and --markdown both given", "pass one of them")
+        if against is not None:
+            picked = parse_methods(against) if against.strip().lower() not in ("", "all") else []
+            if len(picked) != 1:
+                raise InputError(f"--against {against!r}: name one method to compare the others with", "e.g. --against rag")
+            against = picked[0].name
         if rescore:
             from engine.evaluate.record import rescore as rescore_record
 
             for path in rescore:
-                _show(rescore_record(path, data), as_json, markdown)
+                _show(rescore_record(path, data), as_json, markdown, against)
             return
         if data is None:
             raise InputError("no QA file given", "pass --data FILE.jsonl (`prag data convert` makes one from a public QA release)")
@@ -189,6 +220,8 @@ def register(app: typer.Typer) -> None:
         positive_flag(workers, "--workers")
         check_reranker_model(reranker_model, rerank)
         chosen = tuple(parse_methods(methods))
+        if against is not None and against not in [m.name for m in chosen]:
+            raise InputError(f"--against {against}: that method is not among --methods", f"add {against} to --methods")
         merge, order, layer_range = injection_flags(merge, order, layers)
         settings = settings_from(model=model, translator=translator, store=store, top_k=top_k, max_new_tokens=max_new_tokens,
                                  device=device, dtype=dtype,
@@ -223,4 +256,4 @@ def register(app: typer.Typer) -> None:
                 result = evaluate(eval_options, settings, progress=progress, cancel=cancel)
         if record is not None:
             _record(record, result, eval_options, settings, as_json or markdown)
-        _show(result, as_json, markdown)
+        _show(result, as_json, markdown, against)

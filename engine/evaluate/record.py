@@ -18,6 +18,7 @@ from typing import Any
 
 from engine.atomic import write_text
 from engine.errors import ArtifactError, InputError
+from engine.evaluate.paired import question_groups
 from engine.evaluate.predictions import PredictionFile
 from engine.evaluate.results import EvalResult, summarize
 from engine.methods import METHODS
@@ -74,7 +75,7 @@ def rescore(path: Path, data: Path | None = None) -> EvalResult:
     return EvalResult(data=Path(header["data"]), n=len(items), methods=summarize(items, methods, records),
                       predictions={}, model=header.get("model", ""), top_k=header.get("top_k", 0),
                       max_new_tokens=header.get("max_new_tokens", 0), placement=header.get("placement", ""),
-                      settings=header.get("settings", {}))
+                      settings=header.get("settings", {}), groups=question_groups(items))
 
 
 def record_in_sidecar(translator: Path, result: EvalResult, record: Path, command: str) -> bool:

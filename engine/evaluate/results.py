@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engine.errors import InputError
 from engine.evaluate.options import REFERENCE_MAX_NEW_TOKENS, REFERENCE_TOP_K
+from engine.evaluate.paired import PairedDelta, paired_delta
 from engine.methods import Method
 from engine.metrics import contains_any, exact_match, f1_score
 from engine.probes import ProbeSummary, summarize_probes
@@ -44,6 +46,8 @@ class MethodScores:
     """Mean number of passages the method was given (varies under dynamic reranking)."""
     probes: ProbeSummary | None = None
     """Answer-likelihood probes: gold log-prob, its gain over vanilla, and on conflict sets context-vs-memory."""
+    scored: dict[str, tuple[float, float]] = field(default_factory=dict, repr=False)
+    """Question id -> (EM, F1): what paired comparisons between methods are made of."""
 
     def to_json(self) -> dict[str, Any]:
         row: dict[str, Any] = {
@@ -85,6 +89,18 @@ class EvalResult:
     """Where the answers were computed, e.g. "cpu float32" (empty: not recorded)."""
     settings: dict[str, Any] = field(default_factory=dict)
     """The fingerprint that keyed the prediction files: every setting that changed an answer."""
+    groups: dict[str, str] = field(default_factory=dict)
+    """Question id -> the unit a paired bootstrap resamples (`engine.evaluate.paired.question_groups`)."""
+
+    def paired(self, against: str) -> list[PairedDelta]:
+        """Every other method minus `against`, question by question, with bootstrap intervals."""
+        if against not in self.methods:
+            raise InputError(f"--against {against}: that method is not in this evaluation",
+                             f"choose one of: {', '.join(self.methods)}")
+        theirs = self.methods[against].scored
+        rows = [paired_delta(name, scores.label, against, scores.scored, theirs, self.groups)
+                for name, scores in self.methods.items() if name != against]
+        return [row for row in rows if row is not None]
 
     @property
     def has_conflicts(self) -> bool:
@@ -170,7 +186,8 @@ def summarize(items: Sequence[QAItem], methods: Sequence[Method], records: dict[
                 latency.append(float(record.get("latency_s") or 0.0))
                 tokens.append(int(record.get("tokens") or 0))
             overlap = f1_score(prediction, item.answers)
-            sums["em"] += exact_match(prediction, item.answers)
+            scores.scored[item.id] = (exact_match(prediction, item.answers), overlap.f1)
+            sums["em"] += scores.scored[item.id][0]
             sums["f1"] += overlap.f1
             sums["precision"] += overlap.precision
             sums["recall"] += overlap.recall

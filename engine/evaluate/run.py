@@ -15,6 +15,7 @@ from engine.atomic import write_text
 from engine.config import Settings, load_settings
 from engine.errors import Cancelled, InputError
 from engine.evaluate.options import EvalOptions
+from engine.evaluate.paired import question_groups
 from engine.evaluate.predictions import PredictionFile, fingerprint, open_predictions
 from engine.evaluate.results import EvalResult, score_record, summarize
 from engine.methods import METHODS
@@ -224,6 +225,7 @@ def evaluate(
             top_k=options.top_k, max_new_tokens=options.max_new_tokens, computed=computed, resumed=resumed, repaired=repaired,
             wall_s=time.perf_counter() - started, seconds_per_question=sum(walls) / len(walls) if walls else None,
             placement=explorer.loaded.placement.label(), settings=fp,
+            groups=question_groups(items),
         )
         write_text(out_dir / f"{prefix}.results.json", json.dumps(result.to_json(), indent=2) + "\n")
     if cancel is not None and cancel.is_set():
