@@ -68,7 +68,16 @@ def _print_table(title: str, headers: list[str], rows: list[list[str]], bold: li
     console.print(table, width=max(console.width, needed), crop=False)
 
 
-def _show(result: EvalResult, as_json: bool, markdown: bool, against: str | None = None) -> None:
+def _coverage(path: Path, data: Path | None) -> tuple[str, list]:
+    from engine.evaluate.record import record_coverage
+
+    return record_coverage(path, data)
+
+
+def _show(result: EvalResult, as_json: bool, markdown: bool, against: str | None = None,
+          coverage: tuple[str, list] | None = None) -> None:
+    """The table, then the paired comparison (`--against`) and the coverage split (`--coverage`) when asked for."""
+    from engine.evaluate.coverage import coverage_table
     from engine.evaluate.paired import paired_table
 
     deltas = result.paired(against) if against else []
@@ -76,21 +85,30 @@ def _show(result: EvalResult, as_json: bool, markdown: bool, against: str | None
         payload = result.to_json()
         if against:
             payload["paired"] = {d.method: d.to_json() for d in deltas}
+        if coverage is not None:
+            payload["coverage"] = {"prag_lora": coverage[0], "methods": {row.method: row.to_json() for row in coverage[1]}}
         typer.echo(json.dumps(payload, ensure_ascii=False))
         return
     if markdown:
         typer.echo(markdown_table(result))
     else:
         render_result(result)
-    if not against:
-        return
-    title, headers, rows = paired_table(deltas, result.methods[against].label)
-    if markdown:
-        typer.echo("\n" + _markdown(title, headers, rows))
-        return
-    _print_table(title, headers, rows, [row[-1] != "no" for row in rows])
-    console.print("[dim]Per question, this method's score minus the reference's; an interval that holds 0 (Told apart: no) "
-                  "means these questions do not tell the two methods apart.[/]", soft_wrap=True)
+    if against:
+        title, headers, rows = paired_table(deltas, result.methods[against].label)
+        if markdown:
+            typer.echo("\n" + _markdown(title, headers, rows))
+        else:
+            _print_table(title, headers, rows, [row[-1] != "no" for row in rows])
+            console.print("[dim]Per question, this method's score minus the reference's; an interval that holds 0 (Told apart: no) "
+                          "means these questions do not tell the two methods apart.[/]", soft_wrap=True)
+    if coverage is not None:
+        title, headers, rows = coverage_table(coverage[1], coverage[0])
+        if markdown:
+            typer.echo("\n" + _markdown(title, headers, rows))
+        else:
+            _print_table(title, headers, rows)
+            console.print("[dim]A question is \"trained\" when a gold answer's words appear in the answer of a QA pair its "
+                          "passages' PRAG LoRAs were trained on (the recipe's pairs, made again from each passage).[/]", soft_wrap=True)
 
 
 def _record(path: Path, result: EvalResult, options, settings, quiet: bool) -> None:
@@ -172,6 +190,9 @@ def register(app: typer.Typer) -> None:
         rescore: Annotated[list[Path] | None, typer.Option(
             help="Instead of running: recompute the table of a --record file (repeatable) in seconds, without the model, "
                  "against the gold answers of --data (default: the data file the record names).")] = None,
+        coverage: Annotated[bool, typer.Option(
+            "--coverage", help="With --rescore: also split every method's F1 by whether the gold answer is among the answers "
+                               "of the QA pairs the record's PRAG LoRAs were trained on (made again from each passage).")] = False,
         against: Annotated[str | None, typer.Option(
             help="Also compare every method with this one (e.g. rag) question by question: mean F1 and EM differences "
                  "with 95% bootstrap intervals over question groups (NQ-Swap's substitutions of one question resample together).")] = None,
@@ -204,8 +225,10 @@ def register(app: typer.Typer) -> None:
             from engine.evaluate.record import rescore as rescore_record
 
             for path in rescore:
-                _show(rescore_record(path, data), as_json, markdown, against)
+                _show(rescore_record(path, data), as_json, markdown, against, _coverage(path, data) if coverage else None)
             return
+        if coverage:
+            raise InputError("--coverage reads a record", "run with --record PATH, then `prag eval --rescore PATH --coverage`")
         if data is None:
             raise InputError("no QA file given", "pass --data FILE.jsonl (`prag data convert` makes one from a public QA release)")
         existing_path(corpus, "corpus")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.atomic import write_text
 from engine.errors import ArtifactError, InputError
@@ -23,6 +23,9 @@ from engine.evaluate.predictions import PredictionFile
 from engine.evaluate.results import EvalResult, summarize
 from engine.methods import METHODS
 from engine.qa import QAItem, load_qa
+
+if TYPE_CHECKING:
+    from engine.evaluate.coverage import CoverageRow
 
 RECORD_FORMAT = "prag-explorer-eval-record/1"
 
@@ -45,8 +48,8 @@ def write_record(path: Path, result: EvalResult, items: Sequence[QAItem], comman
     return len(lines) - 1
 
 
-def rescore(path: Path, data: Path | None = None) -> EvalResult:
-    """The table of a record file, recomputed from its answers against the data file's gold and conflict answers."""
+def read_record(path: Path, data: Path | None = None) -> tuple[dict[str, Any], list[QAItem], dict[str, dict[str, dict[str, Any]]]]:
+    """(header, the data file's items the record answered, records[method][id]); one line for each way it can fail."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise ArtifactError(f"record {path} does not exist", "write one with `prag eval ... --record PATH`")
@@ -71,11 +74,38 @@ def rescore(path: Path, data: Path | None = None) -> EvalResult:
     records: dict[str, dict[str, dict[str, Any]]] = {}
     for row in answers:
         records.setdefault(row["method"], {})[row["id"]] = row
+    return header, items, records
+
+
+def rescore(path: Path, data: Path | None = None) -> EvalResult:
+    """The table of a record file, recomputed from its answers against the data file's gold and conflict answers."""
+    header, items, records = read_record(path, data)
     methods = [METHODS[name] for name in header["methods"]]
     return EvalResult(data=Path(header["data"]), n=len(items), methods=summarize(items, methods, records),
                       predictions={}, model=header.get("model", ""), top_k=header.get("top_k", 0),
                       max_new_tokens=header.get("max_new_tokens", 0), placement=header.get("placement", ""),
                       settings=header.get("settings", {}), groups=question_groups(items))
+
+
+def record_coverage(path: Path, data: Path | None = None) -> tuple[str, list[CoverageRow]]:
+    """(the record's PRAG store key, per-method F1 split by whether the PRAG LoRAs trained on the answer)."""
+    from engine.corpus import load_corpus
+    from engine.evaluate.coverage import coverage_rows, covered_questions, recipe_for_key
+
+    header, items, records = read_record(path, data)
+    settings = header.get("settings", {})
+    key = settings.get("prag_lora")
+    if not key:
+        raise InputError(f"record {path} ran no PRAG method", "coverage is about PRAG LoRAs: rescore a record with prag or prag_combine")
+    config = recipe_for_key(key)
+    passages = {p.id: p for item in items for p in item.passages}
+    corpus = settings.get("corpus")
+    if isinstance(corpus, dict) and corpus.get("path"):
+        passages.update({p.id: p for p in load_corpus(Path(corpus["path"]))})
+    source = next((records[m] for m in ("prag", "prag_combine") if m in records), next(iter(records.values()), {}))
+    used = {qid: row.get("passages") or [] for qid, row in source.items()}
+    result = rescore(path, data)
+    return key, coverage_rows(covered_questions(items, used, passages, config), result.methods)
 
 
 def record_in_sidecar(translator: Path, result: EvalResult, record: Path, command: str) -> bool:

@@ -35,7 +35,7 @@ from engine.errors import ArtifactError, InputError
 from engine.inject import inject
 from engine.models import MLP_MODULES, LoadedModel, ModelArch
 from engine.offline.frozen import FrozenBelow
-from engine.offline.records import AugmentFile, AugmentFn, AugmentRecord, FailedPassage, load_augment, save_augment
+from engine.offline.records import AugmentFile, AugmentFn, AugmentRecord, FailedPassage, QAPair, load_augment, save_augment
 from engine.progress import ProgressCallback, check_cancel, report
 from engine.prompts import generation_prompt, training_text
 from engine.store import QA_VERSIONS, EncodeConfig, LoraStore
@@ -129,9 +129,15 @@ def training_batches(tokenizer, record: AugmentRecord, config: EncodeConfig) -> 
     if config.layout == "reference":
         return list(tokenize(tokenizer, training_texts(tokenizer, record)))
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    if config.max_qa and len(record.qa) > config.max_qa:
-        record = replace(record, qa=spread(record.qa, config.max_qa))
+    record = replace(record, qa=trained_pairs(record, config))
     return list(pad_batches(question_examples(tokenizer, record, config.loss_on), config.batch_size, pad_id))
+
+
+def trained_pairs(record: AugmentRecord, config: EncodeConfig) -> list[QAPair]:
+    """The QA pairs a recipe trains on: all of them, or `max_qa` spread over a long passage."""
+    if config.layout != "reference" and config.max_qa and len(record.qa) > config.max_qa:
+        return spread(record.qa, config.max_qa)
+    return list(record.qa)
 
 
 def spread(items: Sequence, count: int) -> list:

@@ -1,0 +1,124 @@
+"""Did the PRAG LoRA ever see the answer? Scores split by whether the gold answer is among the answers
+of the QA pairs the recipe trained each passage's LoRA on.
+
+A LoRA can only hold the facts it was trained on; with at most 24 pairs a long passage keeps some
+of its facts out, and a generator of pairs misses others (a cast list, a table). Split this way, a
+results table says whether PRAG fails where it learned the fact (the injection or the reader) or
+where it never did (the pairs). The pairs are made again from each passage, as on-demand encoding
+makes them: the record names the store key, which names the recipe and the version of its pairs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from engine.corpus import Passage
+from engine.errors import InputError
+from engine.metrics import normalize_answer
+from engine.qa import QAItem
+from engine.store import EncodeConfig
+
+
+@dataclass(frozen=True)
+class CoverageRow:
+    """One method's mean F1 on the questions whose answer its LoRAs trained on, and on the rest."""
+
+    method: str
+    label: str
+    covered_n: int
+    covered_f1: float | None
+    uncovered_n: int
+    uncovered_f1: float | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"covered": {"n": self.covered_n, "f1": _round(self.covered_f1)},
+                "not_covered": {"n": self.uncovered_n, "f1": _round(self.uncovered_f1)}}
+
+
+def recipe_for_key(key: str) -> EncodeConfig:
+    """The recipe whose store key a record names; one line when this version makes other pairs."""
+    from engine.offline.recipes import RECIPES
+
+    for config in RECIPES.values():
+        if config.key() == key:
+            return config
+    known = ", ".join(f"{name} ({config.key()})" for name, config in RECIPES.items())
+    raise InputError(f"the record's PRAG LoRAs ({key}) are not those of a recipe of this version ({known})",
+                     "coverage makes the training pairs again, so it needs the recipe and pair version the record was run with")
+
+
+def trained_answers(passage: Passage, config: EncodeConfig) -> list[tuple[str, ...]]:
+    """The normalized answers, as word tuples, of the pairs `config` trains `passage`'s LoRA on."""
+    from engine.offline.encode import on_demand_source, trained_pairs
+    from engine.offline.records import FailedPassage
+
+    outcome = on_demand_source(config.qa)(passage, None)
+    if isinstance(outcome, FailedPassage):
+        return []
+    return [tuple(normalize_answer(pair.answer).split()) for pair in trained_pairs(outcome, config)]
+
+
+def answer_trained(answers: Iterable[str], trained: Sequence[tuple[str, ...]]) -> bool:
+    """A gold answer's words appear, in order, inside a training answer ("Jonah Hill" in "composer Jonah Hill")."""
+    for answer in answers:
+        gold = tuple(normalize_answer(answer).split())
+        if gold and any(_contains(words, gold) for words in trained):
+            return True
+    return False
+
+
+def _contains(words: tuple[str, ...], part: tuple[str, ...]) -> bool:
+    return any(words[i:i + len(part)] == part for i in range(len(words) - len(part) + 1))
+
+
+def covered_questions(items: Sequence[QAItem], used: Mapping[str, Sequence[str]], passages: Mapping[str, Passage],
+                      config: EncodeConfig) -> dict[str, bool]:
+    """Question id -> whether a gold answer is among the training answers of the passages it was answered with."""
+    cache: dict[str, list[tuple[str, ...]]] = {}
+    covered = {}
+    for item in items:
+        trained: list[tuple[str, ...]] = []
+        for pid in used.get(item.id, ()):
+            passage = passages.get(pid)
+            if passage is None:
+                continue
+            if passage.key not in cache:
+                cache[passage.key] = trained_answers(passage, config)
+            trained += cache[passage.key]
+        covered[item.id] = answer_trained(item.answers, trained)
+    return covered
+
+
+def coverage_rows(covered: Mapping[str, bool], methods: Mapping[str, Any]) -> list[CoverageRow]:
+    """Per method (a `MethodScores` with `.scored`), mean F1 over covered and over not-covered questions."""
+    rows = []
+    for name, scores in methods.items():
+        inside = [f1 for qid, (_, f1) in scores.scored.items() if covered.get(qid)]
+        outside = [f1 for qid, (_, f1) in scores.scored.items() if qid in covered and not covered[qid]]
+        rows.append(CoverageRow(name, scores.label, len(inside), _mean(inside), len(outside), _mean(outside)))
+    return rows
+
+
+def coverage_table(rows: Sequence[CoverageRow], key: str) -> tuple[str, list[str], list[list[str]]]:
+    """A title, headers and formatted rows (rich or markdown)."""
+    first = rows[0] if rows else None
+    total = (first.covered_n + first.uncovered_n) if first else 0
+    title = (f"Answer among the PRAG LoRAs' training answers ({key}): {first.covered_n if first else 0} of {total} questions")
+    headers = ["Method", f"F1, answer trained (n={first.covered_n if first else 0})",
+               f"F1, answer not trained (n={first.uncovered_n if first else 0})"]
+    body = [[row.label, _fmt(row.covered_f1), _fmt(row.uncovered_f1)] for row in rows]
+    return title, headers, body
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
