@@ -109,7 +109,8 @@ class PragApp(App[None]):
         self._main: MainScreen
 
     def get_default_screen(self) -> Screen:
-        self._main = MainScreen(self.start_options, self.labels, self.export_dir, self.history, self.cursor_blink)
+        self._main = MainScreen(self.start_options, self.labels, self.export_dir, self.history, self.cursor_blink,
+                                self.settings.recipe)
         return self._main
 
     def on_mount(self) -> None:

@@ -51,13 +51,9 @@ def recipe_for_key(key: str) -> EncodeConfig:
 
 def trained_answers(passage: Passage, config: EncodeConfig) -> list[tuple[str, ...]]:
     """The normalized answers, as word tuples, of the pairs `config` trains `passage`'s LoRA on."""
-    from engine.offline.encode import on_demand_source, trained_pairs
-    from engine.offline.records import FailedPassage
+    from engine.offline.encode import recipe_pairs
 
-    outcome = on_demand_source(config.qa)(passage, None)
-    if isinstance(outcome, FailedPassage):
-        return []
-    return [tuple(normalize_answer(pair.answer).split()) for pair in trained_pairs(outcome, config)]
+    return [tuple(normalize_answer(pair.answer).split()) for pair in recipe_pairs(passage, config)[0]]
 
 
 def answer_trained(answers: Iterable[str], trained: Sequence[tuple[str, ...]]) -> bool:

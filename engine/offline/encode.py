@@ -140,6 +140,15 @@ def trained_pairs(record: AugmentRecord, config: EncodeConfig) -> list[QAPair]:
     return list(record.qa)
 
 
+def recipe_pairs(passage: Passage, config: EncodeConfig) -> tuple[list[QAPair], int]:
+    """(the pairs `config` trains an on-demand LoRA of `passage` on, how many the passage gave):
+    what that LoRA can know. Pure text work, no model: the TUI and `prag eval --coverage` show it."""
+    outcome = on_demand_source(config.qa)(passage, None)
+    if isinstance(outcome, FailedPassage):
+        return [], 0
+    return trained_pairs(outcome, config), len(outcome.qa)
+
+
 def spread(items: Sequence, count: int) -> list:
     """`count` of `items`, evenly spaced from first to last (a passage's pairs come in sentence order)."""
     if count >= len(items):

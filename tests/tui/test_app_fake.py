@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+from dataclasses import replace
 
 from engine.errors import InputError, ModelError
 from engine.explorer import AnswerUpdate, AskRequest, PassagesChosen
@@ -429,3 +430,31 @@ async def test_injection_toggles_run_the_question_again_with_the_new_choice(make
         last = engine.asks[-1]
         assert (last.merge, last.order, last.recipe) == ("sum", "best-first", "reference")
         assert app.options.injection_label().startswith("recipe reference · merge sum · best-first")
+
+
+async def test_an_expanded_passage_lists_what_its_prag_lora_learns(make_app):
+    """The facts recipe's answers for that passage, as `prag eval --coverage` counts them; a recipe switch changes the list."""
+    from engine.offline.encode import recipe_pairs
+    from engine.offline.recipes import recipe_config
+
+    engine = FakeExplorer()
+    app = make_app(lambda settings, progress: engine)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_ready(pilot)
+        app.main.question_input.value = RETRIEVAL_QUESTION
+        await pilot.press("enter")
+        await wait_idle(pilot)
+        item = app.main.passages.items[0]
+        assert "PRAG LoRA" not in str(item.render())  # collapsed: one line
+        item.focus()
+        await pilot.press("enter")
+        shown = str(item.render())
+        pairs, made = recipe_pairs(item.hit.passage, recipe_config("facts"))
+        assert "PRAG LoRA (facts recipe," in shown and pairs
+        assert all(pair.answer in shown for pair in pairs)
+        app.main.options = replace(app.main.options, recipe="reference")
+        await pilot.press("ctrl+r")
+        await wait_idle(pilot)
+        item = app.main.passages.items[0]  # the same question keeps the list; the recipe is the new one
+        item.expanded = True
+        assert "PRAG LoRA (reference recipe, 3 pairs)" in str(item.render())

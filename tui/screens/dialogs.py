@@ -30,7 +30,7 @@ in the prompt), **PRAG** (per-passage LoRAs summed into the MLPs), **PRAG-combin
 | ctrl+y | copy the focused answer, or all answers |
 | 1-6 | switch a method on/off (outside the question box) |
 | tab | move between question, methods, passages, views and answers |
-| space / enter | on a passage: use or skip it next run / expand it |
+| space / enter | on a passage: use or skip it next run / expand it (and list the facts its PRAG LoRA learns) |
 | c | on an answer: copy it |
 | ctrl+l | back to the question box |
 | ctrl+p | command palette: switch model, corpus or translator, methods, theme |

@@ -100,8 +100,11 @@ class MainScreen(Screen):
     """The QA file's questions: a typed question that is one of them gets its gold answers."""
 
     def __init__(self, options: RunOptions, labels: Labels, export_dir: Path, history: Iterable[str] = (),
-                 cursor_blink: bool = True) -> None:
+                 cursor_blink: bool = True, recipe: str | None = None) -> None:
         super().__init__()
+        self.recipe = recipe
+        """The engine's PRAG recipe (`--recipe`, the config file) when the options name none: an expanded
+        passage lists the pairs its LoRA learns under it."""
         self.set_reactive(MainScreen.options, options)
         self.set_reactive(MainScreen.labels, labels)
         self.export_dir = export_dir
@@ -263,6 +266,7 @@ class MainScreen(Screen):
         if not methods:
             self.notify("Every method is switched off: press 1-6 (outside the question box) or click one.", severity="warning")
             return
+        self.passages_panel.passage_list.recipe = options.recipe or self.recipe
         hits, reranked = self.passages_panel.passages_for(question, item, options)
         probes = ProbeSet.for_item(item).candidates() if item is not None else ()
         ask = AskRequest(question, methods, options.top_k, options.max_new_tokens, options.rerank, options.candidates,

@@ -25,6 +25,7 @@ from textual.widget import Widget
 from textual.widgets import Static
 
 if TYPE_CHECKING:
+    from engine.corpus import Passage
     from engine.retrieval import Hit
     from tui.reranking import RerankRow
 
@@ -44,6 +45,19 @@ def highlight_terms(text: str, terms: Sequence[str], style: str = "bold $accent 
         if match.group().lower() in wanted:
             content = content.stylize(style, match.start(), match.end())
     return content
+
+
+def lora_facts(passage: Passage, recipe: str) -> Content:
+    """"PRAG LoRA (facts recipe, 24 of 36 pairs) learns: 1638 · salt traders · ...": the answers it is
+    trained on. A question whose answer is not among them gets nothing from PRAG but a pull elsewhere."""
+    from engine.offline.encode import recipe_pairs
+    from engine.offline.recipes import recipe_config
+
+    pairs, made = recipe_pairs(passage, recipe_config(recipe))
+    answers = list(dict.fromkeys(pair.answer for pair in pairs))
+    kept = f"{len(pairs)} of {made} pairs" if made > len(pairs) else f"{len(pairs)} pairs"
+    return Content.assemble(("PRAG LoRA ", "bold $secondary"), (f"({recipe} recipe, {kept}) learns: ", "$text-muted"),
+                            " · ".join(answers) if answers else "nothing (no sentence to ask about)")
 
 
 class PassageItem(Widget, can_focus=True):
@@ -106,6 +120,8 @@ class PassageItem(Widget, can_focus=True):
         self.dropped = dropped
         """The reranker left this candidate out (shown greyed, below the kept ones)."""
         self.set_reactive(PassageItem.included, included)
+        self._facts_for: str | None = None
+        self._facts_line: Content | None = None
         if bm25_rank is not None:
             self.tooltip = (
                 f"Dropped by the reranker (BM25 #{bm25_rank}); space uses it anyway in the next run."
@@ -113,6 +129,20 @@ class PassageItem(Widget, can_focus=True):
             )
 
     def render(self) -> Content:
+        line = self._line()
+        facts = self._facts() if self.expanded else None
+        return line if facts is None else line + Content("\n") + facts
+
+    def _facts(self) -> Content | None:
+        """What this passage's PRAG LoRA is trained on (the recipe's pairs), shown under the expanded text."""
+        recipe = getattr(self.parent, "recipe", None)
+        if recipe is None:
+            return None
+        if self._facts_for != recipe:
+            self._facts_for, self._facts_line = recipe, lora_facts(self.hit.passage, recipe)
+        return self._facts_line
+
+    def _line(self) -> Content:
         hit = self.hit
         mark = Content.styled("●" if self.included else "○", "bold $success" if self.included else "$text-muted")
         score = f"{hit.score:6.2f}" if self.scored else "     -"
@@ -219,6 +249,11 @@ class PassageList(VerticalScroll, can_focus=False):
         padding: 0 1;
     }
     """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.recipe: str | None = None
+        """The PRAG recipe whose pairs an expanded passage lists (what its LoRA learns); None: not shown."""
 
     def show(self, hits: Sequence[Hit], scored: bool = True, included: Sequence[bool] | None = None) -> None:
         """Replace the list; `included[i]` says whether hit i starts switched on."""
