@@ -45,6 +45,14 @@ async def wait_idle(pilot, timeout: float = 60.0) -> None:
     await pilot.pause()
 
 
+async def ask_and_wait(pilot, question: str) -> None:
+    """Once the engine is open: type `question`, run it, wait until every answer is in."""
+    await wait_ready(pilot)
+    pilot.app.main.question_input.value = question
+    await pilot.press("enter")
+    await wait_idle(pilot)
+
+
 @pytest.fixture
 def make_app():
     from tui.app import PragApp

@@ -10,7 +10,15 @@ from dataclasses import replace
 from engine.errors import InputError, ModelError
 from engine.explorer import AnswerUpdate, AskRequest, PassagesChosen
 from engine.methods import METHODS
-from tests.tui.conftest import CONFLICT_QUESTION, QA_QUESTION, RETRIEVAL_QUESTION, wait_idle, wait_ready, wait_until
+from tests.tui.conftest import (
+    CONFLICT_QUESTION,
+    QA_QUESTION,
+    RETRIEVAL_QUESTION,
+    ask_and_wait,
+    wait_idle,
+    wait_ready,
+    wait_until,
+)
 from tests.tui.fake_engine import FakeExplorer, fake_factory
 from tui.screens.dialogs import HelpScreen
 from tui.screens.questions import QuestionBrowser
@@ -138,10 +146,7 @@ async def test_switched_off_passage_is_left_out_when_the_same_question_runs_agai
     engine = FakeExplorer()
     app = make_app(lambda settings, progress: engine)
     async with app.run_test(size=(120, 40)) as pilot:
-        await wait_ready(pilot)
-        app.main.question_input.value = RETRIEVAL_QUESTION
-        await pilot.press("enter")
-        await wait_idle(pilot)
+        await ask_and_wait(pilot, RETRIEVAL_QUESTION)
         items = app.main.passages.items
         assert len(items) == 3 and items[0].hit.passage.title == "Quistrel Dynamics"
         assert "quistrel" in items[0].hit.matched_terms
@@ -440,10 +445,7 @@ async def test_an_expanded_passage_lists_what_its_prag_lora_learns(make_app):
     engine = FakeExplorer()
     app = make_app(lambda settings, progress: engine)
     async with app.run_test(size=(120, 40)) as pilot:
-        await wait_ready(pilot)
-        app.main.question_input.value = RETRIEVAL_QUESTION
-        await pilot.press("enter")
-        await wait_idle(pilot)
+        await ask_and_wait(pilot, RETRIEVAL_QUESTION)
         item = app.main.passages.items[0]
         assert "PRAG LoRA" not in str(item.render())  # collapsed: one line
         item.focus()
