@@ -58,3 +58,14 @@ def test_coverage_without_a_matching_recipe_is_one_line(tmp_path):
     ):
         result = run_cli("eval", *args, env=env)
         assert result.returncode == 2 and expected in result.stderr and "Traceback" not in result.stderr, result.stderr
+
+
+def test_coverage_without_the_records_corpus_is_one_line(tmp_path):
+    """A record made with --corpus names it by a relative path: from elsewhere, no passage may silently count as untrained."""
+    lines = FICTIONAL.read_text().splitlines()
+    header = json.loads(lines[0])
+    header["data_path"] = str(ROOT / header["data_path"])
+    moved = tmp_path / "moved.record.jsonl"
+    moved.write_text("\n".join([json.dumps(header), *lines[1:]]) + "\n")
+    result = run_cli("eval", "--rescore", str(moved), "--coverage", env={"PRAG_HOME": str(tmp_path / "home")}, cwd=tmp_path)
+    assert result.returncode == 2 and "in neither the data file nor the corpus" in result.stderr, result.stderr

@@ -100,10 +100,16 @@ def record_coverage(path: Path, data: Path | None = None) -> tuple[str, list[Cov
     config = recipe_for_key(key)
     passages = {p.id: p for item in items for p in item.passages}
     corpus = settings.get("corpus")
-    if isinstance(corpus, dict) and corpus.get("path"):
+    if isinstance(corpus, dict) and corpus.get("path") and Path(corpus["path"]).exists():
         passages.update({p.id: p for p in load_corpus(Path(corpus["path"]))})
     source = next((records[m] for m in ("prag", "prag_combine") if m in records), next(iter(records.values()), {}))
     used = {qid: row.get("passages") or [] for qid, row in source.items()}
+    missing = sorted({pid for ids in used.values() for pid in ids if pid not in passages})
+    if missing:
+        where = corpus.get("path") if isinstance(corpus, dict) else None
+        raise InputError(f"{len(missing)} passage(s) the record's answers used are in neither the data file nor "
+                         f"{'the corpus ' + str(where) if where else 'a corpus'}",
+                         "run from the folder the record was made in (its corpus path is relative), or pass the data file with --data")
     result = rescore(path, data)
     return key, coverage_rows(covered_questions(items, used, passages, config), result.methods)
 
