@@ -29,6 +29,7 @@ from engine.validate import not_negative
 
 if TYPE_CHECKING:
     from engine.evaluate import EvalResult
+    from engine.evaluate.coverage import CoverageRow
 
 
 def render_result(result: EvalResult) -> None:
@@ -68,14 +69,8 @@ def _print_table(title: str, headers: list[str], rows: list[list[str]], bold: li
     console.print(table, width=max(console.width, needed), crop=False)
 
 
-def _coverage(path: Path, data: Path | None) -> tuple[str, list]:
-    from engine.evaluate.record import record_coverage
-
-    return record_coverage(path, data)
-
-
 def _show(result: EvalResult, as_json: bool, markdown: bool, against: str | None = None,
-          coverage: tuple[str, list] | None = None) -> None:
+          coverage: tuple[str, list[CoverageRow]] | None = None) -> None:
     """The table, then the paired comparison (`--against`) and the coverage split (`--coverage`) when asked for."""
     from engine.evaluate.coverage import coverage_table
     from engine.evaluate.paired import paired_table
@@ -222,10 +217,11 @@ def register(app: typer.Typer) -> None:
                 raise InputError(f"--against {against!r}: name one method to compare the others with", "e.g. --against rag")
             against = picked[0].name
         if rescore:
+            from engine.evaluate.record import record_coverage
             from engine.evaluate.record import rescore as rescore_record
 
             for path in rescore:
-                _show(rescore_record(path, data), as_json, markdown, against, _coverage(path, data) if coverage else None)
+                _show(rescore_record(path, data), as_json, markdown, against, record_coverage(path, data) if coverage else None)
             return
         if coverage:
             raise InputError("--coverage reads a record", "run with --record PATH, then `prag eval --rescore PATH --coverage`")

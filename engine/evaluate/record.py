@@ -110,8 +110,8 @@ def record_coverage(path: Path, data: Path | None = None) -> tuple[str, list[Cov
         raise InputError(f"{len(missing)} passage(s) the record's answers used are in neither the data file nor "
                          f"{'the corpus ' + str(where) if where else 'a corpus'}",
                          "run from the folder the record was made in (its corpus path is relative), or pass the data file with --data")
-    result = rescore(path, data)
-    return key, coverage_rows(covered_questions(items, used, passages, config), result.methods)
+    scores = summarize(items, [METHODS[name] for name in header["methods"]], records)
+    return key, coverage_rows(covered_questions(items, used, passages, config), scores)
 
 
 def record_in_sidecar(translator: Path, result: EvalResult, record: Path, command: str) -> bool:
