@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from engine.corpus import make_passage
 from engine.evaluate.coverage import answer_trained, trained_answers
 from engine.offline.recipes import recipe_config
@@ -54,7 +56,8 @@ def test_coverage_without_a_matching_recipe_is_one_line(tmp_path):
     other.write_text("\n".join([json.dumps(header), *lines[1:]]) + "\n")
     for args, expected in (
         (("--rescore", str(other), "--coverage"), "not those of a recipe of this version"),
-        (("--data", str(ROOT / "sample_corpus" / "questions.jsonl"), "--coverage"), "--coverage reads a record"),
+        (("--data", str(ROOT / "sample_corpus" / "questions.jsonl"), "--methods", "vanilla,rag", "--coverage"),
+         "--coverage is about PRAG LoRAs"),
     ):
         result = run_cli("eval", *args, env=env)
         assert result.returncode == 2 and expected in result.stderr and "Traceback" not in result.stderr, result.stderr
@@ -69,3 +72,20 @@ def test_coverage_without_the_records_corpus_is_one_line(tmp_path):
     moved.write_text("\n".join([json.dumps(header), *lines[1:]]) + "\n")
     result = run_cli("eval", "--rescore", str(moved), "--coverage", env={"PRAG_HOME": str(tmp_path / "home")}, cwd=tmp_path)
     assert result.returncode == 2 and "in neither the data file nor the corpus" in result.stderr, result.stderr
+
+
+@pytest.mark.model
+def test_coverage_on_a_run_matches_coverage_of_its_record(tmp_path):
+    """`--coverage` on a live run (encoding its LoRAs) gives what `--rescore --coverage` gives for its record."""
+    env = {"PRAG_HOME": str(tmp_path / "home")}
+    record = tmp_path / "run.record.jsonl"
+    ran = run_cli("eval", "--data", ROOT / "sample_corpus" / "questions.jsonl", "--group", "fictional", "--limit", "2",
+                  "--corpus", ROOT / "sample_corpus" / "passages.jsonl", "--top-k", "1", "--methods", "vanilla,prag",
+                  "--max-new-tokens", "4", "--no-probes", "--out", tmp_path / "eval", "--record", record, "--coverage", "--json",
+                  env=env, timeout=600)
+    assert ran.returncode == 0, ran.stderr
+    live = json.loads(ran.stdout)["coverage"]
+    again = run_cli("eval", "--rescore", record, "--coverage", "--json", env=env)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["coverage"] == live
+    assert live["prag_lora"] == recipe_config("facts").key() and live["methods"]["prag"]["covered"]["n"] == 2

@@ -69,6 +69,20 @@ def _print_table(title: str, headers: list[str], rows: list[list[str]], bold: li
     console.print(table, width=max(console.width, needed), crop=False)
 
 
+def _live_coverage(result: EvalResult, options) -> tuple[str, list[CoverageRow]]:
+    """--coverage on a run: the answers from this run's prediction files, the passages from the data file or corpus."""
+    from engine.evaluate import load_items
+    from engine.evaluate.coverage import coverage_of
+    from engine.evaluate.predictions import PredictionFile
+
+    records = {}
+    for name, path in result.predictions.items():
+        stored = PredictionFile(path, name)
+        stored.load()
+        records[name] = stored.records
+    return coverage_of(load_items(options), records, result.settings, result.methods)
+
+
 def _show(result: EvalResult, as_json: bool, markdown: bool, against: str | None = None,
           coverage: tuple[str, list[CoverageRow]] | None = None) -> None:
     """The table, then the paired comparison (`--against`) and the coverage split (`--coverage`) when asked for."""
@@ -186,8 +200,8 @@ def register(app: typer.Typer) -> None:
             help="Instead of running: recompute the table of a --record file (repeatable) in seconds, without the model, "
                  "against the gold answers of --data (default: the data file the record names).")] = None,
         coverage: Annotated[bool, typer.Option(
-            "--coverage", help="With --rescore: also split every method's F1 by whether the gold answer is among the answers "
-                               "of the QA pairs the record's PRAG LoRAs were trained on (made again from each passage).")] = False,
+            "--coverage", help="Also split every method's F1 by whether the gold answer is among the answers of the QA pairs "
+                               "the PRAG LoRAs were trained on (made again from each passage); on a run or a --rescore.")] = False,
         against: Annotated[str | None, typer.Option(
             help="Also compare every method with this one (e.g. rag) question by question: mean F1 and EM differences "
                  "with 95% bootstrap intervals over question groups (NQ-Swap's substitutions of one question resample together).")] = None,
@@ -223,8 +237,6 @@ def register(app: typer.Typer) -> None:
             for path in rescore:
                 _show(rescore_record(path, data), as_json, markdown, against, record_coverage(path, data) if coverage else None)
             return
-        if coverage:
-            raise InputError("--coverage reads a record", "run with --record PATH, then `prag eval --rescore PATH --coverage`")
         if data is None:
             raise InputError("no QA file given", "pass --data FILE.jsonl (`prag data convert` makes one from a public QA release)")
         existing_path(corpus, "corpus")
@@ -239,6 +251,8 @@ def register(app: typer.Typer) -> None:
         positive_flag(workers, "--workers")
         check_reranker_model(reranker_model, rerank)
         chosen = tuple(parse_methods(methods))
+        if coverage and not any(m.adapter is AdapterSource.PRAG for m in chosen):
+            raise InputError("--coverage is about PRAG LoRAs, and --methods has no PRAG method", "add prag or prag_combine")
         if against is not None and against not in [m.name for m in chosen]:
             raise InputError(f"--against {against}: that method is not among --methods", f"add {against} to --methods")
         merge, order, layer_range = injection_flags(merge, order, layers)
@@ -275,4 +289,4 @@ def register(app: typer.Typer) -> None:
                 result = evaluate(eval_options, settings, progress=progress, cancel=cancel)
         if record is not None:
             _record(record, result, eval_options, settings, as_json or markdown)
-        _show(result, as_json, markdown, against)
+        _show(result, as_json, markdown, against, _live_coverage(result, eval_options) if coverage else None)

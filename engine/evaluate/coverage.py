@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from engine.corpus import Passage
@@ -95,6 +96,35 @@ def coverage_rows(covered: Mapping[str, bool], methods: Mapping[str, Any]) -> li
         outside = [f1 for qid, (_, f1) in scores.scored.items() if qid in covered and not covered[qid]]
         rows.append(CoverageRow(name, scores.label, len(inside), _mean(inside), len(outside), _mean(outside)))
     return rows
+
+
+def coverage_of(items: Sequence[QAItem], records: Mapping[str, Mapping[str, Mapping[str, Any]]], settings: Mapping[str, Any],
+                scores: Mapping[str, Any]) -> tuple[str, list[CoverageRow]]:
+    """(the PRAG store key, per-method rows) for answers `records[method][id]` made under `settings` (the
+    prediction files' fingerprint); one line when the LoRAs or the passages cannot be known again."""
+    from engine.corpus import load_corpus
+    from engine.errors import CorpusError
+
+    key = settings.get("prag_lora")
+    if not key or not any(name in records for name in ("prag", "prag_combine")):
+        raise InputError("no PRAG method in these answers", "coverage is about PRAG LoRAs: evaluate prag or prag_combine")
+    config = recipe_for_key(str(key))
+    passages = {p.id: p for item in items for p in item.passages}
+    corpus = settings.get("corpus")
+    where = corpus.get("path") if isinstance(corpus, dict) else None
+    if where:
+        try:
+            passages.update({p.id: p for p in load_corpus(Path(where))})
+        except CorpusError:
+            pass  # moved, or an index folder: the passages it held are reported missing below
+    source = records["prag"] if "prag" in records else records["prag_combine"]
+    used = {qid: list(row.get("passages") or []) for qid, row in source.items()}
+    missing = sorted({pid for ids in used.values() for pid in ids if pid not in passages})
+    if missing:
+        raise InputError(f"{len(missing)} passage(s) the answers used are in neither the data file nor "
+                         f"{'the corpus ' + str(where) if where else 'a corpus'}",
+                         "run from the folder the record was made in (its corpus path is relative), or pass the data file with --data")
+    return str(key), coverage_rows(covered_questions(items, used, passages, config), scores)
 
 
 def coverage_table(rows: Sequence[CoverageRow], key: str) -> tuple[str, list[str], list[list[str]]]:

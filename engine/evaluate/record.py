@@ -89,29 +89,11 @@ def rescore(path: Path, data: Path | None = None) -> EvalResult:
 
 def record_coverage(path: Path, data: Path | None = None) -> tuple[str, list[CoverageRow]]:
     """(the record's PRAG store key, per-method F1 split by whether the PRAG LoRAs trained on the answer)."""
-    from engine.corpus import load_corpus
-    from engine.evaluate.coverage import coverage_rows, covered_questions, recipe_for_key
+    from engine.evaluate.coverage import coverage_of
 
     header, items, records = read_record(path, data)
-    settings = header.get("settings", {})
-    key = settings.get("prag_lora")
-    if not key:
-        raise InputError(f"record {path} ran no PRAG method", "coverage is about PRAG LoRAs: rescore a record with prag or prag_combine")
-    config = recipe_for_key(key)
-    passages = {p.id: p for item in items for p in item.passages}
-    corpus = settings.get("corpus")
-    if isinstance(corpus, dict) and corpus.get("path") and Path(corpus["path"]).exists():
-        passages.update({p.id: p for p in load_corpus(Path(corpus["path"]))})
-    source = next((records[m] for m in ("prag", "prag_combine") if m in records), next(iter(records.values()), {}))
-    used = {qid: row.get("passages") or [] for qid, row in source.items()}
-    missing = sorted({pid for ids in used.values() for pid in ids if pid not in passages})
-    if missing:
-        where = corpus.get("path") if isinstance(corpus, dict) else None
-        raise InputError(f"{len(missing)} passage(s) the record's answers used are in neither the data file nor "
-                         f"{'the corpus ' + str(where) if where else 'a corpus'}",
-                         "run from the folder the record was made in (its corpus path is relative), or pass the data file with --data")
     scores = summarize(items, [METHODS[name] for name in header["methods"]], records)
-    return key, coverage_rows(covered_questions(items, used, passages, config), scores)
+    return coverage_of(items, records, header.get("settings", {}), scores)
 
 
 def record_in_sidecar(translator: Path, result: EvalResult, record: Path, command: str) -> bool:
