@@ -70,6 +70,11 @@ def _contains(words: tuple[str, ...], part: tuple[str, ...]) -> bool:
     return any(words[i:i + len(part)] == part for i in range(len(words) - len(part) + 1))
 
 
+def lora_trained_on(answers: Iterable[str], passages: Iterable[Passage], config: EncodeConfig) -> bool:
+    """Whether the PRAG LoRAs of `passages` (under `config`) were trained on one of `answers` (one question; the TUI)."""
+    return answer_trained(answers, [words for passage in passages for words in trained_answers(passage, config)])
+
+
 def covered_questions(items: Sequence[QAItem], used: Mapping[str, Sequence[str]], passages: Mapping[str, Passage],
                       config: EncodeConfig) -> dict[str, bool]:
     """Question id -> whether a gold answer is among the training answers of the passages it was answered with."""

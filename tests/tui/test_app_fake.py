@@ -460,3 +460,16 @@ async def test_an_expanded_passage_lists_what_its_prag_lora_learns(make_app):
         item = app.main.passages.items[0]  # the same question keeps the list; the recipe is the new one
         item.expanded = True
         assert "PRAG LoRA (reference recipe, 3 pairs)" in str(item.render())
+
+
+async def test_the_gold_line_says_whether_the_prag_lora_trained_on_the_answer(make_app, fake):
+    """sq-025's answer (saffron yellow) is one of its passage's facts; sq-020's (Canberra) is the passage's title, never asked."""
+    app = make_app(fake())
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_ready(pilot)
+        await wait_until(pilot, lambda: bool(app.qa_items), 10, "the QA file")
+        for qid, expected in (("sq-025", "PRAG LoRA trained on it"), ("sq-020", "PRAG LoRA never trained on it")):
+            item = next(i for i in app.qa_items if i.id == qid)
+            app.main.pick(item)
+            await wait_idle(pilot)
+            assert expected in str(app.main.gold.render()), qid

@@ -320,8 +320,21 @@ class MainScreen(Screen):
         self.grid.finish_run(comparison.answers, item)
         self.norms.show(comparison.answers)
         self.conflict.show(item, comparison.answers)
+        if item is not None:
+            self.gold.show_item(item, self._lora_trained(item, comparison))
         self._stop()
         self.status.set_state(*outcome(comparison, self.request.ask.encode_missing))
+
+    def _lora_trained(self, item: QAItem, comparison: Comparison) -> bool | None:
+        """Whether the PRAG LoRAs of the passages PRAG got were trained on a gold answer (`prag eval --coverage`, one question)."""
+        from engine.evaluate.coverage import lora_trained_on
+        from engine.offline.recipes import recipe_config
+
+        recipe = (self.request.ask.recipe if self.request else None) or self.recipe
+        prag = [a for a in comparison.answers if a.method in ("prag", "prag_combine") and not a.error]
+        if recipe is None or not prag or not comparison.hits:
+            return None
+        return lora_trained_on(item.answers, [hit.passage for hit in comparison.hits], recipe_config(recipe))
 
     @on(RunFailed)
     def _failed(self, message: RunFailed) -> None:

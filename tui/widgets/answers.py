@@ -317,11 +317,15 @@ class AnswerGrid(VerticalScroll, can_focus=False):
 class GoldLine(Static):
     """The QA record's gold answers above the cards, and for a knowledge conflict the model's memory."""
 
-    def show_item(self, item: QAItem | None) -> None:
+    def show_item(self, item: QAItem | None, lora_trained: bool | None = None) -> None:
+        """`lora_trained`: whether the run's PRAG LoRAs were trained on a gold answer (None: not known, or no PRAG ran)."""
         self.display = item is not None
         if item is None:
             return
         parts = [("Gold", "bold"), f" ({item.id}): ", (" · ".join(item.answers), "$success")]
+        if lora_trained is not None:
+            parts += ["   ", ("PRAG LoRA trained on it" if lora_trained else "PRAG LoRA never trained on it",
+                             "$success" if lora_trained else "$warning")]
         if item.conflict is not None:
             parts += ["   ", ("Memory", "bold"), ": ", (" · ".join(item.conflict.original_answers), "$warning"),
                       ("   ctrl+t: conflict view", "$text-muted")]
