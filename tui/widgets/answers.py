@@ -323,10 +323,10 @@ class GoldLine(Static):
         if item is None:
             return
         parts = [("Gold", "bold"), f" ({item.id}): ", (" · ".join(item.answers), "$success")]
-        if lora_trained is not None:
-            parts += ["   ", ("PRAG LoRA trained on it" if lora_trained else "PRAG LoRA never trained on it",
-                             "$success" if lora_trained else "$warning")]
         if item.conflict is not None:
             parts += ["   ", ("Memory", "bold"), ": ", (" · ".join(item.conflict.original_answers), "$warning"),
                       ("   ctrl+t: conflict view", "$text-muted")]
+        if lora_trained is not None:  # last: on a narrow screen the line is cut here first
+            parts += ["   ", ("PRAG LoRA trained on it" if lora_trained else "PRAG LoRA never trained on it",
+                             "$success" if lora_trained else "$warning")]
         self.update(Content.assemble(*parts))
