@@ -115,12 +115,12 @@ def test_the_readme_paired_tables_are_the_shipped_records(record, data, against)
 def test_the_readme_coverage_tables_are_the_shipped_records(record, data):
     """The README's `--coverage` tables, row by row, are what the shipped records and this version's pairs give."""
     from engine.evaluate.coverage import coverage_table
-    from engine.evaluate.record import record_coverage
+    from engine.evaluate.record import rescore_with_coverage
 
     if not data.is_file():
         pytest.skip(f"{data} is not beside this checkout")
     root = Path(__file__).resolve().parent.parent
-    title, _, rows = coverage_table(*reversed(record_coverage(root / "assets" / "results" / record, data)))
+    title, _, rows = coverage_table(*reversed(rescore_with_coverage(root / "assets" / "results" / record, data)[1]))
     readme = (root / "README.md").read_text(encoding="utf-8")
     lines = ["| " + " | ".join(row) + " |" for row in rows]
     assert title in readme and all(line in readme for line in lines), [line for line in lines if line not in readme]

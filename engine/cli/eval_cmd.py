@@ -104,20 +104,25 @@ def _show(result: EvalResult, as_json: bool, markdown: bool, against: str | None
         render_result(result)
     if against:
         title, headers, rows = paired_table(deltas, result.methods[against].label)
-        if markdown:
-            typer.echo("\n" + _markdown(title, headers, rows))
-        else:
-            _print_table(title, headers, rows, [row[-1] != "no" for row in rows])
-            console.print("[dim]Per question, this method's score minus the reference's; an interval that holds 0 (Told apart: no) "
-                          "means these questions do not tell the two methods apart.[/]", soft_wrap=True)
+        _show_extra(title, headers, rows, markdown, "Per question, this method's score minus the reference's; an interval that "
+                    "holds 0 (Told apart: no) means these questions do not tell the two methods apart.",
+                    [row[-1] != "no" for row in rows])
     if coverage is not None:
         title, headers, rows = coverage_table(coverage[1], coverage[0])
-        if markdown:
-            typer.echo("\n" + _markdown(title, headers, rows))
-        else:
-            _print_table(title, headers, rows)
-            console.print("[dim]A question is \"trained\" when a gold answer's words appear in the answer of a QA pair its "
-                          "passages' PRAG LoRAs were trained on (the recipe's pairs, made again from each passage).[/]", soft_wrap=True)
+        _show_extra(title, headers, rows, markdown, "A question is \"trained\" when a gold answer's words appear in the answer "
+                    "of a QA pair its passages' PRAG LoRAs were trained on (the recipe's pairs, made again from each passage).")
+
+
+def _show_extra(title: str, headers: list[str], rows: list[list[str]], markdown: bool, note: str,
+                bold: list[bool] | None = None) -> None:
+    """A table after the results table: markdown, or rich with a dim line on how to read it."""
+    if markdown:
+        typer.echo("\n" + _markdown(title, headers, rows))
+        return
+    from rich.markup import escape
+
+    _print_table(title, headers, rows, bold)
+    console.print(f"[dim]{escape(note)}[/]", soft_wrap=True)
 
 
 def _record(path: Path, result: EvalResult, options, settings, quiet: bool) -> None:
@@ -231,11 +236,12 @@ def register(app: typer.Typer) -> None:
                 raise InputError(f"--against {against!r}: name one method to compare the others with", "e.g. --against rag")
             against = picked[0].name
         if rescore:
-            from engine.evaluate.record import record_coverage
             from engine.evaluate.record import rescore as rescore_record
+            from engine.evaluate.record import rescore_with_coverage
 
             for path in rescore:
-                _show(rescore_record(path, data), as_json, markdown, against, record_coverage(path, data) if coverage else None)
+                result, split = rescore_with_coverage(path, data) if coverage else (rescore_record(path, data), None)
+                _show(result, as_json, markdown, against, split)
             return
         if data is None:
             raise InputError("no QA file given", "pass --data FILE.jsonl (`prag data convert` makes one from a public QA release)")

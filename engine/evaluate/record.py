@@ -79,21 +79,25 @@ def read_record(path: Path, data: Path | None = None) -> tuple[dict[str, Any], l
 
 def rescore(path: Path, data: Path | None = None) -> EvalResult:
     """The table of a record file, recomputed from its answers against the data file's gold and conflict answers."""
+    return _table(*read_record(path, data))
+
+
+def rescore_with_coverage(path: Path, data: Path | None = None) -> tuple[EvalResult, tuple[str, list[CoverageRow]]]:
+    """The table, and (the record's PRAG store key, per-method F1 split by whether the PRAG LoRAs trained on the
+    answer), from one reading of the record."""
+    from engine.evaluate.coverage import coverage_of
+
     header, items, records = read_record(path, data)
+    result = _table(header, items, records)
+    return result, coverage_of(items, records, result.settings, result.methods)
+
+
+def _table(header: dict[str, Any], items: list[QAItem], records: dict[str, dict[str, dict[str, Any]]]) -> EvalResult:
     methods = [METHODS[name] for name in header["methods"]]
     return EvalResult(data=Path(header["data"]), n=len(items), methods=summarize(items, methods, records),
                       predictions={}, model=header.get("model", ""), top_k=header.get("top_k", 0),
                       max_new_tokens=header.get("max_new_tokens", 0), placement=header.get("placement", ""),
                       settings=header.get("settings", {}), groups=question_groups(items))
-
-
-def record_coverage(path: Path, data: Path | None = None) -> tuple[str, list[CoverageRow]]:
-    """(the record's PRAG store key, per-method F1 split by whether the PRAG LoRAs trained on the answer)."""
-    from engine.evaluate.coverage import coverage_of
-
-    header, items, records = read_record(path, data)
-    scores = summarize(items, [METHODS[name] for name in header["methods"]], records)
-    return coverage_of(items, records, header.get("settings", {}), scores)
 
 
 def record_in_sidecar(translator: Path, result: EvalResult, record: Path, command: str) -> bool:

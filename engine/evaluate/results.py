@@ -186,8 +186,9 @@ def summarize(items: Sequence[QAItem], methods: Sequence[Method], records: dict[
                 latency.append(float(record.get("latency_s") or 0.0))
                 tokens.append(int(record.get("tokens") or 0))
             overlap = f1_score(prediction, item.answers)
-            scores.scored[item.id] = (exact_match(prediction, item.answers), overlap.f1)
-            sums["em"] += scores.scored[item.id][0]
+            em = exact_match(prediction, item.answers)
+            scores.scored[item.id] = (em, overlap.f1)
+            sums["em"] += em
             sums["f1"] += overlap.f1
             sums["precision"] += overlap.precision
             sums["recall"] += overlap.recall
