@@ -27,7 +27,7 @@ test: $(STAMP)
 	# Import contracts and lint first (pyproject.toml): a UI import in the engine, an import circle or a ruff finding fails fast.
 	$(BIN)/lint-imports
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=10
 
 lint: $(STAMP)
 	$(BIN)/lint-imports

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from engine.corpus import Passage
 from engine.errors import ArtifactError, Cancelled, InputError
-from engine.offline.distill import DistillConfig, build_distill_examples, distill_translator
+from engine.offline.distill import DistillConfig, DistillExample, build_distill_examples, distill_translator
 from engine.offline.records import AugmentFile, save_augment
 from engine.offline.train import checkpoint_path
 from engine.translator import load_translator
@@ -185,6 +186,44 @@ def test_matching_hidden_states_is_a_term_that_trains_the_translator(loaded, dat
     assert grads and any(float(g.abs().sum()) > 0 for g in grads)  # it reaches the translator, not only the model
     with pytest.raises(InputError, match="hidden-state weight"):
         DistillConfig(hidden_weight=-1.0)
+
+
+def test_other_passage_rows_pair_each_row_with_a_different_passage():
+    from engine.offline.distill import other_passage_rows
+
+    def batch(*keys: str) -> list:
+        return [DistillExample(Passage(key, key, f"text of {key}"), [1], [1], 1) for key in keys]
+
+    assert other_passage_rows(batch("a", "b", "c")) == [(0, 1), (1, 2), (2, 0)]
+    assert other_passage_rows(batch("a", "a", "b")) == [(0, 2), (1, 2), (2, 0)]  # the next row of *another* passage
+    assert other_passage_rows(batch("a", "a")) == []  # one passage: nothing to be local against
+
+
+def test_locality_is_a_term_that_is_zero_for_a_lora_that_changes_nothing_and_trains_the_translator(loaded, data):
+    from engine.offline.distill import distill_loss, make_distill_translator
+    from engine.translator import passage_embeddings
+
+    _, records = data
+    batch = build_distill_examples(loaded.tokenizer, records, per_passage=1)[:2]
+    embeddings = torch.stack([passage_embeddings(loaded, [e.passage.text])[0] for e in batch])
+    on = DistillConfig(**{**CONFIG.__dict__, "locality_weight": 3.0})
+    translator = make_distill_translator(loaded, on, embeddings)  # B starts at zero: every generated LoRA is a no-op
+    assert float(distill_loss(loaded, translator, embeddings, batch, on)["locality"].detach()) == pytest.approx(0.0, abs=1e-6)
+    with torch.no_grad():
+        for weight in translator.parameters():
+            weight.add_(torch.randn_like(weight) * 0.5)
+    assert float(distill_loss(loaded, translator, embeddings, batch, CONFIG)["locality"]) == 0.0  # off: not even computed
+    losses = distill_loss(loaded, translator, embeddings, batch, on)
+    assert float(losses["locality"].detach()) > 0.0
+    expected = losses["lm"] + on.kl_weight * losses["kl"] + on.combine_weight * losses["combine"] + 3.0 * losses["locality"]
+    assert torch.allclose(losses["total"], expected)
+    translator.zero_grad()
+    losses["locality"].backward()
+    assert any(float(w.grad.abs().sum()) > 0 for w in translator.parameters() if w.grad is not None)
+    with pytest.raises(InputError, match="locality weight"):
+        DistillConfig(locality_weight=-1.0)
+    with pytest.raises(InputError, match="another passage"):
+        DistillConfig(locality_weight=1.0, batch_size=1)
 
 
 def test_init_goes_on_from_a_trained_translator_and_the_sidecar_says_so(loaded, data, uninterrupted, tmp_path):

@@ -3,7 +3,9 @@
 - 1,000 random key presses and terminal resizes raise nothing, fail no worker, and leave an
   app that still answers a question correctly;
 - cancelling mid-stream and asking again at once, over and over, ends with every answer card
-  in a final state that matches the latest question, on screen as in the data.
+  in a final state that matches the latest question, on screen as in the data;
+- the explorer's footer does not redraw behind a dialog (a burst of such redraws once kept the app
+  busy for good), and shows the right keys when the dialog closes.
 """
 
 from __future__ import annotations
@@ -165,3 +167,34 @@ async def test_cancel_mid_stream_then_ask_again_at_once_leaves_a_consistent_scre
         assert engine.calls[-1]["question"] == last
         assert_final_and_matching(screen, last)
     assert failed_workers(messages) == []
+
+
+async def test_the_footer_waits_behind_a_dialog_and_is_right_when_it_closes(tmp_path):
+    from textual.widgets._footer import FooterKey
+
+    from tui.widgets.footer import KeyFooter
+
+    app = make_app(FakeExplorer(), tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_ready(pilot)
+        await wait_until(pilot, lambda: bool(app.qa_items), 10, "the QA file")
+        screen = app.main
+        footer = screen.query_one(KeyFooter)
+
+        def actions() -> set[str]:
+            return {key.action for key in footer.query(FooterKey)}
+
+        assert "cancel" not in actions()
+        app.action_browse_questions()
+        await wait_until(pilot, lambda: app.screen is not screen, 5, "the question browser")
+        keys_before = list(footer.query(FooterKey))
+        for _ in range(200):  # a run starting and ending, again and again, behind the dialog
+            screen.running = not screen.running
+        screen.running = True
+        await pilot.pause(0.2)
+        assert list(footer.query(FooterKey)) == keys_before  # not one redraw while hidden
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: app.screen is screen, 5, "the explorer")
+        await wait_until(pilot, lambda: "cancel" in actions(), 5, "Cancel in the footer")
+        screen.running = False
+        await wait_until(pilot, lambda: "cancel" not in actions(), 5, "Cancel gone from the footer")

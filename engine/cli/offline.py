@@ -233,6 +233,9 @@ def register(app: typer.Typer) -> None:
             help="distill: weight of the answer's loss with the passage also in the prompt (DyPRAG-combine).")] = 0.0,
         hidden_weight: Annotated[float, typer.Option(
             help="distill: weight of matching the teacher's last hidden states at the answer (relative MSE).")] = 0.0,
+        locality_weight: Annotated[float, typer.Option(
+            help="distill: weight of KL(bare model || model carrying another passage's LoRA) on question-only prompts; "
+                 "a LoRA must leave questions about other passages alone. Needs --batch-size 2 or more.")] = 0.0,
         limit: Annotated[int | None, typer.Option(help="Only the first N passages of --augment (after --offset).")] = None,
         offset: Annotated[int, typer.Option(help="Skip the first N passages of --augment: go on with passages an --init "
                                                  "translator never saw.")] = 0,
@@ -271,7 +274,8 @@ def register(app: typer.Typer) -> None:
         if init is not None and not init.expanduser().is_file():
             raise InputError(f"--init translator {init} does not exist", "give a trained translator's .safetensors (its .json beside it)")
         for flag, number in (("--per-passage", per_passage), ("--first-layer", first_layer), ("--kl-weight", kl_weight),
-                             ("--combine-weight", combine_weight), ("--hidden-weight", hidden_weight)):
+                             ("--combine-weight", combine_weight), ("--hidden-weight", hidden_weight),
+                             ("--locality-weight", locality_weight)):
             if number is not None:
                 not_negative(number, flag)
         aug = load_augment(augment, aug_model)
@@ -296,7 +300,8 @@ def register(app: typer.Typer) -> None:
                 layer = first_layer if first_layer is not None else loaded.arch.num_layers // 2
                 config = DistillConfig(rank=rank, first_layer=layer, p=p, epochs=epochs, learning_rate=lr or 1e-3,
                                        batch_size=batch_size, per_passage=4 if per_passage is None else per_passage,
-                                       kl_weight=kl_weight, combine_weight=combine_weight, hidden_weight=hidden_weight, draw=draw,
+                                       kl_weight=kl_weight, combine_weight=combine_weight, hidden_weight=hidden_weight,
+                                       locality_weight=locality_weight, draw=draw,
                                        seed=seed,
                                        checkpoint_every=checkpoint_every,
                                        max_steps=max_steps or 0)

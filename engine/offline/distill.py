@@ -7,6 +7,7 @@ no LoRA, reading the passage in its prompt. Loss per batch, over the answer's to
     LM(student, question only)                                  the answer itself
     + kl_weight      * KL(teacher || student)                   what reading the passage does to every next-token distribution
     + combine_weight * LM(student with the passage in its prompt)  DyPRAG-combine: the LoRA must help, not hurt, a reader
+    + locality_weight * KL(bare model || model with another passage's LoRA)  a LoRA must leave questions it cannot answer alone
 
 No PRAG LoRA is needed, so the training set is as large as the augmentation (cloze or facts QA
 pairs are instant). Resumable like `engine.offline.train`: a seeded order per epoch, and a
@@ -53,11 +54,12 @@ from engine.validate import not_negative, positive
 if TYPE_CHECKING:
     import torch
 
+    from engine.adapters import Adapter
     from engine.translator import ParameterTranslator
 
-DISTILL_TERMS = ("lm", "kl", "combine", "hidden", "total")
+DISTILL_TERMS = ("lm", "kl", "combine", "hidden", "locality", "total")
 DRAWS = ("first", "random")
-LATER_DEFAULTS = {("hidden_weight", 0.0), ("draw", "first")}
+LATER_DEFAULTS = {("hidden_weight", 0.0), ("draw", "first"), ("locality_weight", 0.0)}
 """Settings added after translators were trained: at these values they change nothing, so checkpoints still resume."""
 MAX_PROMPT_TOKENS = 384
 """Teacher prompts longer than this (a long passage) keep their first tokens of passage text only."""
@@ -78,6 +80,9 @@ class DistillConfig(FitConfig):
     combine_weight: float = 0.0
     hidden_weight: float = 0.0
     """Weight of matching the teacher's last hidden states at the answer positions (relative MSE)."""
+    locality_weight: float = 0.0
+    """Weight of KL(bare model || model carrying the LoRA of another passage of the batch), question only: a LoRA
+    that rewrites every answer (the style of the passages, not their facts) pays for it on questions it has no fact for."""
     draw: str = "first"
     """Which `per_passage` pairs of a passage: its "first" (its opening sentence's) or drawn at "random" (seeded)."""
 
@@ -89,8 +94,10 @@ class DistillConfig(FitConfig):
             raise InputError(f"unknown draw {self.draw!r}", f"use one of: {', '.join(DRAWS)}")
         for value, what in ((self.first_layer, "first layer"), (self.per_passage, "examples per passage"),
                             (self.kl_weight, "KL weight"), (self.combine_weight, "combine weight"),
-                            (self.hidden_weight, "hidden-state weight")):
+                            (self.hidden_weight, "hidden-state weight"), (self.locality_weight, "locality weight")):
             not_negative(value, what)
+        if self.locality_weight and self.batch_size < 2:
+            raise InputError("the locality term needs another passage's LoRA in the same batch", "pass --batch-size 2 or more")
 
 
 @dataclass(frozen=True)
@@ -192,8 +199,41 @@ def distill_loss(loaded: LoadedModel, translator: ParameterTranslator, embedding
         hidden = torch.zeros((), device=embeddings.device)
         if config.hidden_weight:  # relative, so the weight means the same on any model width
             hidden = (student_states.float() - teacher_states.float()).pow(2).mean() / teacher_states.float().pow(2).mean()
-        total = lm + config.kl_weight * kl + config.combine_weight * combine + config.hidden_weight * hidden
-    return {"lm": lm, "kl": kl, "combine": combine, "hidden": hidden, "total": total}
+        locality = torch.zeros((), device=embeddings.device)
+        if config.locality_weight:
+            locality = locality_kl(model, batch, generated, pad_id)
+        total = (lm + config.kl_weight * kl + config.combine_weight * combine + config.hidden_weight * hidden
+                 + config.locality_weight * locality)
+    return {"lm": lm, "kl": kl, "combine": combine, "hidden": hidden, "locality": locality, "total": total}
+
+
+def other_passage_rows(batch: Sequence[DistillExample]) -> list[tuple[int, int]]:
+    """(row, donor) pairs: each row with the next row of the batch (cyclically) whose passage is another one.
+    Rows whose passage is the whole batch's have no donor and are left out."""
+    keys = [e.passage.key for e in batch]
+    pairs = []
+    for row, key in enumerate(keys):
+        donor = next(((row + k) % len(keys) for k in range(1, len(keys)) if keys[(row + k) % len(keys)] != key), None)
+        if donor is not None:
+            pairs.append((row, donor))
+    return pairs
+
+
+def locality_kl(model, batch: Sequence[DistillExample], generated: Sequence[Adapter], pad_id: int) -> torch.Tensor:
+    """KL(bare model || model with a mismatched LoRA) over the answer tokens of question-only prompts: zero when
+    a LoRA leaves questions about other passages as the model without it answers them."""
+    import torch
+    import torch.nn.functional as F
+
+    pairs = other_passage_rows(batch)
+    if not pairs:
+        return torch.zeros((), device=model_device(model))
+    rows = [batch[row].student for row, _ in pairs]
+    answers = [batch[row].answer for row, _ in pairs]
+    with torch.no_grad():
+        bare = answer_logits(model, rows, answers, [None] * len(pairs), pad_id)
+    mismatched = answer_logits(model, rows, answers, [generated[donor] for _, donor in pairs], pad_id)
+    return F.kl_div(F.log_softmax(mismatched, -1), F.log_softmax(bare, -1), log_target=True, reduction="batchmean")
 
 
 # --- the stage ------------------------------------------------------------------------------------------------
@@ -299,8 +339,8 @@ def distill_translator(
     def show() -> None:
         done_in_epoch = max(math.ceil(state.index / config.batch_size), 1)
         means = {t: state.sums[t] / done_in_epoch for t in DISTILL_TERMS} if state.index else state.last
-        weights = {"combine": config.combine_weight, "hidden": config.hidden_weight}
-        text = " ".join(f"{t} {means.get(t, 0.0):.3g}" for t in ("lm", "kl", "combine", "hidden") if weights.get(t, 1.0))
+        weights = {"combine": config.combine_weight, "hidden": config.hidden_weight, "locality": config.locality_weight}
+        text = " ".join(f"{t} {means.get(t, 0.0):.3g}" for t in ("lm", "kl", "combine", "hidden", "locality") if weights.get(t, 1.0))
         report(progress, label, state.step, total, text)
 
     def step(positions: list[int]) -> dict[str, torch.Tensor]:
@@ -330,7 +370,9 @@ def distill_translator(
             "loss": (f"LM(student, question only) + {config.kl_weight:g} * KL(teacher reading the passage || student)"
                      + (f" + {config.combine_weight:g} * LM(student reading the passage)" if config.combine_weight else "")
                      + (f" + {config.hidden_weight:g} * relative MSE(student's last hidden states, teacher's)"
-                        if config.hidden_weight else "")),
+                        if config.hidden_weight else "")
+                     + (f" + {config.locality_weight:g} * KL(bare model || student carrying another passage's LoRA)"
+                        if config.locality_weight else "")),
         },
         "final_losses": final,
         "loss_history": history,

@@ -32,7 +32,7 @@ from textual import on, work
 from textual.binding import Binding
 from textual.reactive import reactive
 from textual.screen import Screen
-from textual.widgets import Footer, TabbedContent, TabPane
+from textual.widgets import TabbedContent, TabPane
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from engine.explorer import AskRequest
@@ -46,6 +46,7 @@ from tui.session import Engine, RunRequest
 from tui.state import EngineLoad, Labels, QuestionBank, RunOptions
 from tui.widgets.answers import AnswerCard, AnswerGrid, GoldLine
 from tui.widgets.conflict import ConflictPanel
+from tui.widgets.footer import KeyFooter
 from tui.widgets.methods import MethodBar
 from tui.widgets.norms import NormsPanel
 from tui.widgets.passage_panel import PassagePanel
@@ -145,7 +146,7 @@ class MainScreen(Screen):
                 yield NormsPanel(id="norms")
             with TabPane("Conflict", id="tab-conflict"):
                 yield ConflictPanel(id="conflict")
-        yield Footer(compact=True)
+        yield KeyFooter(compact=True)
 
     def on_mount(self) -> None:
         self.question_input.cursor_blink = self.cursor_blink
