@@ -174,6 +174,10 @@ NEW = [
     ("eval-max-new-tokens-0-in-env", ["eval", "--data", "{ws}/qa/ok.jsonl"], "max-new-tokens must be at least 1, got 0",
      {"PRAG_MAX_NEW_TOKENS": "0"}),
     ("train-lr-0", ["train", "--augment", "{ws}/aug/aug.json", "--lr", "0"], "--lr must be positive, got 0", {}),
+    ("train-locality-negative", ["train", "--augment", "{ws}/aug/aug.json", "--locality-weight", "-1"],
+     "--locality-weight cannot be negative, got -1", {}),
+    ("train-locality-batch-1", ["train", "--augment", "{ws}/aug/aug.json", "--locality-weight", "1", "--batch-size", "1"],
+     "--locality-weight needs another passage's LoRA in the same batch", {}),
 ]
 RECHECKED = [
     ("question-empty", ["ask", ""], "question is empty", {}),

@@ -278,6 +278,8 @@ def register(app: typer.Typer) -> None:
                              ("--locality-weight", locality_weight)):
             if number is not None:
                 not_negative(number, flag)
+        if locality_weight and batch_size < 2:
+            raise InputError("--locality-weight needs another passage's LoRA in the same batch", "pass --batch-size 2 or more")
         aug = load_augment(augment, aug_model)
         records = aug.records[offset:][:limit]
         if not records:
