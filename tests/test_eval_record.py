@@ -12,7 +12,7 @@ from engine.evaluate.record import RECORD_FORMAT, record_in_sidecar, rescore
 from engine.evaluate.results import EvalResult, MethodScores
 from engine.models import ModelArch
 from engine.translator import ParameterTranslator, TranslatorConfig, save_translator
-from tests.conftest import run_cli
+from tests.conftest import assert_one_line_error, run_cli
 
 QUESTIONS = Path(__file__).resolve().parent.parent / "sample_corpus" / "questions.jsonl"
 
@@ -32,6 +32,31 @@ def test_record_then_rescore_gives_the_same_table(tmp_path):
     first, second = json.loads(ran.stdout), json.loads(again.stdout)
     assert first["methods"] == second["methods"]  # EM, F1, conflict rates and probes, from the record alone
     assert "context_rate" in second["methods"]["rag"] and "probes" in second["methods"]["rag"]
+
+
+@pytest.mark.model
+def test_reuse_copies_the_answers_of_methods_whose_settings_the_run_shares(tmp_path):
+    home = {"PRAG_HOME": str(tmp_path / "home")}
+    base = ("eval", "--data", QUESTIONS, "--group", "counterfactual", "--limit", "2", "--methods", "vanilla,rag", "--json")
+    record = tmp_path / "first.record.jsonl"
+    ran = run_cli(*base, "--max-new-tokens", "6", "--out", tmp_path / "first", "--record", record, env=home)
+    assert ran.returncode == 0, ran.stderr
+    # Mark the recorded answers: a run that copies one shows the mark, a run that computes it cannot.
+    lines = [json.loads(line) for line in record.read_text().splitlines()]
+    record.write_text("".join(json.dumps({**row, "prediction": "copied"} if "method" in row and "format" not in row else row) + "\n"
+                              for row in lines))
+    # Another passage order: RAG reads it, vanilla does not.
+    again = run_cli(*base, "--max-new-tokens", "6", "--order", "best-first", "--out", tmp_path / "second", "--reuse", record, env=home)
+    assert again.returncode == 0, again.stderr
+    rows = {method: [json.loads(line) for line in next((tmp_path / "second").glob(f"*__{method}.jsonl")).read_text().splitlines()]
+            for method in ("vanilla", "rag")}
+    assert [r["prediction"] for r in rows["vanilla"]] == ["copied", "copied"]
+    assert all(r["answers"] for r in rows["vanilla"])  # ready to score, like a computed line
+    assert len(rows["rag"]) == 2 and "copied" not in [r["prediction"] for r in rows["rag"]]
+    other = run_cli(*base, "--max-new-tokens", "5", "--out", tmp_path / "third", "--reuse", record, env=home)
+    assert_one_line_error(other, "shares no method's settings with this run (they differ in max_new_tokens")
+    missing = run_cli(*base, "--reuse", tmp_path / "none.jsonl", env=home)
+    assert_one_line_error(missing, "does not exist")
 
 
 def test_a_damaged_or_foreign_record_is_one_line(tmp_path):

@@ -51,7 +51,9 @@ def render_result(result: EvalResult) -> None:
     pace = f", {result.seconds_per_question:.2f} s/question" if result.seconds_per_question is not None else ""
     repaired = f" ({result.repaired} failed or damaged lines asked again)" if result.repaired else ""
     total = result.n * len(result.methods)
-    console.print(f"[dim]{result.computed} questions run now{pace}; {result.resumed} of {total} answers resumed from files{repaired}. "
+    reused = f", {result.reused} copied from --reuse" if result.reused else ""
+    answers = f"{result.resumed} of {total} answers resumed from files{reused}{repaired}"
+    console.print(f"[dim]{result.computed} questions run now{pace}; {answers}. "
                   f"Predictions: {escape(str(result.to_json()['predictions']))}[/]", soft_wrap=True)
 
 
@@ -207,6 +209,9 @@ def register(app: typer.Typer) -> None:
         coverage: Annotated[bool, typer.Option(
             "--coverage", help="Also split every method's F1 by whether the gold answer is among the answers of the QA pairs "
                                "the PRAG LoRAs were trained on (made again from each passage); on a run or a --rescore.")] = False,
+        reuse: Annotated[Path | None, typer.Option(
+            help="Copy from this --record file the answers of every method whose settings this run shares instead of "
+                 "computing them (after a new translator only DyPRAG runs; vanilla, RAG and PRAG come from the record).")] = None,
         against: Annotated[str | None, typer.Option(
             help="Also compare every method with this one (e.g. rag) question by question: mean F1 and EM differences "
                  "with 95% bootstrap intervals over question groups (NQ-Swap's substitutions of one question resample together).")] = None,
@@ -250,6 +255,7 @@ def register(app: typer.Typer) -> None:
         if corpus is not None and index is not None:
             raise InputError("--corpus and --index both given", "an index already holds its corpus: pass one of them")
         existing_path(translator, "translator")
+        existing_path(reuse, "reuse")
         rerank = check_mode(rerank)
         positive_flag(limit, "--limit")
         not_negative(offset, "--offset", "pass --offset 0 or more")
@@ -276,7 +282,7 @@ def register(app: typer.Typer) -> None:
             max_new_tokens=settings.max_new_tokens,
             corpus=corpus, index=index, out_dir=out, encode_missing=encode, rerank=rerank, candidates=candidates,
             reranker_model=reranker_model, probes=probes, merge=merge, order=order, layers=layer_range,
-            batch_questions=batch_questions,
+            batch_questions=batch_questions, reuse=reuse,
         )
         quiet_libraries()
         # Ctrl-C: stop after the question in flight (its answers are kept), exit 2; again: at once.

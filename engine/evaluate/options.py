@@ -51,3 +51,5 @@ class EvalOptions:
     """Inject PRAG/DyPRAG LoRAs only into these layers; None = all."""
     batch_questions: int = 1
     """Questions answered in one batched generation (all their methods' rows together); same answers as one at a time."""
+    reuse: Path | None = None
+    """A record (`--record`) whose answers of methods with this run's settings are copied instead of computed."""

@@ -186,13 +186,17 @@ def open_predictions(out_dir: Path, data: Path, fp: dict[str, Any], methods: Seq
                 f.close()
 
 
+def content_of(fp: dict[str, Any]) -> dict[str, Any]:
+    """Contents, not paths: the same corpus or translator reached by another path resumes the same files."""
+    corpus, translator = fp.get("corpus"), fp.get("translator")
+    return {**fp, "corpus": corpus and corpus["digest"], "translator": translator and translator["digest"]}
+
+
 def file_prefix(data: Path, fp: dict[str, Any]) -> str:
     """`<data stem>__<model>__k<k>__n<new tokens>__<given|corpus-NAME>__<tr-none|tr-NAME>__<hash>`."""
     corpus = "given" if fp["corpus"] is None else f"corpus-{_segment(Path(fp['corpus']['path']).stem, 24)}"
     tr = fp["translator"]
     translator = "tr-none" if tr is None else f"tr-{_segment(Path(tr['path']).stem, 24) if tr['path'] else 'loaded'}"
-    # Hash contents, not paths: the same corpus or translator reached by another path resumes the same files.
-    content = {**fp, "corpus": fp["corpus"] and fp["corpus"]["digest"], "translator": tr and tr["digest"]}
-    digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:8]
+    digest = hashlib.sha256(json.dumps(content_of(fp), sort_keys=True).encode()).hexdigest()[:8]
     return "__".join([_segment(data.stem), _segment(fp["model"]), f"k{fp['top_k']}", f"n{fp['max_new_tokens']}",
                       corpus, translator, digest])

@@ -6,7 +6,8 @@ prediction files, the command); every other line is one (question id, method) an
 prediction, its probes, latency, tokens and passage ids. No question or gold answer is copied
 into it (data sets stay where they are): rescoring reads them from the data file again, so it
 needs the data but not the model. The translator's sidecar gets the table too, so a shipped
-translator says what it scored.
+translator says what it scored. `--reuse` copies a record's answers back into a run whose settings
+they share, so a new translator re-runs DyPRAG only.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from engine.atomic import write_text
 from engine.errors import ArtifactError, InputError
 from engine.evaluate.paired import question_groups
-from engine.evaluate.predictions import PredictionFile
+from engine.evaluate.predictions import PredictionFile, content_of, methods_fingerprint
 from engine.evaluate.results import EvalResult, summarize
 from engine.methods import METHODS
 from engine.qa import QAItem, load_qa
@@ -115,3 +116,29 @@ def record_in_sidecar(translator: Path, result: EvalResult, record: Path, comman
     }
     write_text(side, json.dumps(meta, indent=2) + "\n")
     return True
+
+
+def reuse_record(path: Path, data: Path, fp: dict[str, Any], files: dict[str, PredictionFile], items: Sequence[QAItem]) -> int:
+    """Copy into this run's prediction files the record's answers of every method whose settings (those it reads)
+    are this run's: after a new translator only DyPRAG runs again, vanilla, RAG and PRAG come from the record.
+    Returns the answers copied; a record of other data, or one that shares no method's settings, is one line."""
+    header, _, records = read_record(path, data)
+    if header.get("data") != Path(data).name:
+        raise InputError(f"record {path} answers {header.get('data')}, not {Path(data).name}", "pass a record of the same --data")
+    settings = header.get("settings", {})
+    shared = [name for name in files if name in records and
+              content_of(methods_fingerprint(settings, [METHODS[name]])) == content_of(methods_fingerprint(fp, [METHODS[name]]))]
+    if not shared:
+        ours, theirs = content_of(fp), content_of(settings)
+        differ = sorted(k for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k)) or ["methods"]
+        raise InputError(f"record {path} shares no method's settings with this run (they differ in {', '.join(differ)})",
+                         "drop --reuse, or run with the settings of the record's command")
+    wanted = {item.id: item for item in items}
+    copied = 0
+    for name in shared:
+        stored = files[name]
+        for question_id, row in records[name].items():
+            if question_id in wanted and question_id not in stored.records and row.get("error") is None:
+                stored.append({**row, "answers": list(wanted[question_id].answers)})
+                copied += 1
+    return copied

@@ -80,6 +80,8 @@ class EvalResult:
     """Questions this run sent to the model (for all their methods, or only the missing ones)."""
     resumed: int = 0
     """(question, method) answers taken from the prediction files instead of asked again."""
+    reused: int = 0
+    """(question, method) answers copied from a record (`--reuse`) instead of asked."""
     repaired: int = 0
     """Lines dropped from the prediction files on load (torn, invalid, or failed answers to retry)."""
     wall_s: float = 0.0

@@ -17,6 +17,7 @@ from engine.errors import Cancelled, InputError
 from engine.evaluate.options import EvalOptions
 from engine.evaluate.paired import question_groups
 from engine.evaluate.predictions import PredictionFile, fingerprint, open_predictions
+from engine.evaluate.record import reuse_record
 from engine.evaluate.results import EvalResult, score_record, summarize
 from engine.methods import METHODS
 from engine.probes import ProbeSet
@@ -202,6 +203,7 @@ def evaluate(
     computed = 0
     walls: list[float] = []
     with open_predictions(out_dir, Path(options.data), fp, options.methods) as (prefix, files, repaired):
+        reused = reuse_record(options.reuse, Path(options.data), fp, files, items) if options.reuse is not None else 0
         resumed = sum(item.id in f.records for item in items for f in files.values())
         pending = [item for item in items if any(item.id not in f.records for f in files.values())]
         done = len(items) - len(pending)
@@ -222,7 +224,8 @@ def evaluate(
         result = EvalResult(
             data=Path(options.data), n=len(items), methods=summarize(items, options.methods, records),
             predictions={name: f.path for name, f in files.items()}, model=explorer.loaded.model_id,
-            top_k=options.top_k, max_new_tokens=options.max_new_tokens, computed=computed, resumed=resumed, repaired=repaired,
+            top_k=options.top_k, max_new_tokens=options.max_new_tokens, computed=computed, resumed=resumed - reused, reused=reused,
+            repaired=repaired,
             wall_s=time.perf_counter() - started, seconds_per_question=sum(walls) / len(walls) if walls else None,
             placement=explorer.loaded.placement.label(), settings=fp,
             groups=question_groups(items),
