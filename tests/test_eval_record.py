@@ -59,6 +59,46 @@ def test_reuse_copies_the_answers_of_methods_whose_settings_the_run_shares(tmp_p
     assert_one_line_error(missing, "does not exist")
 
 
+def test_reuse_copies_only_what_the_settings_allow_and_names_what_differs(tmp_path):
+    from engine.evaluate.predictions import PredictionFile
+    from engine.evaluate.record import reuse_record
+    from engine.qa import load_qa
+
+    items = load_qa(QUESTIONS, limit=2)
+    settings = {"model": "m", "top_k": 3, "max_new_tokens": 20, "corpus": None, "prag_lora": "r8",
+                "translator": {"path": "/old/translator.safetensors", "digest": "old"}}
+    header = {"format": RECORD_FORMAT, "data": QUESTIONS.name, "data_path": str(QUESTIONS), "n": 2,
+              "methods": ["vanilla", "dyprag"], "settings": settings}
+    rows = [{"id": item.id, "method": method, "prediction": f"{method} said", "em": 0.0, "f1": 0.0, "error": None}
+            for item in items for method in ("vanilla", "dyprag")]
+    record = tmp_path / "r.record.jsonl"
+    record.write_text("".join(json.dumps(line) + "\n" for line in [header, *rows]))
+
+    def files() -> dict[str, PredictionFile]:
+        return {m: PredictionFile(tmp_path / f"{m}-{len(list(tmp_path.iterdir()))}.jsonl", m) for m in ("vanilla", "dyprag")}
+
+    # A new translator: vanilla's answers are still this run's, DyPRAG's are not.
+    new_translator = {**settings, "translator": {"path": "/new.safetensors", "digest": "new"}}
+    fresh = files()
+    assert reuse_record(record, QUESTIONS, new_translator, fresh, items) == 2
+    assert [r["prediction"] for r in fresh["vanilla"].records.values()] == ["vanilla said"] * 2
+    assert fresh["dyprag"].records == {}
+    assert fresh["vanilla"].records[items[0].id]["answers"] == list(items[0].answers)
+    fresh["vanilla"].close()
+    # The same translator reached by another path is the same translator.
+    moved = {**settings, "translator": {"path": "/elsewhere.safetensors", "digest": "old"}}
+    both = files()
+    assert reuse_record(record, QUESTIONS, moved, both, items) == 4
+    for f in both.values():
+        f.close()
+    with pytest.raises(InputError, match="they differ in max_new_tokens, translator"):
+        reuse_record(record, QUESTIONS, {**new_translator, "max_new_tokens": 5}, files(), items)
+    other = tmp_path / "other.jsonl"
+    other.write_text(QUESTIONS.read_text())
+    with pytest.raises(InputError, match="answers questions.jsonl, not other.jsonl"):
+        reuse_record(record, other, settings, files(), items)
+
+
 def test_a_damaged_or_foreign_record_is_one_line(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"a": 1}\n')
