@@ -184,10 +184,13 @@ async def test_the_footer_waits_behind_a_dialog_and_is_right_when_it_closes(tmp_
         def actions() -> set[str]:
             return {key.action for key in footer.query(FooterKey)}
 
+        await wait_until(pilot, lambda: bool(actions()), 10, "the footer's first keys")
         assert "cancel" not in actions()
         app.action_browse_questions()
         await wait_until(pilot, lambda: app.screen is not screen, 5, "the question browser")
+        await pilot.pause()
         keys_before = list(footer.query(FooterKey))
+        assert keys_before
         for _ in range(200):  # a run starting and ending, again and again, behind the dialog
             screen.running = not screen.running
         screen.running = True

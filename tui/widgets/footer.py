@@ -28,4 +28,5 @@ class KeyFooter(Footer):
 
     async def _redraw(self) -> None:
         self._redraw_pending = False
-        await self.recompose()
+        if self.screen.is_active:  # a dialog opened since: the screen's return redraws it
+            await self.recompose()
