@@ -258,6 +258,7 @@ def register(app: typer.Typer) -> None:
         """Fit the DyPRAG parameter translator (checkpointed, resumable): on stored PRAG LoRAs, or by distillation."""
         from engine.errors import InputError
         from engine.methods import check_choice
+        from engine.offline.distill import check_locality
         from engine.offline.records import load_augment, slug
         from engine.offline.train import checkpoint_path
         from engine.store import EncodeConfig, LoraStore, qa_source_of
@@ -278,8 +279,7 @@ def register(app: typer.Typer) -> None:
                              ("--locality-weight", locality_weight)):
             if number is not None:
                 not_negative(number, flag)
-        if locality_weight and batch_size < 2:
-            raise InputError("--locality-weight needs another passage's LoRA in the same batch", "pass --batch-size 2 or more")
+        check_locality(locality_weight, batch_size)  # before the model loads
         aug = load_augment(augment, aug_model)
         records = aug.records[offset:][:limit]
         if not records:

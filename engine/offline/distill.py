@@ -65,6 +65,12 @@ MAX_PROMPT_TOKENS = 384
 """Teacher prompts longer than this (a long passage) keep their first tokens of passage text only."""
 
 
+def check_locality(weight: float, batch_size: int) -> None:
+    """The locality term pairs each row with another passage's LoRA: a batch of one has none."""
+    if weight and batch_size < 2:
+        raise InputError("--locality-weight needs another passage's LoRA in the same batch", "pass --batch-size 2 or more")
+
+
 @dataclass(frozen=True)
 class DistillConfig(FitConfig):
     """How the translator is distilled; the LoRA shape defaults to the `facts` encode recipe's."""
@@ -96,8 +102,7 @@ class DistillConfig(FitConfig):
                             (self.kl_weight, "KL weight"), (self.combine_weight, "combine weight"),
                             (self.hidden_weight, "hidden-state weight"), (self.locality_weight, "locality weight")):
             not_negative(value, what)
-        if self.locality_weight and self.batch_size < 2:
-            raise InputError("the locality term needs another passage's LoRA in the same batch", "pass --batch-size 2 or more")
+        check_locality(self.locality_weight, self.batch_size)
 
 
 @dataclass(frozen=True)
@@ -340,7 +345,7 @@ def distill_translator(
         done_in_epoch = max(math.ceil(state.index / config.batch_size), 1)
         means = {t: state.sums[t] / done_in_epoch for t in DISTILL_TERMS} if state.index else state.last
         weights = {"combine": config.combine_weight, "hidden": config.hidden_weight, "locality": config.locality_weight}
-        text = " ".join(f"{t} {means.get(t, 0.0):.3g}" for t in ("lm", "kl", "combine", "hidden", "locality") if weights.get(t, 1.0))
+        text = " ".join(f"{t} {means.get(t, 0.0):.3g}" for t in DISTILL_TERMS[:-1] if weights.get(t, 1.0))
         report(progress, label, state.step, total, text)
 
     def step(positions: list[int]) -> dict[str, torch.Tensor]:
