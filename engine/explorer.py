@@ -21,10 +21,22 @@ from engine.adapters import Adapter, check_adapter, keep_layers, merge_mean, mer
 from engine.answers import Answer, AnswerUpdate, CandidateScore, Comparison, Status, UpdateCallback
 from engine.corpus import Passage
 from engine.errors import ArtifactError, InputError, PragError
-from engine.methods import DEFAULT_MERGE, MERGES, METHODS, ORDERS, AdapterSource, Method, PromptKind, check_choice, parse_layers
+from engine.methods import (
+    DEFAULT_LORA_SPAN,
+    DEFAULT_MERGE,
+    LORA_SPANS,
+    MERGES,
+    METHODS,
+    ORDERS,
+    AdapterSource,
+    Method,
+    PromptKind,
+    check_choice,
+    parse_layers,
+)
 from engine.models import DEFAULT_MODEL_ID, LoadedModel
 from engine.progress import Progress, ProgressCallback
-from engine.prompts import clean_answer, generation_prompt
+from engine.prompts import clean_answer, generation_prompt, question_offset
 from engine.retrieval import Hit, Retriever
 from engine.store import EncodeConfig, LoraStore
 from engine.validate import positive
@@ -73,6 +85,8 @@ class AskRequest:
     """How the passages' PRAG LoRAs combine (engine.methods.MERGES)."""
     order: str = "best-last"
     """Passage order in the prompt (engine.methods.ORDERS): best nearest the question by default."""
+    lora_span: str = DEFAULT_LORA_SPAN
+    """Which prompt tokens a combine method's LoRA acts on (engine.methods.LORA_SPANS)."""
     recipe: str | None = None
     """PRAG encode recipe to read and encode LoRAs with (engine.offline.recipes); None = the explorer's."""
 
@@ -135,6 +149,9 @@ class _Plan:
     """Indices into `methods` of the rows that run (the others failed to prepare)."""
     adapters: list[Adapter | None] = field(default_factory=list)
     prompts: dict[PromptKind, str] = field(default_factory=dict)
+    lora_span: str = "all"
+    adapt_from: dict[PromptKind, int] = field(default_factory=dict)
+    """Prompt tokens an adapter leaves alone, per prompt kind (the passages, under `lora_span` "question")."""
     prep_time: dict[AdapterSource, float] = field(default_factory=dict)
 
     def emit(self, index: int, delta: str = "", **changes: Any) -> None:
@@ -244,22 +261,24 @@ class Explorer:
         layers: tuple[int, int] | None = None,
         merge: str = DEFAULT_MERGE,
         order: str = "best-last",
+        lora_span: str = DEFAULT_LORA_SPAN,
     ) -> Comparison:
         """Every method as one row of one batched generation on `hits` (see `AskRequest` for the options)."""
         positive(max_new_tokens, "max-new-tokens")
         # One comparison at a time per model: preparing adapters (embeddings, encoding) and generating
         # all run the model, and another thread's hooks must never see those forward passes.
         with self.model_lock:
-            plan = self._plan(question, hits, methods, on_update, cancel, encode_missing, scores, layers, merge, order)
+            plan = self._plan(question, hits, methods, on_update, cancel, encode_missing, scores, layers, merge, order, lora_span)
             self._generate([plan], max_new_tokens, cancel, ignore_eos)
         return self._finish(plan)
 
     def _plan(self, question: str, hits: Sequence[Hit], methods: Sequence[Method], on_update: UpdateCallback | None,
               cancel: threading.Event | None, encode_missing: bool, scores: Sequence[str], layers: tuple[int, int] | None,
-              merge: str, order: str) -> _Plan:
+              merge: str, order: str, lora_span: str = DEFAULT_LORA_SPAN) -> _Plan:
         """One question's rows, adapters prepared: what several questions can share one generation pass with."""
         question = validate_question(question)
         merge, order = check_choice(merge, MERGES, "merge"), check_choice(order, ORDERS, "passage order")
+        lora_span = check_choice(lora_span, LORA_SPANS, "LoRA span")
         if layers is not None:
             parse_layers(f"{layers[0]}-{layers[1]}", self.loaded.arch.num_layers)
         candidates = [c.strip() for c in scores]
@@ -292,6 +311,9 @@ class Explorer:
             plan.adapters.append(adapter)
         shown = passages if order == "best-first" else passages[::-1]
         plan.prompts = {kind: generation_prompt(tokenizer, question, shown if kind is PromptKind.PASSAGES else ()) for kind in PromptKind}
+        plan.lora_span, plan.adapt_from = lora_span, {kind: 0 for kind in PromptKind}
+        if lora_span == "question":
+            plan.adapt_from[PromptKind.PASSAGES] = question_offset(tokenizer, question, shown)
         return plan
 
     def _generate(self, plans: Sequence[_Plan], max_new_tokens: int, cancel: threading.Event | None, ignore_eos: bool) -> None:
@@ -312,6 +334,7 @@ class Explorer:
             self.loaded.model, self.loaded.tokenizer, [plan.prompts[plan.methods[i].prompt] for plan, i in rows],
             [adapter for plan in plans for adapter in plan.adapters], max_new_tokens, on_token, cancel,
             stop_at_newline=not ignore_eos, ignore_eos=ignore_eos, row_score_ids=[plan.score_ids for plan, _ in rows],
+            adapt_from=[plan.adapt_from[plan.methods[i].prompt] for plan, i in rows],
         )
         cancelled = cancel is not None and cancel.is_set()
         for (plan, index), result in zip(rows, results, strict=True):
@@ -329,6 +352,8 @@ class Explorer:
         extra: dict[str, Any] = {"device": where.device, "dtype": where.dtype}
         if plan.order != "best-first":
             extra["order"] = plan.order
+        if plan.lora_span != "all":
+            extra["lora_span"] = plan.lora_span
         return Comparison(plan.question, self.loaded.model_id, plan.hits, plan.answers, time.perf_counter() - plan.start, extra)
 
     def ask_batch(self, requests: Sequence[AskRequest], on_events: Sequence[EventCallback | None] | None = None,
@@ -355,7 +380,8 @@ class Explorer:
                 self.use_recipe(config)
         chosen = [self._choose_passages(r, "none", e, cancel)[0] for r, e in zip(requests, events, strict=True)]
         with self.model_lock:
-            plans = [self._plan(r.question, hits, r.methods, e, cancel, r.encode_missing, r.scores, r.layers, r.merge, r.order)
+            plans = [self._plan(r.question, hits, r.methods, e, cancel, r.encode_missing, r.scores, r.layers, r.merge, r.order,
+                                r.lora_span)
                      for r, hits, e in zip(requests, chosen, events, strict=True)]
             self._generate(plans, requests[0].max_new_tokens, cancel, ignore_eos=False)
         return [self._finish(plan) for plan in plans]
@@ -413,7 +439,7 @@ class Explorer:
         hits, reranked = self._choose_passages(request, rerank, on_event, cancel)
         comparison = self.compare(request.question, hits, request.methods, request.max_new_tokens, on_event, cancel,
                                   request.encode_missing, scores=request.scores, layers=request.layers, merge=request.merge,
-                                  order=request.order)
+                                  order=request.order, lora_span=request.lora_span)
         if reranked is not None:
             comparison.extra["rerank"] = reranked.to_json()
         return comparison

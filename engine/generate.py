@@ -57,13 +57,14 @@ def cache_kwarg(model) -> str:
     return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
-def _prefill(model, ids: torch.Tensor, mask: torch.Tensor, adapters: Sequence[Adapter | None]):
+def _prefill(model, ids: torch.Tensor, mask: torch.Tensor, adapters: Sequence[Adapter | None],
+             starts: Sequence[int] | None = None):
     import torch
     from transformers import DynamicCache
 
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     cache = DynamicCache(config=model.config)
-    with inject(model, adapters), torch.inference_mode():
+    with inject(model, adapters, starts), torch.inference_mode():
         out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1,
                     **{cache_kwarg(model): cache})
     return out.logits[:, -1, :], cache  # filled in place
@@ -76,7 +77,8 @@ def _left_pad(tensor: torch.Tensor, length: int) -> torch.Tensor:
     return F.pad(tensor, (0, 0, pad, 0)) if pad else tensor
 
 
-def _grouped_prefill(model, tokenizer, prompts: Sequence[list[int]], adapters: Sequence[Adapter | None]):
+def _grouped_prefill(model, tokenizer, prompts: Sequence[list[int]], adapters: Sequence[Adapter | None],
+                     starts: Sequence[int]):
     """Prefill rows grouped by identical prompt; join caches with left padding."""
     import torch
     from transformers import DynamicCache
@@ -92,7 +94,7 @@ def _grouped_prefill(model, tokenizer, prompts: Sequence[list[int]], adapters: S
     order: list[int] = []
     for ids, rows in groups.items():
         tensor = torch.tensor([list(ids)] * len(rows), dtype=torch.long, device=device)
-        group_logits, cache = _prefill(model, tensor, torch.ones_like(tensor), [adapters[r] for r in rows])
+        group_logits, cache = _prefill(model, tensor, torch.ones_like(tensor), [adapters[r] for r in rows], [starts[r] for r in rows])
         for i, row in enumerate(rows):
             logits[row] = group_logits[i]
         for layer_index, layer in enumerate(cache.layers):
@@ -183,8 +185,12 @@ def generate_rows(
     ignore_eos: bool = False,
     score_ids: Sequence[list[int]] = (),
     row_score_ids: Sequence[Sequence[list[int]]] | None = None,
+    adapt_from: Sequence[int] | None = None,
 ) -> list[RowResult]:
     """Greedy-decode every row in one batch; row i uses adapters[i] throughout.
+
+    `adapt_from[i]`: row i's adapter leaves its first `adapt_from[i]` prompt tokens alone (the passages
+    of a combine prompt, `engine.prompts.question_offset`); it acts on the rest and on every new token.
 
     `score_ids`: token ids of continuations (candidate answers) whose log-probability every row's
     prompt gives them, measured after the prefill and before decoding (`RowResult.scores`);
@@ -201,12 +207,17 @@ def generate_rows(
     encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
     stops = stop_token_ids(tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    starts = list(adapt_from) if adapt_from is not None else [0] * len(prompts)
+    if len(starts) != len(prompts):
+        raise ValueError(f"{len(prompts)} prompts but {len(starts)} adapt_from values")
     if _can_join_caches(model):
-        logits, cache, mask = _grouped_prefill(model, tokenizer, encoded, adapters)
+        logits, cache, mask = _grouped_prefill(model, tokenizer, encoded, adapters, starts)
     else:
         batch = tokenizer.pad({"input_ids": encoded}, return_tensors="pt", padding=True).to(model_device(model))
         mask = batch["attention_mask"]
-        logits, cache = _prefill(model, batch["input_ids"], mask, adapters)
+        width = mask.shape[1]  # left padding shifts each row's prompt right
+        padded = [start + width - len(ids) if start else 0 for start, ids in zip(starts, encoded, strict=True)]
+        logits, cache = _prefill(model, batch["input_ids"], mask, adapters, padded)
     positions = mask.sum(-1, keepdim=True) - 1
     active = [True] * len(prompts)
     cache_name = cache_kwarg(model)

@@ -59,7 +59,7 @@ def stack_rows(adapters: Sequence[Adapter | None], device: torch.device | str | 
     return stacked
 
 
-def _make_hook(a_t: torch.Tensor, b_t: torch.Tensor):
+def _make_hook(a_t: torch.Tensor, b_t: torch.Tensor, starts: torch.Tensor | None = None):
     import torch
 
     def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
@@ -67,21 +67,34 @@ def _make_hook(a_t: torch.Tensor, b_t: torch.Tensor):
         if x.shape[0] != a_t.shape[0]:
             raise ValueError(f"batch has {x.shape[0]} rows but {a_t.shape[0]} adapters were injected")
         delta = torch.bmm(torch.bmm(x.to(a_t.dtype), a_t), b_t)  # (batch, seq, out)
+        if starts is not None:
+            positions = torch.arange(x.shape[1], device=x.device)
+            delta = delta * (positions[None, :] >= starts[:, None]).unsqueeze(-1).to(delta.dtype)
         return output + delta.to(output.dtype)
 
     return hook
 
 
 @contextmanager
-def inject(model: nn.Module, adapters: Sequence[Adapter | None]) -> Iterator[None]:
-    """Add row i's low-rank delta to every adapted MLP projection while the context is open."""
+def inject(model: nn.Module, adapters: Sequence[Adapter | None], starts: Sequence[int] | None = None) -> Iterator[None]:
+    """Add row i's low-rank delta to every adapted MLP projection while the context is open.
+
+    `starts[i]`: row i's delta acts only on positions from this index on (a prompt's passages are
+    then read by the model as it is). For one forward pass over whole prompts: positions count
+    from the start of the tensor fed, so left padding must be counted in."""
+    import torch
+
     handles = []
     try:
         if any(ad is not None for ad in adapters):
             layers = decoder_layers(model)
-            for (layer, module), (a_t, b_t) in stack_rows(adapters, model_device(model)).items():
+            device = model_device(model)
+            if starts is not None and len(starts) != len(adapters):
+                raise ValueError(f"{len(starts)} starts for {len(adapters)} adapters")
+            from_ = torch.tensor(list(starts), device=device) if starts is not None and any(starts) else None
+            for (layer, module), (a_t, b_t) in stack_rows(adapters, device).items():
                 target = getattr(layers[layer].mlp, module)
-                handles.append(target.register_forward_hook(_make_hook(a_t, b_t)))
+                handles.append(target.register_forward_hook(_make_hook(a_t, b_t, from_)))
         yield
     finally:
         for handle in handles:

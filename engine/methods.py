@@ -78,6 +78,13 @@ weighting by retrieval score lets the passage that matches the question speak (w
 ORDERS = ("best-first", "best-last")
 """Passage order in the prompt: the papers' (best first), or best nearest the question, where a small model looks."""
 
+LORA_SPANS = ("all", "question")
+"""Which prompt tokens a combine method's LoRA acts on: every one (the papers'), or only those from the question on,
+so the passages in the prompt are read by the model as it is and the LoRA only answers (README, "What a PRAG LoRA
+stores": a LoRA trained on questions alone reads a passage differently from the model it was trained on)."""
+DEFAULT_LORA_SPAN = "question"
+"""Measured (README, "What a PRAG LoRA stores"): PRAG-combine answers more questions when its LoRA leaves the passages alone."""
+
 
 def check_choice(value: str, choices: Sequence[str], what: str) -> str:
     """A lower-cased member of `choices`, or one line saying which values exist."""

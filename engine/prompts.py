@@ -51,6 +51,26 @@ def generation_prompt(tokenizer: Any, question: str, passages: Sequence[Passage]
     return f"{render_chat(tokenizer, user_message(question, passages))}{ANSWER_PREFIX}"
 
 
+def question_offset(tokenizer: Any, question: str, passages: Sequence[Passage]) -> int:
+    """Tokens of `generation_prompt(...)` before its "Question:" line: the passages' part, which a LoRA
+    scoped to the question leaves to the model as it is (0 when there are no passages)."""
+    if not passages:
+        return 0
+    full = generation_prompt(tokenizer, question, passages)
+    cut = full.rfind(f"\n\nQuestion: {question.strip()}")
+    if cut < 0:
+        return 0
+    whole = tokenizer(full, add_special_tokens=False)["input_ids"]
+    before = tokenizer(full[: cut + 2], add_special_tokens=False)["input_ids"]
+    # The shared start of the two tokenizations: a merge across the cut counts as the question's.
+    same = 0
+    for a, b in zip(whole, before, strict=False):
+        if a != b:
+            break
+        same += 1
+    return same
+
+
 def training_text(tokenizer: Any, question: str, answer: str, passages: Sequence[Passage] = ()) -> str:
     """A whole PRAG training example: the prompt followed by "The answer is <answer>."."""
     answer = answer.strip().rstrip(".")

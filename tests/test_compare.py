@@ -13,7 +13,7 @@ from engine.errors import InputError
 from engine.explorer import AskRequest, Explorer
 from engine.generate import generate_rows
 from engine.methods import parse_methods
-from engine.prompts import generation_prompt
+from engine.prompts import generation_prompt, question_offset
 from engine.qa import load_qa
 from engine.retrieval import BM25Retriever
 from engine.store import LoraStore
@@ -41,6 +41,30 @@ def test_batched_rows_equal_rows_run_alone(loaded):
         alone = generate_rows(loaded.model, tok, [prompt], [ad], 6, ignore_eos=True, stop_at_newline=False)[0]
         assert row.token_ids == alone.token_ids
     assert all(len(r.token_ids) == 6 for r in batched)
+
+
+@pytest.mark.parametrize("joined", [True, False], ids=["grouped-prefill", "padded-prefill"])
+def test_a_lora_scoped_to_the_question_leaves_the_passages_to_the_model(loaded, monkeypatch, joined):
+    import engine.generate as generate
+
+    monkeypatch.setattr(generate, "_can_join_caches", lambda model: joined)  # padded: how sliding-window models run
+    tok = loaded.tokenizer
+    passages = load_corpus(None)[:2]
+    question = "Who wrote Hamlet?"
+    prompt = generation_prompt(tok, question, passages)
+    ids = tok(prompt, add_special_tokens=False)["input_ids"]
+    offset = question_offset(tok, question, passages)
+    assert tok.decode(ids[offset:]).lstrip("\n").startswith("Question: Who wrote Hamlet?")
+    assert passages[-1].text.split()[-1] in tok.decode(ids[:offset])
+    assert question_offset(tok, question, ()) == 0
+    adapter = random_adapter(loaded.arch, rank=4, scale=16.0, std=0.01, seed=3)
+    candidate = tok(" Shakespeare", add_special_tokens=False)["input_ids"]
+    short = generation_prompt(tok, "Who?")  # a shorter row: the padded prefill shifts the others' starts
+    rows = generate_rows(loaded.model, tok, [short, prompt, prompt, prompt, prompt], [None, None, adapter, adapter, adapter], 1,
+                         score_ids=[candidate], adapt_from=[0, 0, 0, offset, len(ids)])
+    bare, everywhere, from_question, on_no_prompt_token = (r.scores[0] for r in rows[1:])
+    assert on_no_prompt_token == pytest.approx(bare, abs=1e-3)  # the first new token reads only bare states
+    assert abs(from_question - bare) > 1e-2 and abs(from_question - everywhere) > 1e-2
 
 
 def test_six_methods_missing_artifacts_explain_themselves(explorer):

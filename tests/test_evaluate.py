@@ -443,3 +443,18 @@ def test_questions_batched_in_one_pass_answer_as_one_at_a_time(loaded, baseline,
             assert many["probes"] == pytest.approx(one["probes"], abs=0.05)
     with pytest.raises(InputError, match="questions per batch"):
         evaluate(EvalOptions(data=options.data, methods=TWO, limit=3, out_dir=tmp_path / "x", batch_questions=0), explorer=explorer)
+
+
+def test_the_lora_span_keys_only_the_combine_methods_predictions():
+    """A run with the LoRA scoped to the question re-runs PRAG-combine and DyPRAG-combine; RAG and PRAG keep their files."""
+    from engine.evaluate.predictions import methods_fingerprint
+    from engine.methods import METHODS
+
+    fp = {"model": "m", "top_k": 3, "max_new_tokens": 20, "corpus": None, "translator": {"digest": "t"}, "prag_lora": "r8",
+          "merge": "weighted", "order": "best-last", "lora_span": "question"}
+    for name in ("vanilla", "rag", "prag", "dyprag"):
+        assert "lora_span" not in methods_fingerprint(fp, [METHODS[name]]), name
+    for name in ("prag_combine", "dyprag_combine"):
+        assert methods_fingerprint(fp, [METHODS[name]])["lora_span"] == "question", name
+    papers = {k: v for k, v in fp.items() if k != "lora_span"}  # "all" is not written: records made before keep their keys
+    assert methods_fingerprint(papers, [METHODS["prag_combine"]]) != methods_fingerprint(fp, [METHODS["prag_combine"]])

@@ -107,3 +107,34 @@ def test_other_model_sizes_work():
     assert (arch.num_layers, arch.hidden_size, arch.intermediate_size) == (3, 16, 24)
     with inject(model, [random_adapter(arch, 2, std=0.3)]):
         assert (logits(model) - 0).abs().sum() > 0
+
+
+def test_a_start_leaves_the_earlier_positions_to_the_model_as_it_is(tiny):
+    arch = describe(tiny, "tiny")
+    adapter = random_adapter(arch, rank=2, scale=16.0, std=0.05, seed=5)
+    bare = logits(tiny)
+    with inject(tiny, [adapter]):
+        everywhere = logits(tiny)
+    with inject(tiny, [adapter], starts=[3]):
+        from_three = logits(tiny)
+    with inject(tiny, [adapter], starts=[0]):
+        from_zero = logits(tiny)
+    torch.testing.assert_close(from_three[0, :3], bare[0, :3], atol=1e-6, rtol=0)
+    torch.testing.assert_close(from_zero, everywhere, atol=1e-6, rtol=0)
+    later = from_three[0, 3:]
+    # From the start on the delta acts, on hidden states the adapter did not make before it.
+    assert (later - bare[0, 3:]).abs().max() > 1e-3 and (later - everywhere[0, 3:]).abs().max() > 1e-4
+
+
+def test_each_row_keeps_its_own_start(tiny):
+    arch = describe(tiny, "tiny")
+    adapter = random_adapter(arch, rank=2, scale=16.0, std=0.05, seed=6)
+    ids = torch.tensor([[5, 17, 33, 9, 64], [8, 2, 77, 41, 3]])
+    with inject(tiny, [adapter, adapter], starts=[2, 4]):
+        batched = logits(tiny, ids)
+    for row, start in ((0, 2), (1, 4)):
+        with inject(tiny, [adapter], starts=[start]):
+            torch.testing.assert_close(batched[row], logits(tiny, ids[row:row + 1])[0], atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="starts"):
+        with inject(tiny, [adapter], starts=[1, 2]):
+            pass

@@ -31,7 +31,7 @@ from textual.worker import Worker, WorkerState
 from engine.config import Settings, load_settings
 from engine.corpus import sample_questions_path
 from engine.errors import PragError
-from engine.methods import DEFAULT_MERGE, MERGES, METHODS, ORDERS
+from engine.methods import DEFAULT_LORA_SPAN, DEFAULT_MERGE, LORA_SPANS, MERGES, METHODS, ORDERS
 from engine.offline.recipes import RECIPES
 from engine.progress import Progress
 from engine.rerank import check_mode
@@ -71,6 +71,7 @@ class PragApp(App[None]):
         merge: str = DEFAULT_MERGE,
         order: str = "best-last",
         layers: tuple[int, int] | None = None,
+        lora_span: str = DEFAULT_LORA_SPAN,
     ) -> None:
         super().__init__()
         self.settings = settings or load_settings()
@@ -88,6 +89,7 @@ class PragApp(App[None]):
             merge=merge,
             order=order,
             layers=layers,
+            lora_span=lora_span,
         )
         """How questions run at first; the main screen holds the current options (palette and keys change them)."""
         self.export_dir = Path(export_dir) if export_dir is not None else default_export_dir(self.settings)
@@ -308,7 +310,7 @@ class PragApp(App[None]):
         self.main.options = replace(self.options, encode_missing=not self.options.encode_missing)
 
     def cycle(self, what: str, choices: Sequence[str]) -> None:
-        """The next value of an injection option (recipe, merge, order); the screen runs its question again."""
+        """The next value of an injection option (recipe, merge, order, LoRA span); the screen runs its question again."""
         current = getattr(self.options, what) or (self.settings.recipe if what == "recipe" else None)
         following = choices[(list(choices).index(current) + 1) % len(choices)] if current in choices else choices[0]
         self.main.options = replace(self.options, **{what: following})
@@ -381,6 +383,9 @@ class PragApp(App[None]):
                             "weighted by retrieval score; runs the question again", partial(self.cycle, "merge", MERGES))
         yield SystemCommand(f"Passage order: {options.order}", "best-last (nearest the question) or best-first (the papers'); "
                             "runs the question again", partial(self.cycle, "order", ORDERS))
+        yield SystemCommand(f"Combine LoRA span: {options.lora_span}", "question (the LoRA acts from the question on; the "
+                            "model reads the passages as it is) or all (every token, the papers'); runs the question again",
+                            partial(self.cycle, "lora_span", LORA_SPANS))
         layers = "all" if options.layers is None else f"{options.layers[0]}-{options.layers[1]}"
         yield SystemCommand(f"LoRA layers: {layers}", "Inject PRAG/DyPRAG only into a range of decoder layers: where the "
                             "knowledge acts", self.choose_layers)

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from engine.methods import DEFAULT_MERGE, METHODS
+from engine.methods import DEFAULT_LORA_SPAN, DEFAULT_MERGE, METHODS
 
 if TYPE_CHECKING:
     from engine.qa import QAItem
@@ -51,11 +51,14 @@ class RunOptions:
     """Passage order in the prompt (engine.methods.ORDERS)."""
     layers: tuple[int, int] | None = None
     """Inject PRAG/DyPRAG LoRAs only into these decoder layers; None = all."""
+    lora_span: str = DEFAULT_LORA_SPAN
+    """Which prompt tokens the combine methods' LoRA acts on (engine.methods.LORA_SPANS)."""
 
     def injection_label(self) -> str:
-        """Recipe, merge, order and layers in a few words, for the status line and notifications."""
+        """Recipe, merge, order, layers and LoRA span in a few words, for the status line and notifications."""
         layers = "all layers" if self.layers is None else f"layers {self.layers[0]}-{self.layers[1]}"
-        return f"recipe {self.recipe or 'as opened'} · merge {self.merge} · {self.order} · {layers}"
+        span = "combine LoRA on the question" if self.lora_span == "question" else "combine LoRA on every token"
+        return f"recipe {self.recipe or 'as opened'} · merge {self.merge} · {self.order} · {layers} · {span}"
 
 
 @dataclass(frozen=True)

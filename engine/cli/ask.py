@@ -19,7 +19,7 @@ from engine.cli.common import (
     quiet_libraries,
     settings_from,
 )
-from engine.methods import DEFAULT_MERGE
+from engine.methods import DEFAULT_LORA_SPAN, DEFAULT_MERGE
 
 
 def _norm_summary(norms: list[dict] | None) -> str:
@@ -91,6 +91,7 @@ def register(app: typer.Typer) -> None:
         layers: options.Layers = None,
         merge: options.Merge = DEFAULT_MERGE,
         order: options.Order = "best-last",
+        lora_span: options.LoraSpan = DEFAULT_LORA_SPAN,
         as_json: options.AsJson = False,
     ) -> None:
         """Answer QUESTION with each method on the same model, side by side."""
@@ -103,7 +104,7 @@ def register(app: typer.Typer) -> None:
 
         chosen = parse_methods(methods)
         validate_question(question)
-        merge, order, layer_range = injection_flags(merge, order, layers)
+        merge, order, layer_range, lora_span = injection_flags(merge, order, layers, lora_span)
         scores = tuple(score or ())
         if any(not text.strip() for text in scores):
             raise InputError("--score was given an empty answer", "pass the candidate answer's text, e.g. --score \"Paris\"")
@@ -127,7 +128,7 @@ def register(app: typer.Typer) -> None:
                     progress(event.answer.progress)
 
             request = AskRequest(question, tuple(chosen), settings.top_k, settings.max_new_tokens, rerank, candidates, encode,
-                                 scores=scores, layers=layer_range, merge=merge, order=order)
+                                 scores=scores, layers=layer_range, merge=merge, order=order, lora_span=lora_span)
             comparison = explorer.ask(request, show_encoding)
         failed = [a for a in comparison.answers if a.error]
         if failed and len(failed) == len(comparison.answers):

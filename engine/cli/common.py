@@ -160,8 +160,10 @@ def cancel_on_sigint() -> Iterator[threading.Event]:
         signal.signal(signal.SIGINT, previous)
 
 
-def injection_flags(merge: str, order: str, layers: str | None) -> tuple[str, str, tuple[int, int] | None]:
-    """--merge, --order and --layers checked (one line and exit 2 when wrong): the same on ask, eval and tui."""
-    from engine.methods import MERGES, ORDERS, check_choice, parse_layers
+def injection_flags(merge: str, order: str, layers: str | None, lora_span: str,
+                    ) -> tuple[str, str, tuple[int, int] | None, str]:
+    """--merge, --order, --layers and --lora-span checked (one line and exit 2 when wrong): the same on ask, eval and tui."""
+    from engine.methods import LORA_SPANS, MERGES, ORDERS, check_choice, parse_layers
 
-    return check_choice(merge, MERGES, "merge"), check_choice(order, ORDERS, "passage order"), parse_layers(layers)
+    return (check_choice(merge, MERGES, "merge"), check_choice(order, ORDERS, "passage order"), parse_layers(layers),
+            check_choice(lora_span, LORA_SPANS, "LoRA span"))

@@ -24,7 +24,7 @@ from engine.cli.common import (
     settings_from,
 )
 from engine.errors import InputError
-from engine.methods import DEFAULT_MERGE
+from engine.methods import DEFAULT_LORA_SPAN, DEFAULT_MERGE
 from engine.validate import not_negative
 
 if TYPE_CHECKING:
@@ -193,6 +193,7 @@ def register(app: typer.Typer) -> None:
         layers: options.Layers = None,
         merge: options.Merge = DEFAULT_MERGE,
         order: options.Order = "best-last",
+        lora_span: options.LoraSpan = DEFAULT_LORA_SPAN,
         probes: Annotated[bool, typer.Option(
             "--probes/--no-probes", help="Score the gold (and conflict) answers' log-probability under every method.")] = True,
         as_json: options.AsJson = False,
@@ -267,7 +268,7 @@ def register(app: typer.Typer) -> None:
             raise InputError("--coverage is about PRAG LoRAs, and --methods has no PRAG method", "add prag or prag_combine")
         if against is not None and against not in [m.name for m in chosen]:
             raise InputError(f"--against {against}: that method is not among --methods", f"add {against} to --methods")
-        merge, order, layer_range = injection_flags(merge, order, layers)
+        merge, order, layer_range, lora_span = injection_flags(merge, order, layers, lora_span)
         settings = settings_from(model=model, translator=translator, store=store, top_k=top_k, max_new_tokens=max_new_tokens,
                                  device=device, dtype=dtype,
                                  recipe=recipe,
@@ -281,7 +282,7 @@ def register(app: typer.Typer) -> None:
             data=data, methods=chosen, limit=limit, offset=offset, group=group, top_k=settings.top_k,
             max_new_tokens=settings.max_new_tokens,
             corpus=corpus, index=index, out_dir=out, encode_missing=encode, rerank=rerank, candidates=candidates,
-            reranker_model=reranker_model, probes=probes, merge=merge, order=order, layers=layer_range,
+            reranker_model=reranker_model, probes=probes, merge=merge, order=order, layers=layer_range, lora_span=lora_span,
             batch_questions=batch_questions, reuse=reuse,
         )
         quiet_libraries()

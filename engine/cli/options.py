@@ -86,6 +86,9 @@ Merge = Annotated[str, typer.Option(
 Order = Annotated[str, typer.Option(
     help="Passage order in RAG and combine prompts: best-last (nearest the question, where a small model looks) "
          "or best-first (the papers').")]
+LoraSpan = Annotated[str, typer.Option(
+    help="Which prompt tokens the combine methods' LoRA acts on: question (from the question on; the model reads the "
+         "passages as it is) or all (the papers').")]
 
 # --- PRAG LoRAs, offline stages, Ray --------------------------------------------------------------------
 

@@ -22,7 +22,7 @@ from engine.cli.common import (
     positive_flag,
     settings_from,
 )
-from engine.methods import DEFAULT_MERGE
+from engine.methods import DEFAULT_LORA_SPAN, DEFAULT_MERGE
 
 
 def _with_reranker(reranker_model: Path):
@@ -69,6 +69,7 @@ def register(app: typer.Typer) -> None:
         layers: options.Layers = None,
         merge: options.Merge = DEFAULT_MERGE,
         order: options.Order = "best-last",
+        lora_span: options.LoraSpan = DEFAULT_LORA_SPAN,
     ) -> None:
         """Open the terminal explorer: passages, six methods side by side, LoRA norms, knowledge conflicts.
 
@@ -80,7 +81,7 @@ def register(app: typer.Typer) -> None:
         from engine.rerank import check_mode
 
         rerank = check_mode(rerank)
-        merge, order, layer_range = injection_flags(merge, order, layers)
+        merge, order, layer_range, lora_span = injection_flags(merge, order, layers, lora_span)
         positive_flag(candidates, "--candidates")
         check_reranker_model(reranker_model, rerank)
         existing_path(corpus, "corpus")
@@ -98,7 +99,7 @@ def register(app: typer.Typer) -> None:
         from tui.app import PragApp  # deferred: Textual is only needed here
 
         app = PragApp(settings, data=data, encode_missing=encode, export_dir=export_dir, rerank=rerank, candidates=candidates,
-                      merge=merge, order=order, layers=layer_range,
+                      merge=merge, order=order, layers=layer_range, lora_span=lora_span,
                       engine_factory=_with_reranker(reranker_model) if reranker_model is not None else None)
         app.run()
         if app.startup_error is not None:

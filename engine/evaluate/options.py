@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.methods import DEFAULT_MERGE, METHODS, Method
+from engine.methods import DEFAULT_LORA_SPAN, DEFAULT_MERGE, METHODS, Method
 
 REFERENCE_MAX_NEW_TOKENS = 20
 """The reference's generation budget for direct answers."""
@@ -47,6 +47,8 @@ class EvalOptions:
     """How the passages' PRAG LoRAs combine (engine.methods.MERGES)."""
     order: str = "best-last"
     """Passage order in the prompt (engine.methods.ORDERS)."""
+    lora_span: str = DEFAULT_LORA_SPAN
+    """Which prompt tokens a combine method's LoRA acts on (engine.methods.LORA_SPANS)."""
     layers: tuple[int, int] | None = None
     """Inject PRAG/DyPRAG LoRAs only into these layers; None = all."""
     batch_questions: int = 1

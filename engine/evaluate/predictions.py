@@ -138,6 +138,7 @@ def fingerprint(explorer: Explorer, options: EvalOptions, translator_path: Path 
         **({"dtype": dtype} if (dtype := explorer.loaded.placement.dtype) != "float32" else {}),  # float32 keys stay as they were
         **({"merge": options.merge} if options.merge != "sum" else {}),
         **({"order": options.order} if options.order != "best-first" else {}),
+        **({"lora_span": options.lora_span} if options.lora_span != "all" else {}),  # records of "all" keep their keys
         **({"layers": list(options.layers)} if options.layers is not None else {}),
         **({"rerank": {"mode": options.rerank, "candidates": options.candidates,
                        **({"model": str(options.reranker_model)} if options.reranker_model else {})}}
@@ -151,7 +152,8 @@ def methods_fingerprint(fp: dict[str, Any], methods: Sequence[Method]) -> dict[s
     kept = {**fp, "translator": fp["translator"] if AdapterSource.DYPRAG in sources else None,
             "prag_lora": fp["prag_lora"] if AdapterSource.PRAG in sources else None}
     unread = {"merge": AdapterSource.PRAG not in sources, "layers": sources <= {AdapterSource.NONE},
-              "order": all(m.prompt is not PromptKind.PASSAGES for m in methods)}
+              "order": all(m.prompt is not PromptKind.PASSAGES for m in methods),
+              "lora_span": not any(m.prompt is PromptKind.PASSAGES and m.adapter is not AdapterSource.NONE for m in methods)}
     return {k: v for k, v in kept.items() if not unread.get(k, False)}
 
 

@@ -49,7 +49,7 @@ def _request(explorer: Explorer, item: QAItem, options: EvalOptions, files: dict
     request = AskRequest(item.question, methods, options.top_k, options.max_new_tokens, options.rerank, options.candidates,
                          options.encode_missing, hits=None if dynamic else tuple(given), pool=tuple(given) if dynamic else None,
                          scores=probes.candidates() if options.probes else (), layers=options.layers, merge=options.merge,
-                         order=options.order)
+                         order=options.order, lora_span=options.lora_span)
     return request, probes
 
 

@@ -413,7 +413,7 @@ def test_fake_engine_asks_streams_and_cancels_like_the_real_one():
 
 
 async def test_injection_toggles_run_the_question_again_with_the_new_choice(make_app):
-    """Recipe, merge and passage order from the palette reach the engine's next AskRequest at once."""
+    """Recipe, merge, passage order and LoRA span from the palette reach the engine's next AskRequest at once."""
     engine = FakeExplorer()
     app = make_app(lambda settings, progress: engine)
     async with app.run_test(size=(120, 40)) as pilot:
@@ -422,19 +422,20 @@ async def test_injection_toggles_run_the_question_again_with_the_new_choice(make
         await pilot.press("enter")
         await wait_idle(pilot)
         first = engine.asks[-1]
-        assert (first.recipe, first.merge, first.order) == (None, "weighted", "best-last")
+        assert (first.recipe, first.merge, first.order, first.lora_span) == (None, "weighted", "best-last", "question")
         assert first.scores  # a QA-file question: its gold answers are probed
 
         def command(prefix: str):
             return next(c for c in app.get_system_commands(app.main) if c.title.startswith(prefix)).callback
 
-        for prefix in ("PRAG merge: weighted", "Passage order: best-last", "PRAG recipe: facts"):
+        for prefix in ("PRAG merge: weighted", "Passage order: best-last", "PRAG recipe: facts", "Combine LoRA span: question"):
             command(prefix)()
             await wait_until(pilot, lambda n=len(engine.asks): len(engine.asks) > n, 10, f"a new run after {prefix}")
             await wait_idle(pilot)
         last = engine.asks[-1]
-        assert (last.merge, last.order, last.recipe) == ("sum", "best-first", "reference")
+        assert (last.merge, last.order, last.recipe, last.lora_span) == ("sum", "best-first", "reference", "all")
         assert app.options.injection_label().startswith("recipe reference · merge sum · best-first")
+        assert app.options.injection_label().endswith("combine LoRA on every token")
 
 
 async def test_an_expanded_passage_lists_what_its_prag_lora_learns(make_app):

@@ -207,8 +207,8 @@ class MainScreen(Screen):
             self._rerank_changed(new)
         if new.encode_missing != old.encode_missing:
             self._encode_changed(new.encode_missing)
-        injection = (new.recipe, new.merge, new.order, new.layers)
-        if injection != (old.recipe, old.merge, old.order, old.layers):
+        injection = (new.recipe, new.merge, new.order, new.layers, new.lora_span)
+        if injection != (old.recipe, old.merge, old.order, old.layers, old.lora_span):
             self._injection_changed(new)
 
     def _injection_changed(self, options: RunOptions) -> None:
@@ -272,7 +272,7 @@ class MainScreen(Screen):
         probes = ProbeSet.for_item(item).candidates() if item is not None else ()
         ask = AskRequest(question, methods, options.top_k, options.max_new_tokens, options.rerank, options.candidates,
                          options.encode_missing, hits=hits, scores=probes, layers=options.layers, merge=options.merge,
-                         order=options.order, recipe=options.recipe)
+                         order=options.order, lora_span=options.lora_span, recipe=options.recipe)
         self._start(RunRequest(self.run_id + 1, ask, item, reranked))
 
     def _start(self, request: RunRequest) -> None:
