@@ -422,20 +422,20 @@ async def test_injection_toggles_run_the_question_again_with_the_new_choice(make
         await pilot.press("enter")
         await wait_idle(pilot)
         first = engine.asks[-1]
-        assert (first.recipe, first.merge, first.order, first.lora_span) == (None, "weighted", "best-last", "question")
+        assert (first.recipe, first.merge, first.order, first.lora_span) == (None, "weighted", "best-last", "all")
         assert first.scores  # a QA-file question: its gold answers are probed
 
         def command(prefix: str):
             return next(c for c in app.get_system_commands(app.main) if c.title.startswith(prefix)).callback
 
-        for prefix in ("PRAG merge: weighted", "Passage order: best-last", "PRAG recipe: facts", "Combine LoRA span: question"):
+        for prefix in ("PRAG merge: weighted", "Passage order: best-last", "PRAG recipe: facts", "Combine LoRA span: all"):
             command(prefix)()
             await wait_until(pilot, lambda n=len(engine.asks): len(engine.asks) > n, 10, f"a new run after {prefix}")
             await wait_idle(pilot)
         last = engine.asks[-1]
-        assert (last.merge, last.order, last.recipe, last.lora_span) == ("sum", "best-first", "reference", "all")
+        assert (last.merge, last.order, last.recipe, last.lora_span) == ("sum", "best-first", "reference", "question")
         assert app.options.injection_label().startswith("recipe reference · merge sum · best-first")
-        assert app.options.injection_label().endswith("combine LoRA on every token")
+        assert app.options.injection_label().endswith("combine LoRA on the question")
 
 
 async def test_an_expanded_passage_lists_what_its_prag_lora_learns(make_app):
