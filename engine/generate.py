@@ -78,12 +78,13 @@ def _left_pad(tensor: torch.Tensor, length: int) -> torch.Tensor:
 
 
 def _grouped_prefill(model, tokenizer, prompts: Sequence[list[int]], adapters: Sequence[Adapter | None],
-                     starts: Sequence[int]):
+                     starts: Sequence[int] | None = None):
     """Prefill rows grouped by identical prompt; join caches with left padding."""
     import torch
     from transformers import DynamicCache
 
     device = model_device(model)
+    starts = list(starts) if starts is not None else [0] * len(prompts)
     groups: dict[tuple[int, ...], list[int]] = {}
     for row, ids in enumerate(prompts):
         groups.setdefault(tuple(ids), []).append(row)
