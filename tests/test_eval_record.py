@@ -189,3 +189,27 @@ def test_the_readme_coverage_tables_are_the_shipped_records(record, data):
     readme = (root / "README.md").read_text(encoding="utf-8")
     lines = ["| " + " | ".join(row) + " |" for row in rows]
     assert title in readme and all(line in readme for line in lines), [line for line in lines if line not in readme]
+
+
+SPAN_ROWS = {
+    "fictional-top1": ("25 fictional (top-1 of the sample corpus)", None),
+    "fictional-top3": ("25 fictional (top-3, best last)", None),
+    "popqa-dev-201-280": ("PopQA 201-280, held out (its 2 passages)", SHARED_DATA / "popqa-dev.jsonl"),
+    "nqswap-dev-64": ("NQ-Swap 1-64 (its one passage)", SHARED_DATA / "nqswap-dev.jsonl"),
+}
+
+
+@pytest.mark.parametrize("run", sorted(SPAN_ROWS))
+def test_the_readme_lora_span_table_is_the_shipped_records(run):
+    """Each row of "Where the combine methods' LoRA acts" is what `--rescore` makes of its record under assets/results/lora-span."""
+    label, data = SPAN_ROWS[run]
+    if data is not None and not data.is_file():
+        pytest.skip(f"{data} is not beside this checkout")
+    root = Path(__file__).resolve().parent.parent
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    for span in ("all", "question"):
+        result = rescore(root / "assets" / "results" / "lora-span" / f"{run}-{span}.record.jsonl", data)
+        cells = [f"{result.methods[m].em:.3f} / {result.methods[m].f1:.3f}" if m in result.methods else "(no LoRAs encoded)"
+                 for m in ("rag", "prag_combine", "dyprag_combine")]
+        row = f"| {label} | `{span}` | " + " | ".join(cells) + " |"
+        assert row in readme, row
