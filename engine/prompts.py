@@ -62,13 +62,17 @@ def question_offset(tokenizer: Any, question: str, passages: Sequence[Passage]) 
         return 0
     whole = tokenizer(full, add_special_tokens=False)["input_ids"]
     before = tokenizer(full[: cut + 2], add_special_tokens=False)["input_ids"]
-    # The shared start of the two tokenizations: a merge across the cut counts as the question's.
-    same = 0
-    for a, b in zip(whole, before, strict=False):
-        if a != b:
-            break
-        same += 1
-    return same
+    return shared_prefix([whole, before])  # a merge across the cut counts as the question's
+
+
+def shared_prefix(rows: Sequence[Sequence[int]]) -> int:
+    """Tokens every row starts with (the chat template and system prompt before each question)."""
+    first = rows[0]
+    length = min(len(row) for row in rows)
+    for index in range(length):
+        if any(row[index] != first[index] for row in rows):
+            return index
+    return length
 
 
 def training_text(tokenizer: Any, question: str, answer: str, passages: Sequence[Passage] = ()) -> str:

@@ -37,7 +37,7 @@ from engine.models import MLP_MODULES, LoadedModel, ModelArch
 from engine.offline.frozen import FrozenBelow
 from engine.offline.records import AugmentFile, AugmentFn, AugmentRecord, FailedPassage, QAPair, load_augment, save_augment
 from engine.progress import ProgressCallback, check_cancel, report
-from engine.prompts import generation_prompt, training_text
+from engine.prompts import generation_prompt, shared_prefix, training_text
 from engine.store import QA_VERSIONS, EncodeConfig, LoraStore
 from engine.validate import positive
 
@@ -179,16 +179,6 @@ class TrainedLora:
     adapter: Adapter
     losses: list[float] = field(default_factory=list)
     """Loss of every optimizer step, in order."""
-
-
-def shared_prefix(rows: Sequence[Sequence[int]]) -> int:
-    """Tokens every row starts with (the chat template and system prompt before each question)."""
-    first = rows[0]
-    length = min(len(row) for row in rows)
-    for index in range(length):
-        if any(row[index] != first[index] for row in rows):
-            return index
-    return length
 
 
 def answer_loss(model, batch: Batch, adapter: Adapter | None) -> torch.Tensor:
