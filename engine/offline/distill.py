@@ -345,7 +345,7 @@ def distill_translator(
         done_in_epoch = max(math.ceil(state.index / config.batch_size), 1)
         means = {t: state.sums[t] / done_in_epoch for t in DISTILL_TERMS} if state.index else state.last
         weights = {"combine": config.combine_weight, "hidden": config.hidden_weight, "locality": config.locality_weight}
-        text = " ".join(f"{t} {means.get(t, 0.0):.3g}" for t in DISTILL_TERMS[:-1] if weights.get(t, 1.0))
+        text = " ".join(f"{t} {means.get(t, 0.0):.3g}" for t in DISTILL_TERMS if t != "total" and weights.get(t, 1.0))
         report(progress, label, state.step, total, text)
 
     def step(positions: list[int]) -> dict[str, torch.Tensor]:
